@@ -1,0 +1,17 @@
+/**
+ * A seeded source of standard-normal noise that reproduces one of torch's generators value for value.
+ * The stream continues across calls, as a torch.Generator does: the second `randn` after `manual_seed` gives what
+ * torch's second `torch.randn(..., generator=g)` gives.
+ */
+export interface NoiseGenerator {
+  /** Which torch generator this reproduces. */
+  readonly device: RngDevice;
+  /** Equivalent of `torch.randn(shape, generator=g)` for a tensor of `count` elements, in C order. */
+  randn(count: number): Float32Array;
+}
+
+export type RngDevice = 'cpu' | 'cuda';
+export const RNG_DEVICES: readonly RngDevice[] = ['cpu', 'cuda'];
+
+/** Seeds are unsigned 64-bit, as torch's manual_seed accepts (0 … 2^64−1). */
+export const MAX_SEED = (1n << 64n) - 1n;
