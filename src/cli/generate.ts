@@ -1,0 +1,161 @@
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { InvalidRequestError } from '../diffusion/errors.js';
+import { loadPipeline } from '../diffusion/load.js';
+import { DEFAULT_CFG, DEFAULT_STEPS, type GenerationRequest } from '../diffusion/pipeline.js';
+import { encodePng, formatInfotext } from '../diffusion/png.js';
+import { parseSeed, randomSeed } from '../diffusion/rng/index.js';
+import { RNG_DEVICES, type RngDevice } from '../diffusion/rng/types.js';
+import { schedulerDisplayName } from '../diffusion/schedulers/index.js';
+import { SCHEDULER_NAMES, TIMESTEP_SPACINGS, type SchedulerName, type TimestepSpacing } from '../diffusion/schedulers/types.js';
+import { parseProviderChoice, type ProviderChoice } from '../diffusion/providers.js';
+import { ProgressBar } from './progress.js';
+
+function integer(label: string, min: number, max: number) {
+  return (text: string): number => {
+    const value = Number(text);
+    if (!/^-?\d+$/.test(text.trim()) || !Number.isSafeInteger(value)) throw new InvalidArgumentError(`${label} must be a whole number (got "${text}").`);
+    if (value < min || value > max) throw new InvalidArgumentError(`${label} must be between ${min} and ${max} (got ${value}).`);
+    return value;
+  };
+}
+
+function decimal(label: string) {
+  return (text: string): number => {
+    const value = Number(text);
+    if (text.trim() === '' || !Number.isFinite(value)) throw new InvalidArgumentError(`${label} must be a number (got "${text}").`);
+    return value;
+  };
+}
+
+interface GenerateOptions {
+  model?: string;
+  prompt: string;
+  negative: string;
+  seed?: bigint;
+  steps: number;
+  cfg: number;
+  width: number;
+  height: number;
+  scheduler?: SchedulerName;
+  karras?: boolean;
+  timestepSpacing?: TimestepSpacing;
+  rng: RngDevice;
+  batch: number;
+  promptSyntax: 'plain';
+  provider: ProviderChoice;
+  safety: boolean;
+  out: string;
+}
+
+export interface GenerateCommandDefaults {
+  /** The configured model folder, used when --model is not given. */
+  modelPath?: () => string | undefined;
+  provider?: ProviderChoice;
+}
+
+export function registerGenerateCommand(program: Command, defaults: GenerateCommandDefaults = {}): void {
+  program
+    .command('generate')
+    .description('Generate images from a prompt and write them as PNG files (DIR/0.png … DIR/<N-1>.png).')
+    .option('--model <dir>', 'model folder in diffusers ONNX layout (default: model.path from the config)')
+    .requiredOption('--prompt <text>', 'what to draw')
+    .option('--negative <text>', 'negative prompt', '')
+    .option('--seed <n>', 'seed, 0 … 2^64−1 (default: random, printed)', (text) => {
+      try {
+        return parseSeed(text);
+      } catch (error) {
+        throw new InvalidArgumentError((error as Error).message);
+      }
+    })
+    .option('--steps <n>', 'denoising steps', integer('steps', 1, 1000), DEFAULT_STEPS)
+    .option('--cfg <x>', 'classifier-free guidance scale (≤ 1 disables guidance)', decimal('cfg'), DEFAULT_CFG)
+    .option('--width <w>', 'image width, a multiple of 8', integer('width', 8, 4096), 512)
+    .option('--height <h>', 'image height, a multiple of 8', integer('height', 8, 4096), 512)
+    .addOption(new Option('--scheduler <name>', "scheduler (default: the model's scheduler_config.json)").choices([...SCHEDULER_NAMES]))
+    .option('--karras', 'use Karras sigmas (euler, euler_a, dpmpp_2m, lms)')
+    .addOption(new Option('--timestep-spacing <spacing>', "timestep spacing (default: the scheduler's own)").choices([...TIMESTEP_SPACINGS]))
+    .addOption(new Option('--rng <device>', "which torch generator the noise reproduces: cpu (torch.Generator('cpu')) or cuda (Philox)").choices([...RNG_DEVICES]).default('cpu'))
+    .option('--batch <n>', 'images per prompt', integer('batch', 1, 8), 1)
+    .addOption(new Option('--prompt-syntax <syntax>', "prompt syntax: plain = diffusers' literal text, truncated at 77 tokens").choices(['plain']).default('plain'))
+    .option('--provider <name>', 'execution provider: auto, cuda, webgpu or cpu', (text) => {
+      try {
+        return parseProviderChoice(text);
+      } catch (error) {
+        throw new InvalidArgumentError((error as Error).message);
+      }
+    })
+    .option('--no-safety', "skip the model's safety checker")
+    .requiredOption('--out <dir>', 'output folder')
+    .action(async (options: GenerateOptions) => {
+      await runGenerate(options, defaults);
+    });
+}
+
+async function runGenerate(options: GenerateOptions, defaults: GenerateCommandDefaults): Promise<void> {
+  const modelPath = options.model ?? defaults.modelPath?.();
+  if (!modelPath) throw new InvalidRequestError('no model: pass --model DIR or set model.path in the config (see `imagine-bot models --help`).');
+  if (options.width % 8 !== 0 || options.height % 8 !== 0) {
+    throw new InvalidRequestError(`width and height must be multiples of 8 (got ${options.width}x${options.height}).`);
+  }
+  const seed = options.seed ?? randomSeed();
+  if (options.seed === undefined) process.stderr.write(`seed: ${seed}\n`);
+
+  const pipeline = await loadPipeline(modelPath, {
+    provider: options.provider ?? defaults.provider ?? 'auto',
+    safetyChecker: options.safety,
+    log: (line) => process.stderr.write(`${line}\n`),
+  });
+  try {
+    const request: GenerationRequest = {
+      prompt: options.prompt,
+      negativePrompt: options.negative,
+      seed,
+      steps: options.steps,
+      cfg: options.cfg,
+      width: options.width,
+      height: options.height,
+      scheduler: options.scheduler,
+      karras: options.karras,
+      timestepSpacing: options.timestepSpacing,
+      rng: options.rng,
+      batch: options.batch,
+      safetyCheck: options.safety,
+    };
+    const truncated = pipeline.model.tokenizer.truncatedTokenCount(options.prompt);
+    if (truncated > 0) process.stderr.write(`warning: the prompt is ${truncated} token(s) too long; the end is ignored, as diffusers does.\n`);
+    const bar = new ProgressBar('generating', options.steps);
+    bar.update(0, true);
+    const result = await pipeline.generate(request, { onProgress: ({ step }) => bar.update(step) });
+    bar.finish();
+
+    await mkdir(options.out, { recursive: true });
+    const sampler = schedulerDisplayName(result.scheduler, { karras: options.karras });
+    for (const image of result.images) {
+      const infotext = formatInfotext({
+        prompt: options.prompt,
+        negativePrompt: options.negative,
+        steps: options.steps,
+        sampler,
+        cfg: options.cfg,
+        seed,
+        width: image.width,
+        height: image.height,
+        model: pipeline.model.name,
+        extra: {
+          RNG: options.rng === 'cpu' ? 'CPU' : 'NV',
+          ...(options.batch > 1 ? { 'Batch size': options.batch, 'Batch pos': image.index } : {}),
+        },
+      });
+      const path = join(options.out, `${image.index}.png`);
+      await writeFile(path, await encodePng(image.rgb, image.width, image.height, infotext));
+      const flag = image.nsfw ? ' (flagged by the safety checker)' : '';
+      process.stdout.write(`${path}${flag}\n`);
+    }
+    const seconds = (result.timings.totalMs / 1000).toFixed(1);
+    process.stderr.write(`done in ${seconds}s (${sampler}, ${options.steps} steps, seed ${seed})\n`);
+  } finally {
+    await pipeline.model.release();
+  }
+}

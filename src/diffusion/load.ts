@@ -1,0 +1,27 @@
+import { loadStableDiffusionModel } from './model.js';
+import { StableDiffusionPipeline } from './pipeline.js';
+import { openSession, resolveProvider, type ProviderChoice, type ProviderName } from './providers.js';
+
+export interface LoadPipelineOptions {
+  provider: ProviderChoice;
+  safetyChecker?: boolean;
+  /** One line per event: provider chosen (and why others failed), each part loaded, total load time. */
+  log?: (line: string) => void;
+}
+
+/**
+ * Loads a model folder once onto the chosen execution provider. `auto` probes providers with the text encoder
+ * (the smallest part) so a failing provider is found before the big UNet is read.
+ */
+export async function loadPipeline(folder: string, options: LoadPipelineOptions): Promise<StableDiffusionPipeline & { provider: ProviderName }> {
+  const log = options.log ?? (() => {});
+  const started = performance.now();
+  const { provider } = await resolveProvider(options.provider, `${folder}/text_encoder/model.onnx`, log);
+  const model = await loadStableDiffusionModel(folder, {
+    createSession: (file) => openSession(file, provider),
+    safetyChecker: options.safetyChecker,
+    onProgress: ({ part, index, total }) => log(`loading ${part} (${index + 1}/${total}) on ${provider}`),
+  });
+  log(`model ${model.name} loaded on ${provider} in ${((performance.now() - started) / 1000).toFixed(1)}s`);
+  return Object.assign(new StableDiffusionPipeline(model), { provider });
+}

@@ -1,0 +1,233 @@
+import { readFile, stat } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import type { InferenceSession } from 'onnxruntime-node';
+import { ModelFileError } from './errors.js';
+import { loadClipTokenizer, type ClipTokenizer } from './tokenizer.js';
+import type { SchedulerConfig } from './schedulers/types.js';
+
+/** The element types ONNX Runtime reports in session metadata that our tensors can take. */
+export type TensorDtype = 'float32' | 'float16' | 'int32' | 'int64' | 'bool';
+
+export interface TensorContract {
+  name: string;
+  dtype: TensorDtype;
+  /** Dimensions as exported: numbers for fixed axes, names for dynamic ones. */
+  shape: readonly (number | string)[];
+}
+
+/** One ONNX model of the pipeline with what its metadata says about its inputs and outputs. */
+export interface ModelPart {
+  /** e.g. `unet/model.onnx`, relative to the model folder (used in error messages). */
+  readonly file: string;
+  readonly session: InferenceSession;
+  readonly inputs: ReadonlyMap<string, TensorContract>;
+  readonly outputs: ReadonlyMap<string, TensorContract>;
+}
+
+export interface ImageProcessorConfig {
+  crop_size?: { height: number; width: number } | number;
+  do_center_crop?: boolean;
+  do_convert_rgb?: boolean;
+  do_normalize?: boolean;
+  do_rescale?: boolean;
+  do_resize?: boolean;
+  image_mean?: number[];
+  image_std?: number[];
+  resample?: number;
+  rescale_factor?: number;
+  size?: { shortest_edge?: number; height?: number; width?: number } | number;
+}
+
+export interface StableDiffusionModel {
+  readonly folder: string;
+  /** The folder's name, shown in PNG metadata as A1111's `Model:`. */
+  readonly name: string;
+  readonly modelIndex: Record<string, unknown>;
+  readonly tokenizer: ClipTokenizer;
+  readonly schedulerConfig: SchedulerConfig;
+  readonly textEncoder: ModelPart;
+  readonly unet: ModelPart;
+  readonly vaeDecoder: ModelPart;
+  readonly vaeEncoder: ModelPart | null;
+  readonly safetyChecker: { part: ModelPart; preprocessor: ImageProcessorConfig } | null;
+  /** Latent scaling of the VAE; SD 1.5's 0.18215 unless the folder's vae config says otherwise. */
+  readonly vaeScalingFactor: number;
+  /** Spatial downsampling of the VAE (8 for SD). */
+  readonly vaeScaleFactor: number;
+  release(): Promise<void>;
+}
+
+/** Creates an ONNX Runtime session for one model file; the provider module decides where it runs. */
+export type SessionFactory = (modelFile: string) => Promise<InferenceSession>;
+
+export interface LoadModelOptions {
+  createSession: SessionFactory;
+  /** Load the safety checker when the folder has one (default true). */
+  safetyChecker?: boolean;
+  /** Load the VAE encoder (image-to-image); not needed for text-to-image (default false). */
+  vaeEncoder?: boolean;
+  /** Called as each part starts loading, for progress output. */
+  onProgress?: (event: { part: string; index: number; total: number }) => void;
+}
+
+const SD15_VAE_SCALING_FACTOR = 0.18215;
+
+async function isFile(path: string): Promise<boolean> {
+  try {
+    return (await stat(path)).isFile();
+  } catch {
+    return false;
+  }
+}
+
+async function readJsonFile<T>(folder: string, relative: string): Promise<T> {
+  let text: string;
+  try {
+    text = await readFile(join(folder, relative), 'utf8');
+  } catch {
+    throw new ModelFileError(relative, 'file is missing');
+  }
+  try {
+    return JSON.parse(text) as T;
+  } catch (error) {
+    throw new ModelFileError(relative, `is not valid JSON (${(error as Error).message})`);
+  }
+}
+
+function toDtype(type: string, file: string, name: string): TensorDtype {
+  switch (type) {
+    case 'float32':
+    case 'float16':
+    case 'int32':
+    case 'int64':
+    case 'bool':
+      return type;
+    default:
+      throw new ModelFileError(file, `tensor ${name} has type ${type}, which the pipeline does not support`);
+  }
+}
+
+function contracts(
+  file: string,
+  names: readonly string[],
+  metadata: readonly InferenceSession.ValueMetadata[],
+): Map<string, TensorContract> {
+  const map = new Map<string, TensorContract>();
+  // ORT JS reports metadata as a positional array aligned with inputNames / outputNames.
+  names.forEach((name, index) => {
+    const meta = metadata[index];
+    if (!meta || !meta.isTensor) throw new ModelFileError(file, `input/output ${name} is not a tensor`);
+    map.set(name, { name, dtype: toDtype(meta.type, file, name), shape: meta.shape });
+  });
+  return map;
+}
+
+async function openPart(folder: string, file: string, createSession: SessionFactory): Promise<ModelPart> {
+  const path = join(folder, file);
+  if (!(await isFile(path))) throw new ModelFileError(file, 'file is missing');
+  let session: InferenceSession;
+  try {
+    session = await createSession(path);
+  } catch (error) {
+    throw new ModelFileError(file, describeLoadFailure(error), { cause: error });
+  }
+  return {
+    file,
+    session,
+    inputs: contracts(file, session.inputNames, session.inputMetadata),
+    outputs: contracts(file, session.outputNames, session.outputMetadata),
+  };
+}
+
+/** ONNX Runtime's load errors are long and technical; keep the part a person can act on. */
+function describeLoadFailure(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  const externalData = /External data path|external data|model\.onnx_data|weights\.pb/i.exec(message);
+  if (externalData) {
+    return 'its external weights file (weights.pb or model.onnx_data beside it) is missing or unreadable';
+  }
+  if (/protobuf parsing failed|Protobuf parsing failed|INVALID_PROTOBUF|Load model .* failed/i.test(message)) {
+    return 'is not a valid ONNX model (corrupt or truncated file?)';
+  }
+  const firstLine = message.split('\n')[0] ?? message;
+  return `cannot be loaded by ONNX Runtime: ${firstLine.slice(0, 300)}`;
+}
+
+function requireInputs(part: ModelPart, names: string[]): void {
+  for (const name of names) {
+    if (!part.inputs.has(name)) {
+      throw new ModelFileError(part.file, `has no input named ${name} (inputs: ${[...part.inputs.keys()].join(', ')})`);
+    }
+  }
+}
+
+/**
+ * Loads a Stable Diffusion model folder in diffusers' ONNX layout (OnnxStableDiffusionPipeline from
+ * convert_stable_diffusion_checkpoint_to_onnx.py, or optimum's ORTStableDiffusionPipeline). Every missing or
+ * corrupt file becomes a one-line ModelFileError naming the file.
+ */
+export async function loadStableDiffusionModel(folder: string, options: LoadModelOptions): Promise<StableDiffusionModel> {
+  const root = resolve(folder);
+  try {
+    if (!(await stat(root)).isDirectory()) throw new Error('not a folder');
+  } catch {
+    throw new ModelFileError(folder, 'model folder does not exist');
+  }
+  const modelIndex = await readJsonFile<Record<string, unknown>>(root, 'model_index.json');
+  const schedulerConfig = await readJsonFile<SchedulerConfig>(root, 'scheduler/scheduler_config.json');
+  const tokenizer = await loadClipTokenizer(join(root, 'tokenizer'));
+
+  const wantSafety = (options.safetyChecker ?? true) && (await isFile(join(root, 'safety_checker/model.onnx')));
+  const wantEncoder = (options.vaeEncoder ?? false) && (await isFile(join(root, 'vae_encoder/model.onnx')));
+  const plan = ['text_encoder', 'unet', 'vae_decoder', ...(wantEncoder ? ['vae_encoder'] : []), ...(wantSafety ? ['safety_checker'] : [])];
+  const parts = new Map<string, ModelPart>();
+  try {
+    for (const [index, name] of plan.entries()) {
+      options.onProgress?.({ part: name, index, total: plan.length });
+      parts.set(name, await openPart(root, `${name}/model.onnx`, options.createSession));
+    }
+  } catch (error) {
+    await Promise.allSettled([...parts.values()].map((part) => part.session.release()));
+    throw error;
+  }
+  const textEncoder = parts.get('text_encoder')!;
+  const unet = parts.get('unet')!;
+  const vaeDecoder = parts.get('vae_decoder')!;
+  requireInputs(textEncoder, ['input_ids']);
+  requireInputs(unet, ['sample', 'timestep', 'encoder_hidden_states']);
+  requireInputs(vaeDecoder, ['latent_sample']);
+
+  let safetyChecker: StableDiffusionModel['safetyChecker'] = null;
+  const safetyPart = parts.get('safety_checker');
+  if (safetyPart) {
+    requireInputs(safetyPart, ['clip_input', 'images']);
+    const preprocessor = await readJsonFile<ImageProcessorConfig>(root, 'feature_extractor/preprocessor_config.json');
+    safetyChecker = { part: safetyPart, preprocessor };
+  }
+
+  // Exports that carry the VAE's config (optimum writes vae_decoder/config.json) may give another scaling factor.
+  let vaeScalingFactor = SD15_VAE_SCALING_FACTOR;
+  if (await isFile(join(root, 'vae_decoder/config.json'))) {
+    const vaeConfig = await readJsonFile<{ scaling_factor?: number }>(root, 'vae_decoder/config.json');
+    if (typeof vaeConfig.scaling_factor === 'number') vaeScalingFactor = vaeConfig.scaling_factor;
+  }
+
+  const name = root.split(/[\\/]/).filter(Boolean).pop() ?? 'model';
+  return {
+    folder: root,
+    name,
+    modelIndex,
+    tokenizer,
+    schedulerConfig,
+    textEncoder,
+    unet,
+    vaeDecoder,
+    vaeEncoder: parts.get('vae_encoder') ?? null,
+    safetyChecker,
+    vaeScalingFactor,
+    vaeScaleFactor: 8,
+    async release() {
+      await Promise.allSettled([...parts.values()].map((part) => part.session.release()));
+    },
+  };
+}

@@ -1,0 +1,344 @@
+import * as ort from 'onnxruntime-node';
+import { CancelledError, InvalidRequestError } from './errors.js';
+import { toFloat16Into, toFloat32Into } from './fp16.js';
+import type { ModelPart, StableDiffusionModel, TensorContract } from './model.js';
+import { createNoiseGenerator } from './rng/index.js';
+import { MAX_SEED, type NoiseGenerator, type RngDevice } from './rng/types.js';
+import { createScheduler } from './schedulers/index.js';
+import type { Scheduler, SchedulerName, TimestepSpacing } from './schedulers/types.js';
+import { checkSafety } from './safety.js';
+
+export interface GenerationRequest {
+  prompt: string;
+  /** Empty string when none, as diffusers does for the unconditional half. */
+  negativePrompt?: string;
+  seed: bigint;
+  steps: number;
+  /** Classifier-free guidance scale; ≤ 1 runs the UNet on the prompt alone, as diffusers does. */
+  cfg: number;
+  width: number;
+  height: number;
+  /** Defaults to the scheduler named by the model's scheduler_config.json. */
+  scheduler?: SchedulerName;
+  karras?: boolean;
+  timestepSpacing?: TimestepSpacing;
+  /** Which torch generator the noise reproduces (default cpu, as diffusers recommends for reproducibility). */
+  rng?: RngDevice;
+  /** Images per prompt, drawn from one generator as one (n, 4, h, w) tensor, like diffusers' num_images_per_prompt. */
+  batch?: number;
+  /** Run the model's safety checker when it has one (default true). */
+  safetyCheck?: boolean;
+}
+
+export type LatentShape = readonly [number, number, number, number];
+
+export interface StepProgress {
+  /** 1-based index of the step just finished. */
+  step: number;
+  totalSteps: number;
+  timestep: number;
+  /** Latents after this step; valid only during the callback (copy to keep). */
+  latents: Float32Array;
+  shape: LatentShape;
+}
+
+export interface GenerateOptions {
+  onProgress?: (progress: StepProgress) => void | Promise<void>;
+  signal?: AbortSignal;
+}
+
+export interface GeneratedImage {
+  index: number;
+  width: number;
+  height: number;
+  /** 8-bit RGB, row-major HWC: diffusers' `(x/2 + 0.5).clamp(0, 1) * 255` rounded. */
+  rgb: Uint8Array;
+  /** The safety checker's verdict, or null when it did not run. */
+  nsfw: boolean | null;
+}
+
+export interface GenerationResult {
+  images: GeneratedImage[];
+  /** Final latents before VAE decoding, shape (n, 4, h, w). */
+  latents: Float32Array;
+  latentShape: LatentShape;
+  scheduler: SchedulerName;
+  timesteps: Float64Array;
+  /** Prompt tokens beyond the encoder's context length, dropped as diffusers drops them. */
+  truncatedTokens: number;
+  timings: { textEncoderMs: number; denoiseMs: number; decodeMs: number; safetyMs: number; totalMs: number };
+}
+
+export const DEFAULT_STEPS = 30;
+export const DEFAULT_CFG = 7;
+export const MAX_BATCH = 8;
+export const MAX_STEPS = 1000;
+const MAX_PIXELS = 2048 * 2048;
+
+/** Checks a request before any work starts, so every mistake is one clear sentence. */
+export function validateRequest(request: GenerationRequest): void {
+  const { width, height, steps, cfg } = request;
+  const batch = request.batch ?? 1;
+  for (const [label, value] of [
+    ['width', width],
+    ['height', height],
+  ] as const) {
+    if (!Number.isInteger(value) || value <= 0) throw new InvalidRequestError(`${label} must be a positive whole number of pixels (got ${value}).`);
+    if (value % 8 !== 0) throw new InvalidRequestError(`${label} must be a multiple of 8 (got ${value}).`);
+    if (value < 64) throw new InvalidRequestError(`${label} must be at least 64 pixels (got ${value}).`);
+  }
+  if (width * height > MAX_PIXELS) throw new InvalidRequestError(`${width}x${height} is too large (at most ${MAX_PIXELS} pixels).`);
+  if (!Number.isInteger(steps) || steps < 1 || steps > MAX_STEPS) throw new InvalidRequestError(`steps must be a whole number from 1 to ${MAX_STEPS} (got ${steps}).`);
+  if (!Number.isFinite(cfg) || cfg < 0 || cfg > 100) throw new InvalidRequestError(`cfg must be a number from 0 to 100 (got ${cfg}).`);
+  if (!Number.isInteger(batch) || batch < 1 || batch > MAX_BATCH) throw new InvalidRequestError(`batch must be a whole number from 1 to ${MAX_BATCH} (got ${batch}).`);
+  if (typeof request.seed !== 'bigint' || request.seed < 0n || request.seed > MAX_SEED) throw new InvalidRequestError(`seed must be a whole number from 0 to ${MAX_SEED}.`);
+  if (typeof request.prompt !== 'string') throw new InvalidRequestError('prompt must be text.');
+}
+
+/**
+ * Feeds one float input of a session, whatever dtype the model wants (float32, or float16 for fp16 exports),
+ * from a float32 buffer the pipeline owns. Buffers are allocated once per generation, not per step.
+ */
+class FloatFeed {
+  private readonly half: Uint16Array | null;
+  readonly tensor: ort.Tensor;
+  constructor(contract: TensorContract, readonly data: Float32Array, dims: readonly number[]) {
+    if (contract.dtype === 'float16') {
+      this.half = new Uint16Array(data.length);
+      this.tensor = new ort.Tensor('float16', this.half, dims);
+    } else if (contract.dtype === 'float32') {
+      this.half = null;
+      this.tensor = new ort.Tensor('float32', data, dims);
+    } else {
+      throw new InvalidRequestError(`input ${contract.name} has type ${contract.dtype}; a float tensor was expected.`);
+    }
+  }
+  /** Call after writing `data`: converts to the model's dtype when it differs. */
+  sync(): ort.Tensor {
+    if (this.half) toFloat16Into(this.data, this.half);
+    return this.tensor;
+  }
+}
+
+/** Reads a float output (float32 or float16) into a float32 buffer. */
+function readFloatOutput(tensor: ort.Tensor, into: Float32Array): Float32Array {
+  if (tensor.type === 'float32') {
+    into.set(tensor.data as Float32Array);
+  } else if (tensor.type === 'float16') {
+    toFloat32Into(tensor.data as Uint16Array, into);
+  } else {
+    throw new Error(`unexpected output type ${tensor.type}`);
+  }
+  return into;
+}
+
+function firstOutput(part: ModelPart, outputs: ort.InferenceSession.OnnxValueMapType): ort.Tensor {
+  const name = part.session.outputNames[0]!;
+  return outputs[name] as ort.Tensor;
+}
+
+function timestepTensor(contract: TensorContract, timestep: number, batch: number): ort.Tensor {
+  switch (contract.dtype) {
+    case 'float32':
+      return new ort.Tensor('float32', new Float32Array(batch).fill(timestep), [batch]);
+    case 'float16': {
+      const half = new Uint16Array(batch);
+      toFloat16Into(new Float32Array(batch).fill(timestep), half);
+      return new ort.Tensor('float16', half, [batch]);
+    }
+    // Integer timesteps truncate like numpy's astype, as diffusers' ONNX pipeline feeds them.
+    case 'int64':
+      return new ort.Tensor('int64', new BigInt64Array(batch).fill(BigInt(Math.trunc(timestep))), [batch]);
+    case 'int32':
+      return new ort.Tensor('int32', new Int32Array(batch).fill(Math.trunc(timestep)), [batch]);
+    default:
+      throw new InvalidRequestError(`unet timestep has unsupported type ${contract.dtype}.`);
+  }
+}
+
+function idsTensor(contract: TensorContract, ids: Int32Array[], length: number): ort.Tensor {
+  const dims = [ids.length, length];
+  if (contract.dtype === 'int64') {
+    const data = new BigInt64Array(ids.length * length);
+    ids.forEach((row, r) => row.forEach((id, c) => (data[r * length + c] = BigInt(id))));
+    return new ort.Tensor('int64', data, dims);
+  }
+  if (contract.dtype === 'int32') {
+    const data = new Int32Array(ids.length * length);
+    ids.forEach((row, r) => data.set(row, r * length));
+    return new ort.Tensor('int32', data, dims);
+  }
+  throw new InvalidRequestError(`text encoder input_ids has unsupported type ${contract.dtype}.`);
+}
+
+/** numpy/torch round half to even, as `(x * 255).round()` does. */
+function roundHalfEven(value: number): number {
+  const floor = Math.floor(value);
+  const diff = value - floor;
+  if (diff > 0.5) return floor + 1;
+  if (diff < 0.5) return floor;
+  return floor % 2 === 0 ? floor : floor + 1;
+}
+
+function throwIfAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw new CancelledError();
+}
+
+/**
+ * Stable Diffusion text-to-image exactly as diffusers' StableDiffusionPipeline computes it, over ONNX Runtime.
+ * One instance holds one loaded model and is shared by every job; `generate` calls must not overlap (the queue's
+ * single worker guarantees that).
+ */
+export class StableDiffusionPipeline {
+  constructor(readonly model: StableDiffusionModel) {}
+
+  /** The scheduler the model's own config names, used when a request names none. */
+  createScheduler(request: Pick<GenerationRequest, 'scheduler' | 'karras' | 'timestepSpacing'>): Scheduler {
+    return createScheduler(request.scheduler, this.model.schedulerConfig, {
+      karras: request.karras,
+      timestepSpacing: request.timestepSpacing,
+    });
+  }
+
+  /** Text embeddings for [negative × n, prompt × n] (or prompt × n without guidance), flat, plus their dims. */
+  async encodeText(prompt: string, negativePrompt: string, batch: number, withGuidance: boolean): Promise<{ embeddings: Float32Array; dims: number[] }> {
+    const { tokenizer, textEncoder } = this.model;
+    const rows = withGuidance ? [tokenizer.encode(negativePrompt), tokenizer.encode(prompt)] : [tokenizer.encode(prompt)];
+    const inputIds = textEncoder.inputs.get('input_ids')!;
+    const outputs = await textEncoder.session.run({ input_ids: idsTensor(inputIds, rows, tokenizer.maxLength) });
+    const hidden = firstOutput(textEncoder, outputs);
+    const [rowCount, sequence, width] = hidden.dims as [number, number, number];
+    const perRow = sequence * width;
+    const encoded = readFloatOutput(hidden, new Float32Array(rowCount * perRow));
+    // Repeat each row n times: [neg × n, prompt × n], the order diffusers concatenates for guidance.
+    const embeddings = new Float32Array(rowCount * batch * perRow);
+    for (let r = 0; r < rowCount; r++) {
+      const row = encoded.subarray(r * perRow, (r + 1) * perRow);
+      for (let i = 0; i < batch; i++) embeddings.set(row, (r * batch + i) * perRow);
+    }
+    return { embeddings, dims: [rowCount * batch, sequence, width] };
+  }
+
+  async generate(request: GenerationRequest, options: GenerateOptions = {}): Promise<GenerationResult> {
+    validateRequest(request);
+    const started = performance.now();
+    const { signal, onProgress } = options;
+    const batch = request.batch ?? 1;
+    const guidance = request.cfg > 1;
+    const { model } = this;
+    const latentHeight = request.height / model.vaeScaleFactor;
+    const latentWidth = request.width / model.vaeScaleFactor;
+    const latentShape: LatentShape = [batch, 4, latentHeight, latentWidth];
+    const latentCount = batch * 4 * latentHeight * latentWidth;
+
+    const scheduler = this.createScheduler(request);
+    scheduler.setTimesteps(request.steps);
+    const generator: NoiseGenerator = createNoiseGenerator(request.rng ?? 'cpu', request.seed);
+    throwIfAborted(signal);
+
+    const textStarted = performance.now();
+    const text = await this.encodeText(request.prompt, request.negativePrompt ?? '', batch, guidance);
+    const textEncoderMs = performance.now() - textStarted;
+
+    // Initial noise: one draw of the whole (n, 4, h, w) tensor, scaled by the scheduler's init_noise_sigma.
+    let latents = generator.randn(latentCount);
+    if (scheduler.initNoiseSigma !== 1) for (let i = 0; i < latentCount; i++) latents[i] = latents[i]! * scheduler.initNoiseSigma;
+
+    const unet = model.unet;
+    const unetBatch = guidance ? 2 * batch : batch;
+    const sampleFeed = new FloatFeed(unet.inputs.get('sample')!, new Float32Array(unetBatch * latentCount / batch), [unetBatch, 4, latentHeight, latentWidth]);
+    const textFeed = new FloatFeed(unet.inputs.get('encoder_hidden_states')!, text.embeddings, text.dims);
+    const textTensor = textFeed.sync();
+    const timestepContract = unet.inputs.get('timestep')!;
+    const noiseOut = new Float32Array(unetBatch * latentCount / batch);
+    const guided = guidance ? new Float32Array(latentCount) : noiseOut;
+    const cfg = request.cfg;
+
+    const denoiseStarted = performance.now();
+    const timesteps = scheduler.timesteps;
+    for (let index = 0; index < timesteps.length; index++) {
+      throwIfAborted(signal);
+      const t = timesteps[index]!;
+      const scaled = scheduler.scaleModelInput(latents, t);
+      sampleFeed.data.set(scaled, 0);
+      if (guidance) sampleFeed.data.set(scaled, latentCount);
+      const outputs = await unet.session.run({
+        sample: sampleFeed.sync(),
+        timestep: timestepTensor(timestepContract, t, unetBatch),
+        encoder_hidden_states: textTensor,
+      });
+      readFloatOutput(firstOutput(unet, outputs), noiseOut);
+      if (guidance) {
+        // noise = uncond + cfg · (cond − uncond); the first half of the batch is the unconditional one.
+        for (let i = 0; i < latentCount; i++) {
+          const uncond = noiseOut[i]!;
+          guided[i] = uncond + cfg * (noiseOut[latentCount + i]! - uncond);
+        }
+      }
+      latents = scheduler.step(guided, t, latents, generator);
+      if (onProgress) await onProgress({ step: index + 1, totalSteps: timesteps.length, timestep: t, latents, shape: latentShape });
+    }
+    const denoiseMs = performance.now() - denoiseStarted;
+    const finalLatents = Float32Array.from(latents);
+
+    throwIfAborted(signal);
+    const decodeStarted = performance.now();
+    const images: GeneratedImage[] = [];
+    const floatImages: Float32Array[] = [];
+    for (let i = 0; i < batch; i++) {
+      const { rgb, float } = await this.decode(finalLatents, latentShape, i);
+      images.push({ index: i, width: request.width, height: request.height, rgb, nsfw: null });
+      floatImages.push(float);
+    }
+    const decodeMs = performance.now() - decodeStarted;
+
+    const safetyStarted = performance.now();
+    if ((request.safetyCheck ?? true) && model.safetyChecker) {
+      for (const image of images) {
+        throwIfAborted(signal);
+        image.nsfw = await checkSafety(model.safetyChecker, image.rgb, floatImages[image.index]!, image.width, image.height);
+      }
+    }
+    const safetyMs = performance.now() - safetyStarted;
+
+    return {
+      images,
+      latents: finalLatents,
+      latentShape,
+      scheduler: scheduler.name,
+      timesteps: Float64Array.from(timesteps),
+      truncatedTokens: model.tokenizer.truncatedTokenCount(request.prompt),
+      timings: { textEncoderMs, denoiseMs, decodeMs, safetyMs, totalMs: performance.now() - started },
+    };
+  }
+
+  /**
+   * VAE-decodes image `index` (one at a time keeps memory flat for big batches) and post-processes as diffusers:
+   * `(x / 2 + 0.5).clamp(0, 1)`, then ×255 rounded half to even. Returns 8-bit RGB and the float image (HWC).
+   */
+  async decode(latents: Float32Array, shape: LatentShape, index: number): Promise<{ rgb: Uint8Array; float: Float32Array }> {
+    const [, channels, h, w] = shape;
+    const { vaeDecoder, vaeScalingFactor } = this.model;
+    const perImage = channels * h * w;
+    const input = new Float32Array(perImage);
+    const source = latents.subarray(index * perImage, (index + 1) * perImage);
+    for (let i = 0; i < perImage; i++) input[i] = source[i]! / vaeScalingFactor;
+    const feed = new FloatFeed(vaeDecoder.inputs.get('latent_sample')!, input, [1, channels, h, w]);
+    const outputs = await vaeDecoder.session.run({ latent_sample: feed.sync() });
+    const sample = firstOutput(vaeDecoder, outputs);
+    const [, , height, width] = sample.dims as [number, number, number, number];
+    const planar = readFloatOutput(sample, new Float32Array(3 * height * width));
+    const plane = height * width;
+    const rgb = new Uint8Array(plane * 3);
+    const float = new Float32Array(plane * 3);
+    for (let p = 0; p < plane; p++) {
+      for (let c = 0; c < 3; c++) {
+        const value = Math.fround(Math.fround(planar[c * plane + p]! / 2) + 0.5);
+        const clamped = value < 0 ? 0 : value > 1 ? 1 : value;
+        float[p * 3 + c] = clamped;
+        rgb[p * 3 + c] = roundHalfEven(Math.fround(clamped * 255));
+      }
+    }
+    return { rgb, float };
+  }
+}
