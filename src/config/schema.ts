@@ -1,0 +1,157 @@
+/**
+ * The shape of Imagine's configuration, with the rule for every value written as a sentence fragment
+ * ("must be an integer between 1 and 150") so the loader can print one readable line per problem.
+ *
+ * Defaults live in config/default.json, not here: one place to read them, and the file documents itself.
+ */
+import { z } from 'zod';
+
+/** Every schema built here carries this one message for every way a value can be wrong. */
+function rule<T extends z.ZodType>(schema: (message: { error: string }) => T, message: string): T {
+  return schema({ error: message });
+}
+
+const intBetween = (min: number, max: number) =>
+  rule((m) => z.int(m).min(min, m).max(max, m), `must be an integer between ${min} and ${max}`);
+
+const numberBetween = (min: number, max: number) =>
+  rule((m) => z.number(m).min(min, m).max(max, m), `must be a number between ${min} and ${max}`);
+
+const oneOf = <const T extends readonly [string, ...string[]]>(values: T) =>
+  rule((m) => z.enum(values, m), `must be one of ${values.join(', ')}`);
+
+const bool = () => rule((m) => z.boolean(m), 'must be true or false');
+
+const text = () => rule((m) => z.string(m), 'must be a string');
+
+const nonEmptyText = () => rule((m) => z.string(m).min(1, m), 'must be a non-empty string');
+
+const httpUrl = () =>
+  rule(
+    (m) => z.string(m).regex(/^https?:\/\/[^\s/]+(\/\S*)?$/, m),
+    'must be an http(s) URL such as https://discord.com/api',
+  );
+
+/** Discord ids are 64-bit integers written in decimal, 17 to 20 digits for anything created since 2015. */
+export const SNOWFLAKE = /^\d{17,20}$/;
+const snowflake = () => rule((m) => z.string(m).regex(SNOWFLAKE, m), 'must be a Discord id (17 to 20 digits)');
+
+/** "512x768": width x height, both multiples of 8 (the VAE downsamples by 8) between 64 and 2048. */
+export const SIZE_PATTERN = /^(\d+)x(\d+)$/;
+export function parseSize(size: string): { width: number; height: number } | undefined {
+  const match = SIZE_PATTERN.exec(size);
+  if (!match) return undefined;
+  const width = Number(match[1]);
+  const height = Number(match[2]);
+  const ok = (side: number) => side >= 64 && side <= 2048 && side % 8 === 0;
+  return ok(width) && ok(height) ? { width, height } : undefined;
+}
+const imageSize = () =>
+  rule(
+    (m) => z.string(m).refine((value) => parseSize(value) !== undefined, m),
+    'must be WIDTHxHEIGHT with both sides multiples of 8 between 64 and 2048, e.g. "512x512"',
+  );
+
+export const PROVIDERS = ['auto', 'cuda', 'webgpu', 'cpu'] as const;
+export const RNG_DEVICES = ['cpu', 'cuda'] as const;
+export const NSFW_POLICIES = ['spoiler', 'blur', 'withhold'] as const;
+export const PREVIEW_FORMATS = ['webp', 'jpeg'] as const;
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+export const configSchema = z.strictObject({
+  discord: z.strictObject({
+    /** Only ever from the environment (DISCORD_TOKEN); absent until the owner has created the application. */
+    token: nonEmptyText().optional(),
+    /** Only ever from the environment (DISCORD_APP_ID). */
+    appId: snowflake().optional(),
+    apiBase: httpUrl(),
+    cdnBase: httpUrl(),
+    /** Deploy slash commands to this one guild (instant) instead of globally (up to an hour). */
+    devGuildId: rule((m) => z.union([z.null(), z.string().regex(SNOWFLAKE)], m), 'must be null or a Discord id (17 to 20 digits)'),
+  }),
+  model: z.strictObject({
+    /** A model folder, or a Hugging Face repo id (owner/name[@revision]) resolved from the Hub cache; "" = none yet. */
+    path: text(),
+    provider: oneOf(PROVIDERS),
+    safetyChecker: bool(),
+  }),
+  generation: z.strictObject({
+    defaults: z.strictObject({
+      steps: intBetween(1, 150),
+      cfg: numberBetween(0, 30),
+      size: imageSize(),
+      /** null = the scheduler named in the model's scheduler/scheduler_config.json. */
+      scheduler: rule((m) => z.union([z.null(), z.string().min(1)], m), 'must be null (the model\'s own) or a scheduler name'),
+      negative: text(),
+    }),
+    limits: z.strictObject({
+      maxSteps: intBetween(1, 150),
+      maxCfg: numberBetween(0, 30),
+      maxCount: intBetween(1, 8),
+      sizes: rule((m) => z.array(imageSize(), m).min(1, m), 'must be a non-empty list of sizes such as ["512x512"]'),
+    }),
+    rng: oneOf(RNG_DEVICES),
+  }),
+  queue: z.strictObject({
+    maxPerUser: intBetween(1, 100),
+    maxPerGuild: intBetween(1, 1000),
+    maxTotal: intBetween(1, 10000),
+  }),
+  preview: z.strictObject({
+    enabled: bool(),
+    /** Discord allows about 5 message edits per 5 s per channel; 1500 ms leaves room for the rest of the bot. */
+    minIntervalMs: intBetween(250, 60000),
+    format: oneOf(PREVIEW_FORMATS),
+    /** Longest side of a preview image in pixels. */
+    size: intBetween(64, 1024),
+  }),
+  safety: z.strictObject({
+    nsfwPolicy: oneOf(NSFW_POLICIES),
+    checkInNsfwChannels: bool(),
+  }),
+  rateLimit: z.strictObject({
+    jobs: intBetween(1, 1000),
+    minutes: intBetween(1, 1440),
+    cooldownSeconds: intBetween(0, 3600),
+    daily: intBetween(0, 100000),
+  }),
+  storage: z.strictObject({
+    dataDir: nonEmptyText(),
+    /** null = <dataDir>/imagine.sqlite. */
+    sqlitePath: rule((m) => z.union([z.null(), z.string().min(1)], m), 'must be null or a file path'),
+    /** "" = the embedded SQLite file; otherwise a keyv URL such as redis://localhost:6379. */
+    keyvUrl: rule(
+      (m) => z.string(m).refine((value) => value === '' || /^[a-z][a-z0-9+.-]*:\/\/\S+$/i.test(value), m),
+      'must be "" (SQLite) or a URL such as redis://localhost:6379',
+    ),
+  }),
+  hub: z.strictObject({
+    /** HF_ENDPOINT: the Hugging Face Hub (or a mirror, or the tests' local server). */
+    endpoint: httpUrl(),
+    /** The Hub cache folder; "" = HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub. */
+    cacheDir: text(),
+    /** Only ever from the environment (HF_TOKEN). */
+    token: nonEmptyText().optional(),
+  }),
+  log: z.strictObject({
+    level: oneOf(LOG_LEVELS),
+  }),
+});
+
+export type ConfigInput = z.infer<typeof configSchema>;
+
+/**
+ * The configuration the rest of the program reads: paths are absolute, and derived values are filled in
+ * (storage.sqlitePath, hub.cacheDir), so no consumer repeats the defaulting rules.
+ */
+export type Config = Omit<ConfigInput, 'storage' | 'hub'> & {
+  storage: Omit<ConfigInput['storage'], 'sqlitePath'> & { sqlitePath: string };
+  hub: Omit<ConfigInput['hub'], 'cacheDir'> & { cacheDir: string };
+};
+
+/** Keys that hold secrets: they come from the environment only, and are refused in JSON files. */
+export const SECRET_KEYS: ReadonlyArray<{ path: string; env: string }> = [
+  { path: 'discord.token', env: 'DISCORD_TOKEN' },
+  { path: 'discord.appId', env: 'DISCORD_APP_ID' },
+  { path: 'hub.token', env: 'HF_TOKEN' },
+];
