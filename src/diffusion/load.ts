@@ -1,3 +1,5 @@
+import { stat } from 'node:fs/promises';
+import { ModelFileError } from './errors.js';
 import { loadStableDiffusionModel } from './model.js';
 import { StableDiffusionPipeline } from './pipeline.js';
 import { openSession, resolveProvider, type ProviderChoice, type ProviderName } from './providers.js';
@@ -16,6 +18,9 @@ export interface LoadPipelineOptions {
 export async function loadPipeline(folder: string, options: LoadPipelineOptions): Promise<StableDiffusionPipeline & { provider: ProviderName }> {
   const log = options.log ?? (() => {});
   const started = performance.now();
+  // Check the folder before probing providers with its files, so a wrong path reads as one.
+  const isFolder = await stat(folder).then((info) => info.isDirectory(), () => false);
+  if (!isFolder) throw new ModelFileError(folder, 'model folder does not exist');
   const { provider } = await resolveProvider(options.provider, `${folder}/text_encoder/model.onnx`, log);
   const model = await loadStableDiffusionModel(folder, {
     createSession: (file) => openSession(file, provider),

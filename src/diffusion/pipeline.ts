@@ -66,7 +66,17 @@ export interface GenerationResult {
   timesteps: Float64Array;
   /** Prompt tokens beyond the encoder's context length, dropped as diffusers drops them. */
   truncatedTokens: number;
-  timings: { textEncoderMs: number; denoiseMs: number; decodeMs: number; safetyMs: number; totalMs: number };
+  timings: {
+    textEncoderMs: number;
+    denoiseMs: number;
+    /** Time inside the UNet's session.run over all steps. */
+    unetMs: number;
+    /** Denoising time spent in Node around the UNet (input prep, guidance, scheduler), callbacks excluded. */
+    nodeStepMs: number;
+    decodeMs: number;
+    safetyMs: number;
+    totalMs: number;
+  };
 }
 
 export const DEFAULT_STEPS = 30;
@@ -255,6 +265,8 @@ export class StableDiffusionPipeline {
     const cfg = request.cfg;
 
     const denoiseStarted = performance.now();
+    let unetMs = 0;
+    let callbackMs = 0;
     const timesteps = scheduler.timesteps;
     for (let index = 0; index < timesteps.length; index++) {
       throwIfAborted(signal);
@@ -262,11 +274,10 @@ export class StableDiffusionPipeline {
       const scaled = scheduler.scaleModelInput(latents, t);
       sampleFeed.data.set(scaled, 0);
       if (guidance) sampleFeed.data.set(scaled, latentCount);
-      const outputs = await unet.session.run({
-        sample: sampleFeed.sync(),
-        timestep: timestepTensor(timestepContract, t, unetBatch),
-        encoder_hidden_states: textTensor,
-      });
+      const feeds = { sample: sampleFeed.sync(), timestep: timestepTensor(timestepContract, t, unetBatch), encoder_hidden_states: textTensor };
+      const runStarted = performance.now();
+      const outputs = await unet.session.run(feeds);
+      unetMs += performance.now() - runStarted;
       readFloatOutput(firstOutput(unet, outputs), noiseOut);
       if (guidance) {
         // noise = uncond + cfg · (cond − uncond); the first half of the batch is the unconditional one.
@@ -276,9 +287,14 @@ export class StableDiffusionPipeline {
         }
       }
       latents = scheduler.step(guided, t, latents, generator);
-      if (onProgress) await onProgress({ step: index + 1, totalSteps: timesteps.length, timestep: t, latents, shape: latentShape });
+      if (onProgress) {
+        const callbackStarted = performance.now();
+        await onProgress({ step: index + 1, totalSteps: timesteps.length, timestep: t, latents, shape: latentShape });
+        callbackMs += performance.now() - callbackStarted;
+      }
     }
     const denoiseMs = performance.now() - denoiseStarted;
+    const nodeStepMs = denoiseMs - unetMs - callbackMs;
     const finalLatents = Float32Array.from(latents);
 
     throwIfAborted(signal);
@@ -308,7 +324,7 @@ export class StableDiffusionPipeline {
       scheduler: scheduler.name,
       timesteps: Float64Array.from(timesteps),
       truncatedTokens: model.tokenizer.truncatedTokenCount(request.prompt),
-      timings: { textEncoderMs, denoiseMs, decodeMs, safetyMs, totalMs: performance.now() - started },
+      timings: { textEncoderMs, denoiseMs, unetMs, nodeStepMs, decodeMs, safetyMs, totalMs: performance.now() - started },
     };
   }
 

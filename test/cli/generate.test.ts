@@ -1,0 +1,95 @@
+import assert from 'node:assert/strict';
+import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import sharp from 'sharp';
+import { readTextChunks } from '../../src/diffusion/png.js';
+import { runCli } from '../helpers/cli.js';
+import { fractionWithin, readReferencePng, TINY_MODEL } from '../helpers/reference.js';
+
+let work: string;
+before(async () => {
+  work = await mkdtemp(join(tmpdir(), 'imagine-cli-'));
+});
+after(async () => {
+  await rm(work, { recursive: true, force: true });
+});
+
+/** A failed command prints exactly one line (no stack trace) and exits non-zero. */
+function assertOneLineError(result: { code: number | null; stderr: string }, pattern: RegExp): void {
+  assert.notEqual(result.code, 0, 'exit code');
+  const lines = result.stderr.trim().split('\n').filter((line) => !line.startsWith('(run with --help'));
+  assert.equal(lines.length, 1, `one line of error, got:\n${result.stderr}`);
+  assert.match(lines[0]!, pattern);
+  assert.doesNotMatch(result.stderr, /\n\s+at /, 'no stack trace');
+}
+
+describe('imagine-bot generate', () => {
+  test('reproduces reference case p1 through the CLI and writes A1111 parameters', async () => {
+    const out = join(work, 'p1');
+    const result = await runCli([
+      'generate', '--model', TINY_MODEL, '--prompt', 'dog in batman costume', '--seed', '1055747', '--steps', '30',
+      '--cfg', '7', '--width', '128', '--height', '128', '--scheduler', 'euler', '--rng', 'cpu', '--provider', 'cpu', '--out', out,
+    ]);
+    assert.equal(result.code, 0, result.stderr);
+    const png = await readFile(join(out, '0.png'));
+    const { data } = await sharp(png).removeAlpha().raw().toBuffer({ resolveWithObject: true });
+    const expected = await readReferencePng('p1', 0);
+    assert.ok(fractionWithin(new Uint8Array(data), expected.rgb, 1) >= 0.999);
+    const parameters = readTextChunks(png).parameters ?? '';
+    assert.match(parameters, /^dog in batman costume\nSteps: 30, Sampler: Euler, CFG scale: 7, Seed: 1055747, Size: 128x128, Model: tiny-sd/);
+  });
+
+  test('batch writes 0.png … N-1.png and prints a random seed when none is given', async () => {
+    const out = join(work, 'batch');
+    const result = await runCli(['generate', '--model', TINY_MODEL, '--prompt', 'a cat', '--steps', '2', '--width', '64', '--height', '64', '--batch', '2', '--provider', 'cpu', '--out', out]);
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(result.stderr, /^seed: \d+$/m);
+    for (const name of ['0.png', '1.png']) assert.ok((await readFile(join(out, name))).length > 100);
+  });
+
+  test('unknown scheduler is a one-line error', async () => {
+    const result = await runCli(['generate', '--model', TINY_MODEL, '--prompt', 'x', '--scheduler', 'heun', '--out', join(work, 'x')]);
+    assertOneLineError(result, /heun.*(pndm|euler)/);
+  });
+
+  test('size not a multiple of 8 is a one-line error', async () => {
+    const result = await runCli(['generate', '--model', TINY_MODEL, '--prompt', 'x', '--width', '100', '--out', join(work, 'x'), '--provider', 'cpu']);
+    assertOneLineError(result, /multiple of 8/);
+  });
+
+  test('bad seed and bad steps are one-line errors', async () => {
+    assertOneLineError(await runCli(['generate', '--model', TINY_MODEL, '--prompt', 'x', '--seed', '18446744073709551616', '--out', join(work, 'x')]), /seed/);
+    assertOneLineError(await runCli(['generate', '--model', TINY_MODEL, '--prompt', 'x', '--steps', 'many', '--out', join(work, 'x')]), /steps/);
+  });
+
+  test('a missing model file is a one-line error naming the file', async () => {
+    const broken = join(work, 'broken-model');
+    await cp(TINY_MODEL, broken, { recursive: true });
+    await rm(join(broken, 'vae_decoder', 'model.onnx'));
+    const result = await runCli(['generate', '--model', broken, '--prompt', 'x', '--steps', '1', '--width', '64', '--height', '64', '--provider', 'cpu', '--out', join(work, 'y')]);
+    assertOneLineError(result, /vae_decoder\/model\.onnx/);
+  });
+
+  test('missing external UNet weights and a corrupt ONNX file are one-line errors naming the file', async () => {
+    const noWeights = join(work, 'no-weights');
+    await cp(TINY_MODEL, noWeights, { recursive: true });
+    await rm(join(noWeights, 'unet', 'weights.pb'));
+    assertOneLineError(
+      await runCli(['generate', '--model', noWeights, '--prompt', 'x', '--steps', '1', '--width', '64', '--height', '64', '--provider', 'cpu', '--out', join(work, 'z')]),
+      /unet\/model\.onnx.*weights/,
+    );
+    const corrupt = join(work, 'corrupt');
+    await cp(TINY_MODEL, corrupt, { recursive: true });
+    await writeFile(join(corrupt, 'text_encoder', 'model.onnx'), 'not an onnx file');
+    assertOneLineError(
+      await runCli(['generate', '--model', corrupt, '--prompt', 'x', '--steps', '1', '--width', '64', '--height', '64', '--provider', 'cpu', '--out', join(work, 'z')]),
+      /text_encoder\/model\.onnx/,
+    );
+  });
+
+  test('a folder that does not exist is a one-line error', async () => {
+    assertOneLineError(await runCli(['generate', '--model', join(work, 'nope'), '--prompt', 'x', '--provider', 'cpu', '--out', join(work, 'z')]), /nope.*does not exist/);
+  });
+});
