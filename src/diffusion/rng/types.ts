@@ -6,8 +6,15 @@
 export interface NoiseGenerator {
   /** Which torch generator this reproduces. */
   readonly device: RngDevice;
+  /** The seed the generator was created with (what `manual_seed` got). */
+  readonly seed: bigint;
   /** Equivalent of `torch.randn(shape, generator=g)` for a tensor of `count` elements, in C order. */
   randn(count: number): Float32Array;
+  /**
+   * The same draw as `randn(target.length)`, written into `target` (no allocation: for per-step noise on the hot
+   * path). Returns `target`.
+   */
+  randnInto(target: Float32Array): Float32Array;
 }
 
 export type RngDevice = 'cpu' | 'cuda';
