@@ -1,0 +1,202 @@
+/**
+ * Shows each job's life in its Discord message: queued with its position, progress with a preview, the result with
+ * attachments, embed and buttons, or why it failed. One JobMessage per job keeps edits coalesced and throttled.
+ * Reacts to queue events only; it never drives the queue.
+ */
+import type { REST } from 'discord.js';
+import type { Logger } from '../log.js';
+import { encodeLatentPreview } from '../diffusion/preview.js';
+import { prepareAttachments, policyApplies, type FinishedImage, type NsfwPolicy } from './attachments.js';
+import { JobMessage, type MessagePayload, type ReplyTarget } from './job-message.js';
+import {
+  CANCELLED_CONTENT,
+  failedContent,
+  finishedButtons,
+  finishedContent,
+  pendingButtons,
+  progressContent,
+  queuedContent,
+  resultEmbed,
+  STARTING_CONTENT,
+} from './render.js';
+
+/** What the presenter needs to know about a job; the queue adapter fills it from the job store. */
+export interface PresentedJob {
+  id: string;
+  reply: ReplyTarget;
+  prompt: string;
+  negativePrompt: string;
+  steps: number;
+  cfg: number;
+  width: number;
+  height: number;
+  samplerName: string;
+  channelNsfw: boolean;
+}
+
+export interface PresentedResult {
+  images: FinishedImage[];
+  elapsedMs: number;
+  modelName: string;
+}
+
+export interface PreviewSettings {
+  enabled: boolean;
+  minIntervalMs: number;
+  format: 'webp' | 'jpeg';
+  size: number;
+}
+
+export interface SafetyPolicy {
+  nsfwPolicy: NsfwPolicy;
+  checkInNsfwChannels: boolean;
+}
+
+export interface PresenterOptions {
+  rest: REST;
+  log: Logger;
+  preview: PreviewSettings;
+  /** The guild's current safety policy (settings can change while a job waits). */
+  safetyPolicy: (guildId: string | null) => Promise<SafetyPolicy>;
+  /** Persists a job's reply target when it moves to a channel message. */
+  saveReplyTarget: (jobId: string, target: ReplyTarget) => Promise<void>;
+}
+
+interface Live {
+  message: JobMessage;
+  startedAt?: number;
+  lastPreviewAt: number;
+  encodingPreview: boolean;
+}
+
+export class JobPresenter {
+  private readonly live = new Map<string, Live>();
+
+  constructor(private readonly options: PresenterOptions) {}
+
+  /**
+   * Registers a job's message. `ready` resolves once the interaction is acknowledged (for a job just submitted);
+   * jobs restored after a restart pass nothing.
+   */
+  attach(job: Pick<PresentedJob, 'id' | 'reply'>, ready?: Promise<void>): JobMessage {
+    const existing = this.live.get(job.id);
+    if (existing) return existing.message;
+    const message = new JobMessage(
+      job.reply,
+      {
+        rest: this.options.rest,
+        log: this.options.log.child({ jobId: job.id }),
+        minIntervalMs: this.options.preview.minIntervalMs,
+        onTargetChange: (target) => this.options.saveReplyTarget(job.id, target),
+      },
+      ready,
+    );
+    this.live.set(job.id, { message, lastPreviewAt: 0, encodingPreview: false });
+    return message;
+  }
+
+  has(jobId: string): boolean {
+    return this.live.has(jobId);
+  }
+
+  queued(job: PresentedJob, position: number, total?: number): void {
+    const live = this.ensure(job);
+    live.message.update({ content: queuedContent(position, { total }), components: pendingButtons(job.id) });
+  }
+
+  started(job: PresentedJob): void {
+    const live = this.ensure(job);
+    live.startedAt = Date.now();
+    live.message.update({ content: STARTING_CONTENT, components: pendingButtons(job.id) });
+  }
+
+  /** Called on every denoising step; encodes a preview only when an edit could go out. */
+  progress(job: PresentedJob, step: number, totalSteps: number, latents?: Float32Array, shape?: readonly [number, number, number, number]): void {
+    const live = this.ensure(job);
+    const startedAt = live.startedAt ?? (live.startedAt = Date.now());
+    const payload: MessagePayload = {
+      content: progressContent({ step, totalSteps, elapsedMs: Date.now() - startedAt }),
+      components: pendingButtons(job.id),
+    };
+    const { preview } = this.options;
+    const now = Date.now();
+    const previewDue = latents !== undefined && shape !== undefined && preview.enabled && !live.encodingPreview && now - live.lastPreviewAt >= preview.minIntervalMs && step < totalSteps;
+    if (!previewDue || !latents || !shape) {
+      // Without a new preview there is nothing worth an edit on its own more often than the message's own throttle.
+      live.message.update(payload);
+      return;
+    }
+    live.encodingPreview = true;
+    live.lastPreviewAt = now;
+    // The latents are only valid during the callback: encode from a copy.
+    const copy = latents.slice(0, shape[1] * shape[2] * shape[3]);
+    const oneShape: [number, number, number, number] = [1, shape[1], shape[2], shape[3]];
+    encodeLatentPreview(copy, oneShape, 0, { size: preview.size, format: preview.format })
+      .then((image) => {
+        live.message.update({ ...payload, files: [{ name: `preview.${preview.format === 'jpeg' ? 'jpg' : 'webp'}`, data: image }] });
+      })
+      .catch((error: unknown) => {
+        this.options.log.warn({ err: error, jobId: job.id }, 'preview encoding failed');
+        live.message.update(payload);
+      })
+      .finally(() => {
+        live.encodingPreview = false;
+      });
+  }
+
+  async finished(job: PresentedJob, result: PresentedResult): Promise<void> {
+    const live = this.ensure(job);
+    const policy = await this.options.safetyPolicy(job.reply.guildId);
+    const prepared = await prepareAttachments(result.images, {
+      policy: policy.nsfwPolicy,
+      applies: policyApplies(job.channelNsfw, policy.checkInNsfwChannels),
+      jobId: job.id,
+    });
+    const embed = resultEmbed({
+      prompt: job.prompt,
+      negative: job.negativePrompt,
+      seeds: result.images.map((image) => image.seed),
+      steps: job.steps,
+      cfg: job.cfg,
+      sampler: job.samplerName,
+      width: job.width,
+      height: job.height,
+      model: result.modelName,
+      elapsedMs: result.elapsedMs,
+      requesterId: job.reply.requesterId,
+      withheld: prepared.withheld,
+      flagged: prepared.flagged,
+    });
+    await live.message.finish(
+      { content: finishedContent(job.reply.requesterId), embeds: [embed], components: finishedButtons(job.id), files: prepared.files },
+      { announce: true },
+    );
+    this.live.delete(job.id);
+  }
+
+  async failed(job: Pick<PresentedJob, 'id' | 'reply'>, reason: string): Promise<void> {
+    const live = this.ensure(job);
+    await live.message.finish({ content: failedContent(reason), components: finishedButtons(job.id) });
+    this.live.delete(job.id);
+  }
+
+  async cancelled(job: Pick<PresentedJob, 'id' | 'reply'>): Promise<void> {
+    const live = this.ensure(job);
+    await live.message.finish({ content: CANCELLED_CONTENT, components: finishedButtons(job.id) });
+    this.live.delete(job.id);
+  }
+
+  /** Stops every scheduled edit without sending more (shutdown). */
+  async closeAll(): Promise<void> {
+    await Promise.all([...this.live.values()].map((live) => live.message.flush().catch(() => undefined)));
+    for (const live of this.live.values()) live.message.dispose();
+    this.live.clear();
+  }
+
+  private ensure(job: Pick<PresentedJob, 'id' | 'reply'>): Live {
+    const live = this.live.get(job.id);
+    if (live) return live;
+    this.attach(job);
+    return this.live.get(job.id)!;
+  }
+}

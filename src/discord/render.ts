@@ -1,0 +1,161 @@
+/**
+ * What the bot's messages look like, as plain Discord API payloads (no discord.js builders): the queued line, the
+ * progress line with its bar, the finished embed and the buttons. Pure functions, so every state renders the same
+ * way before and after a restart.
+ */
+import { ButtonStyle, ComponentType, type APIActionRowComponent, type APIButtonComponent, type APIEmbed } from 'discord-api-types/v10';
+
+/** What a button does. The custom_id holds only this and the job id; everything else comes from the job store. */
+export const BUTTON_ACTIONS = ['reroll', 'same', 'cancel', 'delete'] as const;
+export type ButtonAction = (typeof BUTTON_ACTIONS)[number];
+
+const CUSTOM_ID_PREFIX = 'imagine';
+
+export function encodeCustomId(action: ButtonAction, jobId: string): string {
+  return `${CUSTOM_ID_PREFIX}:${action}:${jobId}`;
+}
+
+export function decodeCustomId(customId: string): { action: ButtonAction; jobId: string } | undefined {
+  const [prefix, action, ...rest] = customId.split(':');
+  const jobId = rest.join(':');
+  if (prefix !== CUSTOM_ID_PREFIX || !jobId) return undefined;
+  if (!(BUTTON_ACTIONS as readonly string[]).includes(action ?? '')) return undefined;
+  return { action: action as ButtonAction, jobId };
+}
+
+function button(
+  action: ButtonAction,
+  jobId: string,
+  label: string,
+  emoji: string,
+  style: ButtonStyle.Primary | ButtonStyle.Secondary | ButtonStyle.Danger,
+): APIButtonComponent {
+  return { type: ComponentType.Button, custom_id: encodeCustomId(action, jobId), label, emoji: { name: emoji }, style };
+}
+
+type ActionRow = APIActionRowComponent<APIButtonComponent>;
+
+/** While a job waits or runs: only ❌ Cancel. */
+export function pendingButtons(jobId: string): ActionRow[] {
+  return [{ type: ComponentType.ActionRow, components: [button('cancel', jobId, 'Cancel', '❌', ButtonStyle.Danger)] }];
+}
+
+/** Under a finished (or failed) job: 🔄 Re-roll, ♻️ Same seed, 🗑 Delete. */
+export function finishedButtons(jobId: string, options: { canRetry?: boolean } = {}): ActionRow[] {
+  const components: APIButtonComponent[] = [];
+  if (options.canRetry !== false) {
+    components.push(button('reroll', jobId, 'Re-roll', '🔄', ButtonStyle.Primary));
+    components.push(button('same', jobId, 'Same seed', '♻️', ButtonStyle.Secondary));
+  }
+  components.push(button('delete', jobId, 'Delete', '🗑️', ButtonStyle.Secondary));
+  return [{ type: ComponentType.ActionRow, components }];
+}
+
+/** "12.3s", "1m 05s", "1h 02m". */
+export function formatDuration(ms: number): string {
+  const seconds = Math.max(0, ms) / 1000;
+  if (seconds < 60) return `${seconds.toFixed(1)}s`;
+  const whole = Math.round(seconds);
+  const minutes = Math.floor(whole / 60);
+  if (minutes < 60) return `${minutes}m ${String(whole % 60).padStart(2, '0')}s`;
+  return `${Math.floor(minutes / 60)}h ${String(minutes % 60).padStart(2, '0')}m`;
+}
+
+/** A text progress bar of `width` cells: `██████░░░░`. */
+export function progressBar(fraction: number, width = 16): string {
+  const clamped = Math.min(1, Math.max(0, Number.isFinite(fraction) ? fraction : 0));
+  const filled = Math.round(clamped * width);
+  return '█'.repeat(filled) + '░'.repeat(width - filled);
+}
+
+export function queuedContent(position: number, ahead: { total?: number } = {}): string {
+  const of = ahead.total && ahead.total >= position ? ` of ${ahead.total}` : '';
+  return `⏳ Queued — position ${position}${of}`;
+}
+
+export interface ProgressView {
+  step: number;
+  totalSteps: number;
+  elapsedMs: number;
+}
+
+/** One line: step k/n, the bar, percentage, elapsed time and a simple linear ETA. */
+export function progressContent(view: ProgressView): string {
+  const { step, totalSteps, elapsedMs } = view;
+  const fraction = totalSteps > 0 ? step / totalSteps : 0;
+  const eta = step > 0 ? (elapsedMs / step) * (totalSteps - step) : undefined;
+  const parts = [
+    `🎨 Generating — step ${step}/${totalSteps}`,
+    `\`${progressBar(fraction)}\` ${Math.round(fraction * 100)}%`,
+    `${formatDuration(elapsedMs)} elapsed`,
+  ];
+  if (eta !== undefined && step < totalSteps) parts.push(`ETA ${formatDuration(eta)}`);
+  return parts.join(' · ');
+}
+
+export const STARTING_CONTENT = '🎨 Starting…';
+
+export interface ResultView {
+  prompt: string;
+  negative: string;
+  seeds: readonly string[];
+  steps: number;
+  cfg: number;
+  sampler: string;
+  width: number;
+  height: number;
+  model: string;
+  elapsedMs: number;
+  requesterId: string;
+  /** Images the safety checker flagged and the guild's policy withheld. */
+  withheld: number;
+  /** Images sent as spoilers or blurred. */
+  flagged: number;
+}
+
+/** Discord caps embed field values at 1024 characters and descriptions at 4096. */
+function clip(text: string, max: number): string {
+  return text.length <= max ? text : `${text.slice(0, max - 1)}…`;
+}
+
+function formatCfg(cfg: number): string {
+  return Number.isInteger(cfg) ? String(cfg) : String(Number(cfg.toFixed(2)));
+}
+
+export function resultEmbed(view: ResultView): APIEmbed {
+  const fields: NonNullable<APIEmbed['fields']> = [];
+  if (view.negative) fields.push({ name: 'Negative', value: clip(view.negative, 1024) });
+  fields.push(
+    { name: view.seeds.length > 1 ? 'Seeds' : 'Seed', value: clip(view.seeds.join(', '), 1024), inline: true },
+    { name: 'Steps', value: String(view.steps), inline: true },
+    { name: 'CFG', value: formatCfg(view.cfg), inline: true },
+    { name: 'Sampler', value: clip(view.sampler, 1024), inline: true },
+    { name: 'Size', value: `${view.width}×${view.height}`, inline: true },
+    { name: 'Time', value: formatDuration(view.elapsedMs), inline: true },
+    { name: 'Model', value: clip(view.model, 1024) },
+  );
+  const notes: string[] = [];
+  if (view.flagged > 0) notes.push(`${view.flagged} image(s) flagged by the safety checker are hidden or blurred.`);
+  if (view.withheld > 0) notes.push(`${view.withheld} image(s) flagged by the safety checker were withheld.`);
+  return {
+    title: 'Imagine',
+    description: clip(view.prompt, 4000),
+    fields,
+    ...(notes.length > 0 ? { footer: { text: notes.join(' ') } } : {}),
+  };
+}
+
+export function finishedContent(requesterId: string): string {
+  return `✅ Done for <@${requesterId}>`;
+}
+
+export function failedContent(reason: string): string {
+  return `⚠️ Failed: ${clip(reason, 300)}`;
+}
+
+export const CANCELLED_CONTENT = '❌ Cancelled.';
+
+/** A link to a message, for pointing an old reply at its result. */
+export function messageLink(guildId: string | null, channelId: string, messageId: string): string {
+  return `https://discord.com/channels/${guildId ?? '@me'}/${channelId}/${messageId}`;
+}
