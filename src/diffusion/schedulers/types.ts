@@ -7,9 +7,14 @@ export type SchedulerName = (typeof SCHEDULER_NAMES)[number];
 export type TimestepSpacing = 'linspace' | 'leading' | 'trailing';
 export const TIMESTEP_SPACINGS: readonly TimestepSpacing[] = ['linspace', 'leading', 'trailing'];
 
-/** The subset of diffusers' scheduler_config.json that our schedulers read. Unknown keys are ignored. */
+/**
+ * The subset of diffusers' scheduler_config.json that our schedulers read. Unknown keys are ignored; keys a
+ * scheduler takes but the file lacks get that scheduler's own diffusers default (as `from_config` does).
+ */
 export interface SchedulerConfig {
   _class_name?: string;
+  /** Keys the saving class filled with its defaults; diffusers ignores them when loading into another class. */
+  _use_default_values?: string[];
   num_train_timesteps?: number;
   beta_start?: number;
   beta_end?: number;
@@ -27,30 +32,52 @@ export interface SchedulerConfig {
 
 /** Caller's choices layered over the model's scheduler_config.json, as diffusers' `from_config(config, **overrides)`. */
 export interface SchedulerOptions {
+  /** `use_karras_sigmas=True` (Euler, LMS, DPM++ 2M only: diffusers has no Karras option for the others). */
   karras?: boolean;
+  /** `timestep_spacing=…` (every scheduler). */
   timestepSpacing?: TimestepSpacing;
 }
 
 /**
  * One contract for every scheduler, mirroring diffusers:
  *   setTimesteps(n) → timesteps; latents *= initNoiseSigma;
- *   per step: x = scaleModelInput(latents, t); eps = unet(x, t); latents = step(eps, t, latents).
+ *   for t of timesteps: x = scaleModelInput(latents, t); eps = unet(x, t); latents = step(eps, t, latents).
  * Arrays are flat Float32Arrays over the whole (batch, 4, h, w) latent tensor.
+ *
+ * Buffer ownership (so the hot loop allocates nothing in steady state):
+ * - `scaleModelInput` returns either `sample` itself or a buffer the scheduler owns and overwrites on the next
+ *   `scaleModelInput` call.
+ * - `step` never modifies `modelOutput` or `sample`, and copies whatever it keeps between steps, so the caller may
+ *   reuse both buffers. It returns a buffer the scheduler owns: it stays valid until the *second* following `step`
+ *   call (two buffers alternate), so passing the previous result back as `sample` is safe. Copy it to keep it longer.
+ * - Steps must be called in schedule order with the timesteps of `timesteps` (the multistep schedulers keep
+ *   history); `setTimesteps` starts a new generation.
  */
 export interface Scheduler {
   readonly name: SchedulerName;
-  /** Timesteps for the current setTimesteps call, as diffusers' `scheduler.timesteps` (may be fractional). */
+  /** A1111-style sampler name for PNG metadata, e.g. "Euler a", "DPM++ 2M Karras", "PLMS". */
+  readonly displayName: string;
+  /** Whether Karras sigmas are in effect (from the options or the model's config). */
+  readonly karras: boolean;
+  /** The timestep spacing in effect. */
+  readonly timestepSpacing: TimestepSpacing;
+  /**
+   * Timesteps for the current setTimesteps call, as diffusers' `scheduler.timesteps` (float32 values, fractional for
+   * Euler/LMS). Iterate over all of them: the count can differ from the number of steps asked for (PNDM repeats one
+   * timestep; diffusers' trailing spacing can yield one extra for some step counts).
+   */
   readonly timesteps: Float64Array;
-  /** Sigmas where the scheduler has them (Euler, LMS, DPM++), else null. */
+  /** Sigmas where the scheduler has them (Euler, Euler a, LMS, DPM++), one more than timesteps; else null. */
   readonly sigmas: Float64Array | null;
-  /** What the initial N(0,1) noise is multiplied by. */
+  /** What the initial N(0,1) noise is multiplied by (a float32 value, as diffusers' tensor). */
   readonly initNoiseSigma: number;
+  /** Resets the per-generation state and computes the schedule for `numInferenceSteps` (1 … num_train_timesteps). */
   setTimesteps(numInferenceSteps: number): void;
   /** Returns the UNet input for timestep `t`; may return `sample` itself when no scaling applies. */
   scaleModelInput(sample: Float32Array, timestep: number): Float32Array;
   /**
-   * Advances `sample` by one step given the model output. Ancestral schedulers draw their noise from `generator`.
-   * Returns the new latents (may reuse an internal buffer: copy if you keep it past the next step).
+   * Advances `sample` by one step given the (guided) model output. Schedulers that add noise (Euler a, SDE DPM++)
+   * draw it from `generator`, one `randn` of the sample's size per step, as diffusers' `randn_tensor` does.
    */
   step(modelOutput: Float32Array, timestep: number, sample: Float32Array, generator?: NoiseGenerator): Float32Array;
 }

@@ -1,0 +1,148 @@
+/**
+ * diffusers' DDIMScheduler (Song et al. 2021) with eta = 0, as StableDiffusionPipeline calls it: deterministic,
+ * x_prev = √ᾱ_prev · x̂₀ + √(1 − ᾱ_prev) · ε̂, with x̂₀ = (x − √(1 − ᾱ_t) · ε̂)/√ᾱ_t optionally clipped
+ * (clip_sample). The step after the last timestep uses `final_alpha_cumprod`: 1 with set_alpha_to_one, else ᾱ_0.
+ */
+import type { NoiseGenerator } from '../rng/types.js';
+import {
+  AlternatingBuffers,
+  BETA_DEFAULTS,
+  type BetaConfig,
+  alphasCumprodFrom,
+  assertSameLength,
+  karrasUnsupported,
+  makeBetas,
+  numpyArange,
+  numpyLinspace,
+  rejectUnsupported,
+  requireBoolean,
+  requireInteger,
+  requireNumber,
+  requireOneOf,
+  requireSpacing,
+  rescaleZeroTerminalSnr,
+  resolveConfig,
+  roundHalfEven,
+  validateStepCount,
+  type PredictionType,
+} from './common.js';
+import type { Scheduler, SchedulerConfig, SchedulerOptions, TimestepSpacing } from './types.js';
+
+const fround = Math.fround;
+
+export interface DdimConfig extends BetaConfig {
+  clip_sample: boolean;
+  set_alpha_to_one: boolean;
+  steps_offset: number;
+  prediction_type: string;
+  thresholding: boolean;
+  dynamic_thresholding_ratio: number;
+  clip_sample_range: number;
+  sample_max_value: number;
+  timestep_spacing: string;
+  rescale_betas_zero_snr: boolean;
+}
+
+/** DDIMScheduler.__init__'s defaults (note clip_sample and set_alpha_to_one default to true here). */
+export const DDIM_DEFAULTS: DdimConfig = {
+  ...BETA_DEFAULTS,
+  clip_sample: true,
+  set_alpha_to_one: true,
+  steps_offset: 0,
+  prediction_type: 'epsilon',
+  thresholding: false,
+  dynamic_thresholding_ratio: 0.995,
+  clip_sample_range: 1.0,
+  sample_max_value: 1.0,
+  timestep_spacing: 'leading',
+  rescale_betas_zero_snr: false,
+};
+
+export class DdimScheduler implements Scheduler {
+  readonly name = 'ddim' as const;
+  readonly displayName = 'DDIM';
+  readonly karras = false;
+  readonly timestepSpacing: TimestepSpacing;
+  timesteps: Float64Array = new Float64Array(0);
+  readonly sigmas = null;
+  readonly initNoiseSigma = 1;
+
+  private readonly config: DdimConfig;
+  private readonly prediction: PredictionType;
+  private readonly alphasCumprod: Float32Array;
+  private readonly finalAlphaCumprod: number;
+  private readonly clipRange: number | null;
+  private numInferenceSteps = 0;
+  private readonly outputs = new AlternatingBuffers();
+
+  constructor(modelConfig: SchedulerConfig, options: SchedulerOptions = {}) {
+    if (options.karras) throw karrasUnsupported('ddim');
+    const config = resolveConfig(DDIM_DEFAULTS, modelConfig, { timestep_spacing: options.timestepSpacing });
+    rejectUnsupported(config as unknown as Record<string, unknown>, ['thresholding'], 'DDIM');
+    this.config = config;
+    this.prediction = requireOneOf(config.prediction_type, 'prediction_type', ['epsilon', 'v_prediction', 'sample'] as const);
+    this.timestepSpacing = requireSpacing(config.timestep_spacing);
+    requireInteger(config.steps_offset, 'steps_offset', 0);
+    this.clipRange = requireBoolean(config.clip_sample, 'clip_sample') ? requireNumber(config.clip_sample_range, 'clip_sample_range') : null;
+    let betas = makeBetas(config);
+    if (config.rescale_betas_zero_snr) betas = rescaleZeroTerminalSnr(betas);
+    this.alphasCumprod = alphasCumprodFrom(betas);
+    this.finalAlphaCumprod = requireBoolean(config.set_alpha_to_one, 'set_alpha_to_one') ? 1 : this.alphasCumprod[0]!;
+  }
+
+  setTimesteps(numInferenceSteps: number): void {
+    const { config } = this;
+    const trainSteps = config.num_train_timesteps;
+    validateStepCount(numInferenceSteps, trainSteps);
+    this.numInferenceSteps = numInferenceSteps;
+    if (this.timestepSpacing === 'linspace') {
+      this.timesteps = numpyLinspace(0, trainSteps - 1, numInferenceSteps).map(roundHalfEven).reverse();
+    } else if (this.timestepSpacing === 'leading') {
+      const ratio = Math.floor(trainSteps / numInferenceSteps);
+      this.timesteps = new Float64Array(numInferenceSteps).map((_, i) => (numInferenceSteps - 1 - i) * ratio + config.steps_offset);
+    } else {
+      this.timesteps = numpyArange(trainSteps, 0, -trainSteps / numInferenceSteps).map((t) => roundHalfEven(t) - 1);
+    }
+  }
+
+  scaleModelInput(sample: Float32Array, _timestep: number): Float32Array {
+    return sample;
+  }
+
+  step(modelOutput: Float32Array, timestep: number, sample: Float32Array, _generator?: NoiseGenerator): Float32Array {
+    assertSameLength(modelOutput, sample);
+    if (this.numInferenceSteps === 0) throw new Error('call setTimesteps before step');
+    const prevTimestep = timestep - Math.floor(this.config.num_train_timesteps / this.numInferenceSteps);
+    const alphaProd = this.alphasCumprod[timestep];
+    if (alphaProd === undefined || !Number.isInteger(timestep)) throw new RangeError(`timestep ${timestep} is outside the training schedule`);
+    const alphaProdPrev = prevTimestep >= 0 ? this.alphasCumprod[prevTimestep]! : this.finalAlphaCumprod;
+    const betaProd = fround(1 - alphaProd);
+    const rootAlpha = fround(Math.sqrt(alphaProd));
+    const rootBeta = fround(Math.sqrt(betaProd));
+    const rootAlphaPrev = fround(Math.sqrt(alphaProdPrev));
+    // eta = 0, so std_dev_t = 0 and the direction coefficient is √(1 − ᾱ_prev).
+    const directionScale = fround(Math.sqrt(fround(fround(1 - alphaProdPrev) - 0)));
+    const clip = this.clipRange;
+    const count = sample.length;
+    const out = this.outputs.next(count);
+    for (let i = 0; i < count; i++) {
+      const x = sample[i]!;
+      const output = modelOutput[i]!;
+      let denoised: number;
+      let epsilon: number;
+      if (this.prediction === 'epsilon') {
+        denoised = fround(fround(x - fround(rootBeta * output)) / rootAlpha);
+        epsilon = output;
+      } else if (this.prediction === 'v_prediction') {
+        denoised = fround(fround(rootAlpha * x) - fround(rootBeta * output));
+        epsilon = fround(fround(rootAlpha * output) + fround(rootBeta * x));
+      } else {
+        denoised = output;
+        epsilon = fround(fround(x - fround(rootAlpha * denoised)) / rootBeta);
+      }
+      if (clip !== null) denoised = Math.min(Math.max(denoised, -clip), clip);
+      out[i] = fround(rootAlphaPrev * denoised) + fround(directionScale * epsilon);
+    }
+    return out;
+  }
+}

@@ -1,0 +1,143 @@
+/**
+ * diffusers' EulerAncestralDiscreteScheduler ("Euler a"): an Euler step down to σ_down, then fresh noise of size
+ * σ_up, with σ_up² = σ_next²(σ² − σ_next²)/σ² and σ_down² = σ_next² − σ_up². The noise is one
+ * `randn(model_output.shape, generator)` per step, drawn from the generator the pipeline seeded, so the whole
+ * noise stream (initial latents, then one draw per step, the last step included) matches diffusers'.
+ */
+import type { NoiseGenerator } from '../rng/types.js';
+import {
+  AlternatingBuffers,
+  BETA_DEFAULTS,
+  type BetaConfig,
+  alphasCumprodFrom,
+  assertSameLength,
+  initialStepIndex,
+  interpolateAtIndex,
+  makeBetas,
+  requireInteger,
+  requireOneOf,
+  requireSpacing,
+  rescaleZeroTerminalSnr,
+  resolveConfig,
+  scaleBySigma,
+  sigmaSchedulerTimesteps,
+  sized,
+  trainingSigmas,
+  validateStepCount,
+  type PredictionType,
+} from './common.js';
+import type { Scheduler, SchedulerConfig, SchedulerOptions, TimestepSpacing } from './types.js';
+
+const fround = Math.fround;
+
+export interface EulerAncestralConfig extends BetaConfig {
+  prediction_type: string;
+  timestep_spacing: string;
+  steps_offset: number;
+  rescale_betas_zero_snr: boolean;
+}
+
+/** EulerAncestralDiscreteScheduler.__init__'s defaults (it has no Karras option). */
+export const EULER_ANCESTRAL_DEFAULTS: EulerAncestralConfig = {
+  ...BETA_DEFAULTS,
+  prediction_type: 'epsilon',
+  timestep_spacing: 'linspace',
+  steps_offset: 0,
+  rescale_betas_zero_snr: false,
+};
+
+export class EulerAncestralScheduler implements Scheduler {
+  readonly name = 'euler_a' as const;
+  readonly displayName = 'Euler a';
+  readonly karras = false;
+  readonly timestepSpacing: TimestepSpacing;
+  timesteps: Float64Array = new Float64Array(0);
+  sigmas: Float64Array = new Float64Array(0);
+  initNoiseSigma = 1;
+
+  private readonly config: EulerAncestralConfig;
+  private readonly prediction: Exclude<PredictionType, 'sample'>;
+  private readonly trainSigmas: Float32Array;
+  private stepIndex: number | null = null;
+  private readonly outputs = new AlternatingBuffers();
+  private scaled: Float32Array | null = null;
+  private noise: Float32Array | null = null;
+
+  constructor(modelConfig: SchedulerConfig, options: SchedulerOptions = {}) {
+    const config = resolveConfig(EULER_ANCESTRAL_DEFAULTS, modelConfig, { timestep_spacing: options.timestepSpacing });
+    this.config = config;
+    // diffusers raises NotImplementedError for prediction_type "sample" here.
+    this.prediction = requireOneOf(config.prediction_type, 'prediction_type', ['epsilon', 'v_prediction'] as const);
+    this.timestepSpacing = requireSpacing(config.timestep_spacing);
+    requireInteger(config.steps_offset, 'steps_offset', 0);
+    let betas = makeBetas(config);
+    if (config.rescale_betas_zero_snr) betas = rescaleZeroTerminalSnr(betas);
+    const alphasCumprod = alphasCumprodFrom(betas);
+    if (config.rescale_betas_zero_snr) alphasCumprod[alphasCumprod.length - 1] = 2 ** -24;
+    this.trainSigmas = trainingSigmas(alphasCumprod);
+  }
+
+  setTimesteps(numInferenceSteps: number): void {
+    const { config, trainSigmas } = this;
+    validateStepCount(numInferenceSteps, config.num_train_timesteps);
+    const timesteps = sigmaSchedulerTimesteps(this.timestepSpacing, config.num_train_timesteps, numInferenceSteps, config.steps_offset);
+    const sigmas = new Float64Array(timesteps.length + 1);
+    for (let i = 0; i < timesteps.length; i++) sigmas[i] = fround(interpolateAtIndex(timesteps[i]!, trainSigmas));
+    this.timesteps = timesteps;
+    this.sigmas = sigmas;
+    let maxSigma = 0;
+    for (const sigma of sigmas) maxSigma = Math.max(maxSigma, sigma);
+    this.initNoiseSigma =
+      this.timestepSpacing === 'leading' ? fround(Math.sqrt(fround(fround(maxSigma * maxSigma) + 1))) : maxSigma;
+    this.stepIndex = null;
+  }
+
+  private currentIndex(timestep: number): number {
+    if (this.stepIndex === null) this.stepIndex = initialStepIndex(this.timesteps, timestep);
+    return this.stepIndex;
+  }
+
+  scaleModelInput(sample: Float32Array, timestep: number): Float32Array {
+    const sigma = this.sigmas[this.currentIndex(timestep)]!;
+    this.scaled = sized(this.scaled, sample.length);
+    return scaleBySigma(sample, sigma, this.scaled);
+  }
+
+  step(modelOutput: Float32Array, timestep: number, sample: Float32Array, generator?: NoiseGenerator): Float32Array {
+    assertSameLength(modelOutput, sample);
+    if (!generator) throw new Error('euler_a draws noise every step: pass the generator that drew the initial latents');
+    const index = this.currentIndex(timestep);
+    const sigma = this.sigmas[index]!;
+    const sigmaNext = this.sigmas[index + 1]!;
+    // Scalar float32 tensor math in diffusers' order.
+    const sigmaSquared = fround(sigma * sigma);
+    const nextSquared = fround(sigmaNext * sigmaNext);
+    const sigmaUp = fround(Math.sqrt(fround(fround(nextSquared * fround(sigmaSquared - nextSquared)) / sigmaSquared)));
+    const sigmaDown = fround(Math.sqrt(fround(nextSquared - fround(sigmaUp * sigmaUp))));
+    const dt = fround(sigmaDown - sigma);
+    const count = sample.length;
+    // Drawn every step (the last one too, where σ_up = 0), so the stream stays aligned with diffusers'.
+    const noise = generator.randnInto((this.noise = sized(this.noise, count)));
+    const out = this.outputs.next(count);
+    if (this.prediction === 'epsilon') {
+      for (let i = 0; i < count; i++) {
+        const x = sample[i]!;
+        const denoised = fround(x - fround(sigma * modelOutput[i]!));
+        const moved = fround(x + fround(fround(fround(x - denoised) / sigma) * dt));
+        out[i] = moved + fround(noise[i]! * sigmaUp);
+      }
+    } else {
+      const root = fround(Math.sqrt(fround(sigmaSquared + 1)));
+      const outputScale = fround(-sigma / root);
+      const sampleScale = fround(sigmaSquared + 1);
+      for (let i = 0; i < count; i++) {
+        const x = sample[i]!;
+        const denoised = fround(fround(modelOutput[i]! * outputScale) + fround(x / sampleScale));
+        const moved = fround(x + fround(fround(fround(x - denoised) / sigma) * dt));
+        out[i] = moved + fround(noise[i]! * sigmaUp);
+      }
+    }
+    this.stepIndex = index + 1;
+    return out;
+  }
+}

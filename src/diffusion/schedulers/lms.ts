@@ -1,0 +1,215 @@
+/**
+ * diffusers' LMSDiscreteScheduler: linear multistep (order 4) in sigma. Each step adds Σ c_k · d_k over the last
+ * (up to 4) derivatives d = (x − x̂₀)/σ, where c_k integrates the k-th Lagrange basis polynomial through those steps'
+ * sigmas from σ_i to σ_{i+1}. diffusers integrates with scipy's quad; the integrand is a polynomial of degree ≤ 3,
+ * so 4-point Gauss–Legendre (exact up to degree 7) gives the same number to rounding.
+ */
+import type { NoiseGenerator } from '../rng/types.js';
+import {
+  AlternatingBuffers,
+  BETA_DEFAULTS,
+  type BetaConfig,
+  alphasCumprodFrom,
+  assertSameLength,
+  exponentialSigmas,
+  initialStepIndex,
+  interpolateAtIndex,
+  karrasSigmas,
+  logFloat32,
+  makeBetas,
+  rejectUnsupported,
+  requireBoolean,
+  requireInteger,
+  requireOneOf,
+  requireSpacing,
+  resolveConfig,
+  samplerDisplayName,
+  scaleBySigma,
+  sigmaSchedulerTimesteps,
+  sigmaToTimestep,
+  sized,
+  trainingSigmas,
+  validateStepCount,
+  type PredictionType,
+} from './common.js';
+import type { Scheduler, SchedulerConfig, SchedulerOptions, TimestepSpacing } from './types.js';
+
+const fround = Math.fround;
+const LMS_ORDER = 4;
+
+/** 4-point Gauss–Legendre nodes and weights on [−1, 1]. */
+const GAUSS_NODES = [-0.8611363115940526, -0.3399810435848563, 0.3399810435848563, 0.8611363115940526];
+const GAUSS_WEIGHTS = [0.3478548451374538, 0.6521451548625461, 0.6521451548625461, 0.3478548451374538];
+
+export interface LmsConfig extends BetaConfig {
+  use_karras_sigmas: boolean;
+  use_exponential_sigmas: boolean;
+  use_beta_sigmas: boolean;
+  prediction_type: string;
+  timestep_spacing: string;
+  steps_offset: number;
+}
+
+/** LMSDiscreteScheduler.__init__'s defaults. */
+export const LMS_DEFAULTS: LmsConfig = {
+  ...BETA_DEFAULTS,
+  use_karras_sigmas: false,
+  use_exponential_sigmas: false,
+  use_beta_sigmas: false,
+  prediction_type: 'epsilon',
+  timestep_spacing: 'linspace',
+  steps_offset: 0,
+};
+
+export class LmsScheduler implements Scheduler {
+  readonly name = 'lms' as const;
+  readonly displayName: string;
+  readonly karras: boolean;
+  readonly timestepSpacing: TimestepSpacing;
+  timesteps: Float64Array = new Float64Array(0);
+  sigmas: Float64Array = new Float64Array(0);
+  initNoiseSigma = 1;
+
+  private readonly config: LmsConfig;
+  private readonly prediction: PredictionType;
+  private readonly trainSigmas: Float32Array;
+  private stepIndex: number | null = null;
+  private readonly outputs = new AlternatingBuffers();
+  private scaled: Float32Array | null = null;
+  /** Ring of the last LMS_ORDER derivatives (owned copies); `derivativeCount` of them are valid. */
+  private readonly derivatives: (Float32Array | null)[] = new Array<Float32Array | null>(LMS_ORDER).fill(null);
+  private derivativeCount = 0;
+  private newestDerivative = -1;
+  private readonly coefficients = new Float64Array(LMS_ORDER);
+
+  constructor(modelConfig: SchedulerConfig, options: SchedulerOptions = {}) {
+    const config = resolveConfig(LMS_DEFAULTS, modelConfig, {
+      use_karras_sigmas: options.karras,
+      timestep_spacing: options.timestepSpacing,
+    });
+    rejectUnsupported(config as unknown as Record<string, unknown>, ['use_beta_sigmas'], 'LMS');
+    this.config = config;
+    this.prediction = requireOneOf(config.prediction_type, 'prediction_type', ['epsilon', 'v_prediction', 'sample'] as const);
+    this.timestepSpacing = requireSpacing(config.timestep_spacing);
+    this.karras = requireBoolean(config.use_karras_sigmas, 'use_karras_sigmas');
+    requireBoolean(config.use_exponential_sigmas, 'use_exponential_sigmas');
+    if (this.karras && config.use_exponential_sigmas) rejectUnsupported({ use_exponential_sigmas: true }, ['use_exponential_sigmas'], 'LMS Karras');
+    requireInteger(config.steps_offset, 'steps_offset', 0);
+    this.displayName = samplerDisplayName('LMS', this.karras);
+    this.trainSigmas = trainingSigmas(alphasCumprodFrom(makeBetas(config)));
+  }
+
+  setTimesteps(numInferenceSteps: number): void {
+    const { config, trainSigmas } = this;
+    validateStepCount(numInferenceSteps, config.num_train_timesteps);
+    let timesteps = sigmaSchedulerTimesteps(this.timestepSpacing, config.num_train_timesteps, numInferenceSteps, config.steps_offset);
+    let sigmas: Float64Array = timesteps.map((t) => interpolateAtIndex(t, trainSigmas));
+    if (this.karras || config.use_exponential_sigmas) {
+      const logSigmas = logFloat32(trainSigmas);
+      const sigmaMin = sigmas[sigmas.length - 1]!;
+      const sigmaMax = sigmas[0]!;
+      sigmas = this.karras ? karrasSigmas(sigmaMin, sigmaMax, numInferenceSteps) : exponentialSigmas(sigmaMin, sigmaMax, numInferenceSteps);
+      timesteps = sigmas.map((sigma) => fround(sigmaToTimestep(sigma, logSigmas)));
+    }
+    const withZero = new Float64Array(sigmas.length + 1);
+    for (let i = 0; i < sigmas.length; i++) withZero[i] = fround(sigmas[i]!);
+    this.sigmas = withZero;
+    this.timesteps = timesteps;
+    let maxSigma = 0;
+    for (const sigma of withZero) maxSigma = Math.max(maxSigma, sigma);
+    this.initNoiseSigma =
+      this.timestepSpacing === 'leading' ? fround(Math.sqrt(fround(fround(maxSigma * maxSigma) + 1))) : maxSigma;
+    this.stepIndex = null;
+    this.derivativeCount = 0;
+    this.newestDerivative = -1;
+  }
+
+  private currentIndex(timestep: number): number {
+    if (this.stepIndex === null) this.stepIndex = initialStepIndex(this.timesteps, timestep);
+    return this.stepIndex;
+  }
+
+  scaleModelInput(sample: Float32Array, timestep: number): Float32Array {
+    const sigma = this.sigmas[this.currentIndex(timestep)]!;
+    this.scaled = sized(this.scaled, sample.length);
+    return scaleBySigma(sample, sigma, this.scaled);
+  }
+
+  /**
+   * diffusers' get_lms_coefficient: ∫_{σ_t}^{σ_{t+1}} Π_{k≠j} (τ − σ_{t−k}) / (σ_{t−j} − σ_{t−k}) dτ for
+   * j = `current`, over the last `order` sigmas.
+   */
+  private lmsCoefficient(order: number, t: number, current: number): number {
+    const sigmas = this.sigmas;
+    const from = sigmas[t]!;
+    const to = sigmas[t + 1]!;
+    const half = (to - from) / 2;
+    const middle = (to + from) / 2;
+    let integral = 0;
+    for (let q = 0; q < GAUSS_NODES.length; q++) {
+      const tau = middle + half * GAUSS_NODES[q]!;
+      let product = 1;
+      for (let k = 0; k < order; k++) {
+        if (k === current) continue;
+        product *= (tau - sigmas[t - k]!) / (sigmas[t - current]! - sigmas[t - k]!);
+      }
+      integral += GAUSS_WEIGHTS[q]! * product;
+    }
+    return integral * half;
+  }
+
+  step(modelOutput: Float32Array, timestep: number, sample: Float32Array, _generator?: NoiseGenerator): Float32Array {
+    assertSameLength(modelOutput, sample);
+    const index = this.currentIndex(timestep);
+    const sigma = this.sigmas[index]!;
+    const count = sample.length;
+
+    // Store this step's derivative (x − x̂₀)/σ in the ring, overwriting the oldest once LMS_ORDER are kept.
+    const slot = (this.newestDerivative + 1) % LMS_ORDER;
+    const derivative = (this.derivatives[slot] = sized(this.derivatives[slot] ?? null, count));
+    this.newestDerivative = slot;
+    this.derivativeCount = Math.min(this.derivativeCount + 1, LMS_ORDER);
+    if (this.prediction === 'epsilon') {
+      for (let i = 0; i < count; i++) {
+        const x = sample[i]!;
+        derivative[i] = fround(x - fround(x - fround(sigma * modelOutput[i]!))) / sigma;
+      }
+    } else if (this.prediction === 'v_prediction') {
+      const outputScale = fround(-sigma / fround(Math.sqrt(fround(fround(sigma * sigma) + 1))));
+      const sampleScale = fround(fround(sigma * sigma) + 1);
+      for (let i = 0; i < count; i++) {
+        const x = sample[i]!;
+        derivative[i] = fround(x - fround(fround(modelOutput[i]! * outputScale) + fround(x / sampleScale))) / sigma;
+      }
+    } else {
+      for (let i = 0; i < count; i++) derivative[i] = fround(sample[i]! - modelOutput[i]!) / sigma;
+    }
+
+    const order = Math.min(index + 1, LMS_ORDER);
+    const coefficients = this.coefficients;
+    for (let j = 0; j < order; j++) coefficients[j] = fround(this.lmsCoefficient(order, index, j));
+    // sum(coeff_j · derivative_j) with derivative_0 the newest, accumulated left to right in float32, then + x.
+    const out = this.outputs.next(count);
+    const derivativeAt = (age: number): Float32Array => this.derivatives[(this.newestDerivative - age + LMS_ORDER) % LMS_ORDER]!;
+    const d0 = derivativeAt(0);
+    const c0 = coefficients[0]!;
+    if (order === 1) {
+      for (let i = 0; i < count; i++) out[i] = sample[i]! + fround(c0 * d0[i]!);
+    } else {
+      const d1 = derivativeAt(1);
+      const d2 = order > 2 ? derivativeAt(2) : d1;
+      const d3 = order > 3 ? derivativeAt(3) : d1;
+      const c1 = coefficients[1]!;
+      const c2 = order > 2 ? coefficients[2]! : 0;
+      const c3 = order > 3 ? coefficients[3]! : 0;
+      for (let i = 0; i < count; i++) {
+        let total = fround(fround(c0 * d0[i]!) + fround(c1 * d1[i]!));
+        if (order > 2) total = fround(total + fround(c2 * d2[i]!));
+        if (order > 3) total = fround(total + fround(c3 * d3[i]!));
+        out[i] = sample[i]! + total;
+      }
+    }
+    this.stepIndex = index + 1;
+    return out;
+  }
+}
