@@ -1,0 +1,209 @@
+import type { RngDevice } from '../diffusion/rng/types.js';
+import type { SchedulerName } from '../diffusion/schedulers/types.js';
+
+/**
+ * What one job asks the engine for, in a JSON-safe shape (this is what the job store keeps and what a button click
+ * after a restart reads back). The seed is an unsigned 64-bit integer written as a decimal string, because JSON has
+ * no bigint and a double would lose the low bits of most seeds.
+ */
+export interface JobParams {
+  prompt: string;
+  /** The negative prompt as the engine receives it (the guild's default negative already merged in); '' for none. */
+  negative: string;
+  /** Decimal string of an integer in 0 … 2^64−1. */
+  seed: string;
+  steps: number;
+  cfg: number;
+  width: number;
+  height: number;
+  scheduler: SchedulerName;
+  /** Images in this job, 1 … 4. */
+  count: number;
+  /** Which torch generator the noise reproduces. */
+  rng: RngDevice;
+}
+
+/** What the engine receives: the job's parameters with the seed as a bigint. */
+export interface GenerationRequest extends Omit<JobParams, 'seed'> {
+  seed: bigint;
+}
+
+export interface GenerationProgress {
+  /** Steps completed so far, 1 … totalSteps. */
+  step: number;
+  totalSteps: number;
+  /**
+   * The current latents, shape (batch, 4, height/8, width/8), for a cheap preview. Optional: an engine may leave it
+   * out. The engine may reuse the array after the callback returns, so a listener that keeps it must copy it.
+   */
+  latents?: { data: Float32Array; shape: readonly [number, number, number, number] };
+}
+
+export interface GenerateOptions {
+  /** Aborted when the job is cancelled or the queue shuts down; the engine should stop between steps and reject. */
+  signal: AbortSignal;
+  onProgress?: (progress: GenerationProgress) => void;
+}
+
+export interface GeneratedImage {
+  /** The encoded PNG (with whatever text chunks the engine writes). */
+  png: Uint8Array;
+  /** The seed this image reproduces from on its own. */
+  seed: bigint;
+  /** The safety checker's verdict; undefined when the checker did not run. */
+  nsfw?: boolean;
+}
+
+export interface GeneratedImages {
+  images: GeneratedImage[];
+  /** The model's display name, for the result embed. */
+  model?: string;
+}
+
+/**
+ * The engine as the queue sees it. The lead adapts the real pipeline to this; tests use a small real one.
+ * `generate` must honour `signal` (reject once it is aborted, ideally with CancelledError from diffusion/errors).
+ */
+export interface ImageGenerator {
+  generate(request: GenerationRequest, options: GenerateOptions): Promise<GeneratedImages>;
+}
+
+export type JobStatus = 'queued' | 'running' | 'done' | 'failed' | 'cancelled';
+export const ACTIVE_STATUSES: readonly JobStatus[] = ['queued', 'running'];
+
+export interface JobOwner {
+  userId: string;
+  guildId: string;
+  channelId: string;
+}
+
+export interface JobResult {
+  /** One per image, decimal strings. */
+  seeds: string[];
+  /** One per image: true when the safety checker flagged it, null when it did not run. */
+  nsfw: (boolean | null)[];
+  /** File names (inside the queue's outputDir) when the queue was given one, else empty. */
+  files: string[];
+  /** Wall time of the generate() call that produced the result. */
+  durationMs: number;
+  model?: string;
+}
+
+export interface JobError {
+  code: string;
+  /** One sentence a person can read. Internal faults get a generic sentence; their detail goes to the log. */
+  message: string;
+}
+
+/** A JSON value, for the free-form `meta` record. */
+export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
+export type JsonObject = { [key: string]: JsonValue };
+
+export interface JobRecord {
+  /** Record shape version, for later migrations. */
+  v: 1;
+  /** Short, URL-safe, unique (12 characters of base64url); fits in a button custom_id. */
+  id: string;
+  owner: JobOwner;
+  params: JobParams;
+  status: JobStatus;
+  /** Enqueue sequence number, strictly increasing per store; restored jobs run in this order. */
+  seq: number;
+  /** Epoch milliseconds. */
+  createdAt: number;
+  startedAt?: number;
+  finishedAt?: number;
+  /** How many times a worker started this job (more than 1 after a restart interrupted a run). */
+  attempts: number;
+  /** The job this one was made from (re-roll, same seed), if any. */
+  parentId?: string;
+  result?: JobResult;
+  error?: JobError;
+  /** Who cancelled it (a user id), when cancelled. */
+  cancelledBy?: string;
+  /**
+   * Free for the Discord side: message ids, interaction token and its expiry, whatever it needs to find its messages
+   * again after a restart. The queue never reads or logs it. Update with JobQueue.updateMeta.
+   */
+  meta: JsonObject;
+}
+
+/** A job as shown to users: its record and where it stands. */
+export interface JobStanding {
+  job: JobRecord;
+  /** 0 while running, 1 for the next job to start, 2 after it, …; null once finished. */
+  position: number | null;
+}
+
+export interface RunningJobInfo {
+  job: JobRecord;
+  step: number;
+  totalSteps: number;
+}
+
+export interface QueueSnapshot {
+  /** What the worker runs now (one entry with one worker). */
+  running: RunningJobInfo[];
+  /** Jobs waiting, all guilds. */
+  queuedTotal: number;
+  /** Per guild that has active jobs: how many wait and how many run. */
+  guilds: Array<{ guildId: string; queued: number; running: number }>;
+  /** The asking user's active jobs with positions, in dispatch order (when a user id was given). */
+  user: JobStanding[];
+}
+
+export interface EnqueueInput {
+  owner: JobOwner;
+  params: JobParams;
+  parentId?: string;
+  meta?: JsonObject;
+}
+
+export interface CancelActor {
+  userId: string;
+  /** The caller decides (e.g. Manage Guild permission); an admin may cancel anyone's job. */
+  isAdmin: boolean;
+}
+
+/** Events the Discord side subscribes to. Each payload carries a copy of the job's record as it is now. */
+export interface JobQueueEvents {
+  /** A job entered the queue; `restored` when it was reloaded from the store at start. */
+  queued: { job: JobRecord; position: number; restored: boolean };
+  /** A waiting job's position changed (emitted only when it changed). */
+  position: { job: JobRecord; position: number };
+  started: { job: JobRecord };
+  progress: { job: JobRecord; progress: GenerationProgress };
+  /** Finished: `images` carries the PNG bytes (not stored in keyv; see JobResult.files). */
+  finished: { job: JobRecord; images: readonly GeneratedImage[] };
+  failed: { job: JobRecord; error: JobError };
+  cancelled: { job: JobRecord; by: string; wasRunning: boolean };
+}
+
+export type JobQueueEventName = keyof JobQueueEvents;
+export type JobQueueListener<K extends JobQueueEventName> = (payload: JobQueueEvents[K]) => void | Promise<void>;
+
+/**
+ * The queue as the Discord side uses it. LocalJobQueue runs it in this process with one pipeline worker; a later
+ * implementation can put the same contract on Redis (BullMQ) for several GPU workers, which is why every query is
+ * async.
+ */
+export interface JobQueue {
+  /** Loads persisted queued/running jobs (emitting `queued` with restored=true for each) and starts dispatching. */
+  start(): Promise<void>;
+  /** Stops dispatching; a running job is interrupted and stays persisted as running, so the next start reruns it. */
+  close(): Promise<void>;
+  enqueue(input: EnqueueInput): Promise<JobStanding>;
+  /** Cancels a queued or running job; resolves once the job is recorded as cancelled. */
+  cancel(jobId: string, actor: CancelActor): Promise<JobRecord>;
+  /** Any job still in the store (finished ones too, until their TTL ends). */
+  getJob(jobId: string): Promise<JobRecord | undefined>;
+  /** Position of an active job (0 = running) or null when it is not active. */
+  standing(jobId: string): Promise<JobStanding | undefined>;
+  snapshot(userId?: string): Promise<QueueSnapshot>;
+  /** Active (queued + running) jobs of a guild, and of one user in it; used by admission's queue limits. */
+  activeCounts(guildId: string, userId: string): Promise<{ guild: number; user: number }>;
+  /** Shallow-merges `patch` into the job's `meta` and persists it (works on finished jobs too). */
+  updateMeta(jobId: string, patch: JsonObject): Promise<JobRecord>;
+  on<K extends JobQueueEventName>(event: K, listener: JobQueueListener<K>): () => void;
+  off<K extends JobQueueEventName>(event: K, listener: JobQueueListener<K>): void;
+}
