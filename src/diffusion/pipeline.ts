@@ -1,12 +1,12 @@
-import * as ort from 'onnxruntime-node';
+import type * as ort from 'onnxruntime-node';
 import { CancelledError, InvalidRequestError } from './errors.js';
-import { toFloat16Into, toFloat32Into } from './fp16.js';
-import type { ModelPart, StableDiffusionModel, TensorContract } from './model.js';
+import type { ModelPart, StableDiffusionModel } from './model.js';
 import { createNoiseGenerator } from './rng/index.js';
 import { MAX_SEED, type NoiseGenerator, type RngDevice } from './rng/types.js';
 import { createScheduler } from './schedulers/index.js';
 import type { Scheduler, SchedulerName, TimestepSpacing } from './schedulers/types.js';
 import { checkSafety } from './safety.js';
+import { readFloats, TensorFeeder } from './tensors.js';
 
 export interface GenerationRequest {
   prompt: string;
@@ -105,80 +105,9 @@ export function validateRequest(request: GenerationRequest): void {
   if (typeof request.prompt !== 'string') throw new InvalidRequestError('prompt must be text.');
 }
 
-/**
- * Feeds one float input of a session, whatever dtype the model wants (float32, or float16 for fp16 exports),
- * from a float32 buffer the pipeline owns. Buffers are allocated once per generation, not per step.
- */
-class FloatFeed {
-  private readonly half: Uint16Array | null;
-  readonly tensor: ort.Tensor;
-  constructor(contract: TensorContract, readonly data: Float32Array, dims: readonly number[]) {
-    if (contract.dtype === 'float16') {
-      this.half = new Uint16Array(data.length);
-      this.tensor = new ort.Tensor('float16', this.half, dims);
-    } else if (contract.dtype === 'float32') {
-      this.half = null;
-      this.tensor = new ort.Tensor('float32', data, dims);
-    } else {
-      throw new InvalidRequestError(`input ${contract.name} has type ${contract.dtype}; a float tensor was expected.`);
-    }
-  }
-  /** Call after writing `data`: converts to the model's dtype when it differs. */
-  sync(): ort.Tensor {
-    if (this.half) toFloat16Into(this.data, this.half);
-    return this.tensor;
-  }
-}
-
-/** Reads a float output (float32 or float16) into a float32 buffer. */
-function readFloatOutput(tensor: ort.Tensor, into: Float32Array): Float32Array {
-  if (tensor.type === 'float32') {
-    into.set(tensor.data as Float32Array);
-  } else if (tensor.type === 'float16') {
-    toFloat32Into(tensor.data as Uint16Array, into);
-  } else {
-    throw new Error(`unexpected output type ${tensor.type}`);
-  }
-  return into;
-}
-
 function firstOutput(part: ModelPart, outputs: ort.InferenceSession.OnnxValueMapType): ort.Tensor {
   const name = part.session.outputNames[0]!;
   return outputs[name] as ort.Tensor;
-}
-
-function timestepTensor(contract: TensorContract, timestep: number, batch: number): ort.Tensor {
-  switch (contract.dtype) {
-    case 'float32':
-      return new ort.Tensor('float32', new Float32Array(batch).fill(timestep), [batch]);
-    case 'float16': {
-      const half = new Uint16Array(batch);
-      toFloat16Into(new Float32Array(batch).fill(timestep), half);
-      return new ort.Tensor('float16', half, [batch]);
-    }
-    // Integer timesteps truncate like numpy's astype, as diffusers' ONNX pipeline feeds them.
-    case 'int64':
-      return new ort.Tensor('int64', new BigInt64Array(batch).fill(BigInt(Math.trunc(timestep))), [batch]);
-    case 'int32':
-      return new ort.Tensor('int32', new Int32Array(batch).fill(Math.trunc(timestep)), [batch]);
-    default:
-      throw new InvalidRequestError(`unet timestep has unsupported type ${contract.dtype}.`);
-  }
-}
-
-function idsTensor(contract: TensorContract, ids: Int32Array[], length: number): ort.Tensor {
-  const dims = [ids.length, length];
-  if (contract.dtype === 'int64') {
-    const data = new BigInt64Array(ids.length * length);
-    ids.forEach((row, r) => row.forEach((id, c) => (data[r * length + c] = BigInt(id))));
-    return new ort.Tensor('int64', data, dims);
-  }
-  if (contract.dtype === 'int32') {
-    const data = new Int32Array(ids.length * length);
-    ids.forEach((row, r) => data.set(row, r * length));
-    return new ort.Tensor('int32', data, dims);
-  }
-  throw new InvalidRequestError(`text encoder input_ids has unsupported type ${contract.dtype}.`);
 }
 
 /** numpy/torch round half to even, as `(x * 255).round()` does. */
@@ -214,12 +143,14 @@ export class StableDiffusionPipeline {
   async encodeText(prompt: string, negativePrompt: string, batch: number, withGuidance: boolean): Promise<{ embeddings: Float32Array; dims: number[] }> {
     const { tokenizer, textEncoder } = this.model;
     const rows = withGuidance ? [tokenizer.encode(negativePrompt), tokenizer.encode(prompt)] : [tokenizer.encode(prompt)];
-    const inputIds = textEncoder.inputs.get('input_ids')!;
-    const outputs = await textEncoder.session.run({ input_ids: idsTensor(inputIds, rows, tokenizer.maxLength) });
+    const ids = TensorFeeder.forInput(textEncoder.session, 'input_ids', [rows.length, tokenizer.maxLength]);
+    const flatIds = new Int32Array(rows.length * tokenizer.maxLength);
+    rows.forEach((row, r) => flatIds.set(row, r * tokenizer.maxLength));
+    const outputs = await textEncoder.session.run({ input_ids: ids.setInts(flatIds) });
     const hidden = firstOutput(textEncoder, outputs);
     const [rowCount, sequence, width] = hidden.dims as [number, number, number];
     const perRow = sequence * width;
-    const encoded = readFloatOutput(hidden, new Float32Array(rowCount * perRow));
+    const encoded = readFloats(hidden, new Float32Array(rowCount * perRow));
     // Repeat each row n times: [neg × n, prompt × n], the order diffusers concatenates for guidance.
     const embeddings = new Float32Array(rowCount * batch * perRow);
     for (let r = 0; r < rowCount; r++) {
@@ -256,11 +187,12 @@ export class StableDiffusionPipeline {
 
     const unet = model.unet;
     const unetBatch = guidance ? 2 * batch : batch;
-    const sampleFeed = new FloatFeed(unet.inputs.get('sample')!, new Float32Array(unetBatch * latentCount / batch), [unetBatch, 4, latentHeight, latentWidth]);
-    const textFeed = new FloatFeed(unet.inputs.get('encoder_hidden_states')!, text.embeddings, text.dims);
-    const textTensor = textFeed.sync();
-    const timestepContract = unet.inputs.get('timestep')!;
-    const noiseOut = new Float32Array(unetBatch * latentCount / batch);
+    // Feeds in the dtypes the UNet's metadata declares (float16 for fp16 exports), allocated once per generation.
+    const unetInput = new Float32Array(unetBatch * (latentCount / batch));
+    const sampleFeed = TensorFeeder.forInput(unet.session, 'sample', [unetBatch, 4, latentHeight, latentWidth]);
+    const timestepFeed = TensorFeeder.forInput(unet.session, 'timestep', [unetBatch]);
+    const textTensor = TensorFeeder.forInput(unet.session, 'encoder_hidden_states', text.dims).setFloats(text.embeddings);
+    const noiseOut = new Float32Array(unetInput.length);
     const guided = guidance ? new Float32Array(latentCount) : noiseOut;
     const cfg = request.cfg;
 
@@ -272,13 +204,14 @@ export class StableDiffusionPipeline {
       throwIfAborted(signal);
       const t = timesteps[index]!;
       const scaled = scheduler.scaleModelInput(latents, t);
-      sampleFeed.data.set(scaled, 0);
-      if (guidance) sampleFeed.data.set(scaled, latentCount);
-      const feeds = { sample: sampleFeed.sync(), timestep: timestepTensor(timestepContract, t, unetBatch), encoder_hidden_states: textTensor };
+      unetInput.set(scaled, 0);
+      if (guidance) unetInput.set(scaled, latentCount);
+      // Integer timestep inputs take t truncated, as numpy's astype does in diffusers' ONNX pipeline.
+      const feeds = { sample: sampleFeed.setFloats(unetInput), timestep: timestepFeed.fill(t), encoder_hidden_states: textTensor };
       const runStarted = performance.now();
       const outputs = await unet.session.run(feeds);
       unetMs += performance.now() - runStarted;
-      readFloatOutput(firstOutput(unet, outputs), noiseOut);
+      readFloats(firstOutput(unet, outputs), noiseOut);
       if (guidance) {
         // noise = uncond + cfg · (cond − uncond); the first half of the batch is the unconditional one.
         for (let i = 0; i < latentCount; i++) {
@@ -339,11 +272,11 @@ export class StableDiffusionPipeline {
     const input = new Float32Array(perImage);
     const source = latents.subarray(index * perImage, (index + 1) * perImage);
     for (let i = 0; i < perImage; i++) input[i] = source[i]! / vaeScalingFactor;
-    const feed = new FloatFeed(vaeDecoder.inputs.get('latent_sample')!, input, [1, channels, h, w]);
-    const outputs = await vaeDecoder.session.run({ latent_sample: feed.sync() });
+    const feed = TensorFeeder.forInput(vaeDecoder.session, 'latent_sample', [1, channels, h, w]);
+    const outputs = await vaeDecoder.session.run({ latent_sample: feed.setFloats(input) });
     const sample = firstOutput(vaeDecoder, outputs);
     const [, , height, width] = sample.dims as [number, number, number, number];
-    const planar = readFloatOutput(sample, new Float32Array(3 * height * width));
+    const planar = readFloats(sample, new Float32Array(3 * height * width));
     const plane = height * width;
     const rgb = new Uint8Array(plane * 3);
     const float = new Float32Array(plane * 3);

@@ -1,7 +1,7 @@
-import * as ort from 'onnxruntime-node';
+import type * as ort from 'onnxruntime-node';
 import sharp from 'sharp';
-import { toFloat16Into } from './fp16.js';
 import type { ImageProcessorConfig, ModelPart } from './model.js';
+import { TensorFeeder } from './tensors.js';
 
 /**
  * CLIP image preprocessing as transformers' CLIPImageProcessor does it on diffusers' PIL image: resize the
@@ -58,15 +58,6 @@ export async function preprocessForClip(rgb: Uint8Array, width: number, height: 
   return { data, size: [outHeight, outWidth] };
 }
 
-function floatTensor(dtype: string, data: Float32Array, dims: number[]): ort.Tensor {
-  if (dtype === 'float16') {
-    const half = new Uint16Array(data.length);
-    toFloat16Into(data, half);
-    return new ort.Tensor('float16', half, dims);
-  }
-  return new ort.Tensor('float32', data, dims);
-}
-
 /**
  * Runs the exported StableDiffusionSafetyChecker on one image (the export works at batch 1, so diffusers runs it
  * image by image too) and returns its NSFW verdict.
@@ -81,11 +72,12 @@ export async function checkSafety(
   const { part, preprocessor } = checker;
   const clip = await preprocessForClip(rgb, width, height, preprocessor);
   const outputs = await part.session.run({
-    clip_input: floatTensor(part.inputs.get('clip_input')!.dtype, clip.data, [1, 3, clip.size[0], clip.size[1]]),
-    images: floatTensor(part.inputs.get('images')!.dtype, floatImage, [1, height, width, 3]),
+    clip_input: TensorFeeder.forInput(part.session, 'clip_input', [1, 3, clip.size[0], clip.size[1]]).setFloats(clip.data),
+    images: TensorFeeder.forInput(part.session, 'images', [1, height, width, 3]).setFloats(floatImage),
   });
   const verdict = outputs['has_nsfw_concepts'] ?? outputs[part.session.outputNames[1]!];
   if (!verdict) throw new Error('safety checker returned no has_nsfw_concepts output');
-  const value = (verdict as ort.Tensor).data[0];
+  // ORT JS returns bool tensors as a Uint8Array of 0/1.
+  const value: unknown = (verdict as ort.Tensor).data[0];
   return value === true || value === 1 || value === 1n;
 }

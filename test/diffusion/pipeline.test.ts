@@ -25,7 +25,7 @@ describe('pipeline reproduces diffusers on the reference cases', () => {
   });
 
   for (const id of caseIds()) {
-    test(`case ${id}`, async () => {
+    test(`case ${id}`, async (t) => {
       const reference = loadCase(id);
       // Token ids for the prompt and the (possibly empty) negative prompt, padded to 77 with 49407.
       assert.deepEqual(Array.from(pipeline.model.tokenizer.encode(reference.prompt)), rows(reference.input_ids)[0]);
@@ -82,7 +82,9 @@ describe('pipeline reproduces diffusers on the reference cases', () => {
         const within = fractionWithin(image.rgb, expected.rgb, 1);
         assert.ok(within >= 0.999, `image ${image.index}: only ${(within * 100).toFixed(3)}% of values within ±1`);
         assert.equal(image.nsfw, reference.nsfw[image.index], `safety verdict of image ${image.index}`);
+        t.diagnostic(`${id} image ${image.index}: ${(within * 100).toFixed(3)}% of values within ±1`);
       }
+      t.diagnostic(`${id} ${reference.scheduler}/${reference.rng}: final latents max diff ${finalDiff.toExponential(2)} (max magnitude ${maxAbs(expectedFinal).toFixed(3)})`);
     });
   }
 });
