@@ -181,6 +181,9 @@ function describeIssue(issue: z.core.$ZodIssue, merged: JsonObject, origins: Map
   }
   const value = getPath(merged, issue.path);
   const origin = originOf(path, origins, defaultsLabel);
+  if (issue.code === 'invalid_type' && issue.expected === 'object') {
+    return [`${origin}: ${path || 'the file'} must be an object of settings ({ … })${value === undefined ? '' : ` (got ${describeValue(value)})`}`];
+  }
   if (value === undefined) return [`${origin}: ${path} is missing (it ${issue.message})`];
   // Never echo a secret back, even a malformed one.
   const secret = path.endsWith('.token');

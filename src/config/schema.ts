@@ -67,7 +67,7 @@ export const configSchema = z.strictObject({
     apiBase: httpUrl(),
     cdnBase: httpUrl(),
     /** Deploy slash commands to this one guild (instant) instead of globally (up to an hour). */
-    devGuildId: rule((m) => z.union([z.null(), z.string().regex(SNOWFLAKE)], m), 'must be null or a Discord id (17 to 20 digits)'),
+    devGuildId: rule((m) => z.union([z.null(m), z.string(m).regex(SNOWFLAKE, m)], m), 'must be null or a Discord id (17 to 20 digits)'),
   }),
   model: z.strictObject({
     /** A model folder, or a Hugging Face repo id (owner/name[@revision]) resolved from the Hub cache; "" = none yet. */
@@ -81,7 +81,7 @@ export const configSchema = z.strictObject({
       cfg: numberBetween(0, 30),
       size: imageSize(),
       /** null = the scheduler named in the model's scheduler/scheduler_config.json. */
-      scheduler: rule((m) => z.union([z.null(), z.string().min(1)], m), 'must be null (the model\'s own) or a scheduler name'),
+      scheduler: rule((m) => z.union([z.null(m), z.string(m).min(1, m)], m), 'must be null (the model\'s own) or a scheduler name'),
       negative: text(),
     }),
     limits: z.strictObject({
@@ -118,7 +118,7 @@ export const configSchema = z.strictObject({
   storage: z.strictObject({
     dataDir: nonEmptyText(),
     /** null = <dataDir>/imagine.sqlite. */
-    sqlitePath: rule((m) => z.union([z.null(), z.string().min(1)], m), 'must be null or a file path'),
+    sqlitePath: rule((m) => z.union([z.null(m), z.string(m).min(1, m)], m), 'must be null or a file path'),
     /** "" = the embedded SQLite file; otherwise a keyv URL such as redis://localhost:6379. */
     keyvUrl: rule(
       (m) => z.string(m).refine((value) => value === '' || /^[a-z][a-z0-9+.-]*:\/\/\S+$/i.test(value), m),

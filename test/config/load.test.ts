@@ -184,3 +184,16 @@ test('every key of config/default.json is documented in config/README.md', () =>
   assert.ok(leaves.length > 30);
   for (const key of leaves) assert.ok(readme.includes(`\`${key}\``), `${key} is not documented in config/README.md`);
 });
+
+test('nulls, sections that are not objects, and either-or values get readable lines too', (t) => {
+  const dir = workspace({ local: { generation: { defaults: { steps: null, scheduler: '' } }, storage: { sqlitePath: '' }, preview: 5 } });
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const problems = problemsOf(() => loadConfig({ env: { DISCORD_DEV_GUILD_ID: 'abc' }, cwd: dir }));
+  assert.deepEqual([...problems].sort(), [
+    'config/local.json: generation.defaults.scheduler must be null (the model\'s own) or a scheduler name (got "")',
+    'config/local.json: generation.defaults.steps must be an integer between 1 and 150 (got null)',
+    'config/local.json: preview must be an object of settings ({ … }) (got 5)',
+    'config/local.json: storage.sqlitePath must be null or a file path (got "")',
+    'env DISCORD_DEV_GUILD_ID: discord.devGuildId must be null or a Discord id (17 to 20 digits) (got "abc")',
+  ]);
+});
