@@ -124,10 +124,18 @@ export class ImagineBot {
     });
   }
 
-  /** Logs in, registers the commands, then starts the queue (which restores persisted jobs and their messages). */
+  /**
+   * Starts the queue first (it restores persisted jobs and their messages, over REST only), then connects to the
+   * gateway, so every interaction that arrives finds a working queue; then registers the commands.
+   */
   async start(): Promise<void> {
     const { config, queue } = this.options;
     if (!config.discord.token) throw new Error('DISCORD_TOKEN is not set');
+    this.client.rest.setToken(config.discord.token);
+    this.subscribe();
+    await queue.start();
+    this.accepting = true;
+
     this.client.on(Events.InteractionCreate, (interaction) => this.track(this.route(interaction)));
     this.client.on(Events.Error, (error) => this.log.error({ err: error }, 'discord client error'));
     this.client.on(Events.ShardDisconnect, (event) => this.log.warn({ code: event.code }, 'gateway disconnected'));
@@ -140,10 +148,6 @@ export class ImagineBot {
       const result = await deployCommands(this.client.rest, config.discord.appId, this.options.commands, config.discord.devGuildId);
       this.log.info({ scope: result.scope, commands: result.names }, 'slash commands registered');
     }
-
-    this.subscribe();
-    this.accepting = true;
-    await queue.start();
     this.logStatus();
     this.statusTimer = setInterval(() => this.logStatus(), this.options.statusLogIntervalMs ?? 5 * 60_000);
     this.statusTimer.unref();

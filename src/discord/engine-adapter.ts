@@ -1,0 +1,86 @@
+/**
+ * The real Stable Diffusion pipeline behind the queue's ImageGenerator contract: it turns a job's parameters into
+ * PNGs carrying A1111's `parameters` chunk, reports every step with its latents for the live preview, and stops
+ * between steps when the job is cancelled.
+ *
+ * Each image of a job is made from its own seed (seed, seed+1, …) like A1111's batches, so every image can be
+ * re-made alone from the seed shown under it.
+ */
+import { MAX_SEED } from '../diffusion/rng/index.js';
+import { encodePng, formatInfotext } from '../diffusion/png.js';
+import type { StableDiffusionPipeline } from '../diffusion/pipeline.js';
+import { schedulerDisplayName } from '../diffusion/schedulers/index.js';
+import type { GenerateOptions, GeneratedImage, GeneratedImages, GenerationRequest, ImageGenerator } from '../queue/types.js';
+
+export interface PipelineGeneratorOptions {
+  /** Run the model's safety checker (when it has one). */
+  safetyCheck: boolean;
+}
+
+/** seed + offset, wrapping inside the engine's seed range. */
+export function offsetSeed(seed: bigint, offset: number): bigint {
+  return (seed + BigInt(offset)) % (MAX_SEED + 1n);
+}
+
+export class PipelineImageGenerator implements ImageGenerator {
+  constructor(
+    private readonly pipeline: StableDiffusionPipeline,
+    private readonly options: PipelineGeneratorOptions,
+  ) {}
+
+  get modelName(): string {
+    return this.pipeline.model.name;
+  }
+
+  async generate(request: GenerationRequest, options: GenerateOptions): Promise<GeneratedImages> {
+    const images: GeneratedImage[] = [];
+    const count = Math.max(1, request.count);
+    const totalSteps = request.steps * count;
+    for (let index = 0; index < count; index++) {
+      const seed = offsetSeed(request.seed, index);
+      const result = await this.pipeline.generate(
+        {
+          prompt: request.prompt,
+          negativePrompt: request.negative,
+          seed,
+          steps: request.steps,
+          cfg: request.cfg,
+          width: request.width,
+          height: request.height,
+          scheduler: request.scheduler,
+          rng: request.rng,
+          batch: 1,
+          safetyCheck: this.options.safetyCheck,
+        },
+        {
+          signal: options.signal,
+          onProgress: (progress) =>
+            options.onProgress?.({
+              step: index * request.steps + progress.step,
+              totalSteps,
+              latents: { data: progress.latents, shape: progress.shape },
+            }),
+        },
+      );
+      const image = result.images[0];
+      if (!image) throw new Error('the pipeline returned no image');
+      const infotext = formatInfotext({
+        prompt: request.prompt,
+        negativePrompt: request.negative,
+        steps: request.steps,
+        sampler: schedulerDisplayName(result.scheduler),
+        cfg: request.cfg,
+        seed,
+        width: image.width,
+        height: image.height,
+        model: this.pipeline.model.name,
+      });
+      images.push({
+        png: await encodePng(image.rgb, image.width, image.height, infotext),
+        seed,
+        ...(image.nsfw === null ? {} : { nsfw: image.nsfw }),
+      });
+    }
+    return { images, model: this.pipeline.model.name };
+  }
+}
