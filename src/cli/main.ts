@@ -2,16 +2,34 @@
 import { Command, CommanderError } from 'commander';
 import { isImagineError } from '../diffusion/errors.js';
 import { PACKAGE_VERSION } from '../util/project.js';
+import { loadConfig, type Config } from '../config/index.js';
+import { registerDeployCommandsCommand } from './deploy-commands.js';
+import { registerDoctorCommand } from './doctor.js';
 import { registerGenerateCommand } from './generate.js';
-
+import { registerModelsCommand } from './models.js';
+import { registerSetupCommand } from './setup.js';
+import { registerStartCommand } from './start.js';
 
 export function buildProgram(): Command {
   const program = new Command('imagine-bot')
     .description('Self-hosted Stable Diffusion 1.5 bot for Discord, and its engine on the command line.')
     .version(PACKAGE_VERSION)
+    .option('--config <file>', 'configuration file to use instead of config/local.json (or IMAGINE_CONFIG)')
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
-  registerGenerateCommand(program);
+  // generate reads the configuration only for what its flags leave open (model folder, provider), and only then,
+  // so `generate --model DIR` works even before any configuration exists.
+  let config: Config | undefined;
+  const configured = (): Config => (config ??= loadConfig(program.opts<{ config?: string }>().config ? { configPath: program.opts<{ config: string }>().config } : {}));
+  registerGenerateCommand(program, {
+    modelPath: () => configured().model.path || undefined,
+    provider: () => configured().model.provider,
+  });
+  registerStartCommand(program);
+  registerDeployCommandsCommand(program);
+  registerModelsCommand(program);
+  registerSetupCommand(program);
+  registerDoctorCommand(program);
   return program;
 }
 
