@@ -78,7 +78,8 @@ test('pretty output is scrubbed too', async () => {
   });
   const log = createLogger({ destination: sink, pretty: true, secrets: [SHAPELESS] });
   log.info({ token: DISCORD_TOKEN }, `pretty ${SHAPELESS}`);
-  await new Promise((resolve) => setTimeout(resolve, 50));
+  // pino-pretty hands lines on through a stream pipeline: wait for the line rather than for a fixed time.
+  for (let waited = 0; !text.includes('\n') && waited < 5000; waited += 10) await new Promise((resolve) => setTimeout(resolve, 10));
   assert.match(text, /INFO/);
   assert.match(text, /pretty \[Redacted\]/);
   assert.ok(!text.includes(DISCORD_TOKEN) && !text.includes(SHAPELESS));

@@ -5,6 +5,7 @@
  */
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { defaultHubCacheDir } from '../config/load.js';
 import { HubError } from './errors.js';
 import { COMMIT_PATTERN, formatRepoRef, looksLikeRepoId, parseRepoRef, repoCacheFolder } from './repo.js';
 
@@ -85,8 +86,8 @@ export function listCachedModels(cacheDir: string): CachedModel[] {
 }
 
 export interface ResolveModelOptions {
-  /** The Hub cache folder (config.hub.cacheDir). */
-  cacheDir: string;
+  /** The Hub cache folder (config.hub.cacheDir); default as huggingface_hub finds it from the environment. */
+  cacheDir?: string;
   /** Relative folders are relative to this; default process.cwd(). */
   cwd?: string;
 }
@@ -95,8 +96,9 @@ export interface ResolveModelOptions {
  * The model folder for `model.path`: a folder as it is, or a Hub repo id `owner/name[@revision]` as its snapshot in
  * the cache. Throws a one-line HubError saying how to get the model when it is not there.
  */
-export function resolveModelPath(pathOrRepo: string, options: ResolveModelOptions): string {
+export function resolveModelPath(pathOrRepo: string, options: ResolveModelOptions = {}): string {
   const wanted = pathOrRepo.trim();
+  const cacheDir = options.cacheDir ?? defaultHubCacheDir();
   if (!wanted) {
     throw new HubError(
       'model_not_configured',
@@ -112,7 +114,7 @@ export function resolveModelPath(pathOrRepo: string, options: ResolveModelOption
   }
 
   const ref = parseRepoRef(wanted);
-  const storage = repoCacheFolder(options.cacheDir, ref.repo);
+  const storage = repoCacheFolder(cacheDir, ref.repo);
   const pullHint = `run \`imagine-bot models pull ${formatRepoRef(ref)}\``;
   let commit: string | undefined;
   if (COMMIT_PATTERN.test(ref.revision)) commit = ref.revision;
@@ -122,7 +124,7 @@ export function resolveModelPath(pathOrRepo: string, options: ResolveModelOption
   }
   const snapshot = commit ? join(storage, 'snapshots', commit) : undefined;
   if (!snapshot || !existsSync(snapshot)) {
-    throw new HubError('model_missing', `Model ${formatRepoRef(ref)} is not in the Hugging Face cache (${options.cacheDir}): ${pullHint}.`);
+    throw new HubError('model_missing', `Model ${formatRepoRef(ref)} is not in the Hugging Face cache (${cacheDir}): ${pullHint}.`);
   }
   if (!isCompleteModelFolder(snapshot)) {
     throw new HubError('model_incomplete', `Model ${formatRepoRef(ref)} is only partly downloaded (${snapshot}): ${pullHint} again to finish it.`);
