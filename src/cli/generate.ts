@@ -10,6 +10,7 @@ import { RNG_DEVICES, type RngDevice } from '../diffusion/rng/types.js';
 import { schedulerDisplayName } from '../diffusion/schedulers/index.js';
 import { SCHEDULER_NAMES, TIMESTEP_SPACINGS, type SchedulerName, type TimestepSpacing } from '../diffusion/schedulers/types.js';
 import { parseProviderChoice, type ProviderChoice } from '../diffusion/providers.js';
+import { resolveModelPath } from '../hub/cache.js';
 import { ProgressBar } from './progress.js';
 
 function integer(label: string, min: number, max: number) {
@@ -52,14 +53,15 @@ interface GenerateOptions {
 export interface GenerateCommandDefaults {
   /** The configured model folder, used when --model is not given. */
   modelPath?: () => string | undefined;
-  provider?: ProviderChoice;
+  /** The configured provider, used when --provider is not given. */
+  provider?: () => ProviderChoice;
 }
 
 export function registerGenerateCommand(program: Command, defaults: GenerateCommandDefaults = {}): void {
   program
     .command('generate')
     .description('Generate images from a prompt and write them as PNG files (DIR/0.png … DIR/<N-1>.png).')
-    .option('--model <dir>', 'model folder in diffusers ONNX layout (default: model.path from the config)')
+    .option('--model <dir>', 'model folder in diffusers ONNX layout, or a pulled Hub repo owner/name[@rev] (default: model.path from the config)')
     .requiredOption('--prompt <text>', 'what to draw')
     .option('--negative <text>', 'negative prompt', '')
     .option('--seed <n>', 'seed, 0 … 2^64−1 (default: random, printed)', (text) => {
@@ -94,8 +96,10 @@ export function registerGenerateCommand(program: Command, defaults: GenerateComm
 }
 
 async function runGenerate(options: GenerateOptions, defaults: GenerateCommandDefaults): Promise<void> {
-  const modelPath = options.model ?? defaults.modelPath?.();
-  if (!modelPath) throw new InvalidRequestError('no model: pass --model DIR or set model.path in the config (see `imagine-bot models --help`).');
+  // A folder, or a Hub repo id (owner/name[@revision]) already pulled into the Hugging Face cache.
+  const configuredPath = options.model ?? defaults.modelPath?.();
+  if (!configuredPath) throw new InvalidRequestError('no model: pass --model DIR or set model.path in the config (see `imagine-bot models --help`).');
+  const modelPath = resolveModelPath(configuredPath);
   if (options.width % 8 !== 0 || options.height % 8 !== 0) {
     throw new InvalidRequestError(`width and height must be multiples of 8 (got ${options.width}x${options.height}).`);
   }
@@ -103,7 +107,7 @@ async function runGenerate(options: GenerateOptions, defaults: GenerateCommandDe
   if (options.seed === undefined) process.stderr.write(`seed: ${seed}\n`);
 
   const pipeline = await loadPipeline(modelPath, {
-    provider: options.provider ?? defaults.provider ?? 'auto',
+    provider: options.provider ?? defaults.provider?.() ?? 'auto',
     safetyChecker: options.safety,
     log: (line) => process.stderr.write(`${line}\n`),
   });
