@@ -83,7 +83,7 @@ export class DdimScheduler implements Scheduler {
     this.prediction = requireOneOf(config.prediction_type, 'prediction_type', ['epsilon', 'v_prediction', 'sample'] as const);
     this.timestepSpacing = requireSpacing(config.timestep_spacing);
     requireInteger(config.steps_offset, 'steps_offset', 0);
-    this.clipRange = requireBoolean(config.clip_sample, 'clip_sample') ? requireNumber(config.clip_sample_range, 'clip_sample_range') : null;
+    this.clipRange = requireBoolean(config.clip_sample, 'clip_sample') ? fround(requireNumber(config.clip_sample_range, 'clip_sample_range')) : null;
     let betas = makeBetas(config);
     if (config.rescale_betas_zero_snr) betas = rescaleZeroTerminalSnr(betas);
     this.alphasCumprod = alphasCumprodFrom(betas);
@@ -125,23 +125,32 @@ export class DdimScheduler implements Scheduler {
     const clip = this.clipRange;
     const count = sample.length;
     const out = this.outputs.next(count);
+    const inverseRootAlpha = 1 / rootAlpha;
+    const inverseRootBeta = 1 / rootBeta;
+    if (this.prediction === 'epsilon' && clip === null) {
+      for (let i = 0; i < count; i++) {
+        const epsilon = modelOutput[i]!;
+        out[i] = rootAlphaPrev * ((sample[i]! - rootBeta * epsilon) * inverseRootAlpha) + directionScale * epsilon;
+      }
+      return out;
+    }
     for (let i = 0; i < count; i++) {
       const x = sample[i]!;
       const output = modelOutput[i]!;
       let denoised: number;
       let epsilon: number;
       if (this.prediction === 'epsilon') {
-        denoised = fround(fround(x - fround(rootBeta * output)) / rootAlpha);
+        denoised = (x - rootBeta * output) * inverseRootAlpha;
         epsilon = output;
       } else if (this.prediction === 'v_prediction') {
-        denoised = fround(fround(rootAlpha * x) - fround(rootBeta * output));
-        epsilon = fround(fround(rootAlpha * output) + fround(rootBeta * x));
+        denoised = rootAlpha * x - rootBeta * output;
+        epsilon = rootAlpha * output + rootBeta * x;
       } else {
         denoised = output;
-        epsilon = fround(fround(x - fround(rootAlpha * denoised)) / rootBeta);
+        epsilon = (x - rootAlpha * denoised) * inverseRootBeta;
       }
       if (clip !== null) denoised = Math.min(Math.max(denoised, -clip), clip);
-      out[i] = fround(rootAlphaPrev * denoised) + fround(directionScale * epsilon);
+      out[i] = rootAlphaPrev * denoised + directionScale * epsilon;
     }
     return out;
   }

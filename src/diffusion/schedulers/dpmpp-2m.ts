@@ -246,9 +246,10 @@ export class DpmSolverMultistepScheduler implements Scheduler {
     this.modelOutputNewest = slot;
     const current = alphaSigmaLambda(this.sigmas[index]!);
     if (this.prediction === 'epsilon') {
-      for (let i = 0; i < count; i++) x0[i] = fround(sample[i]! - fround(current.sigmaT * modelOutput[i]!)) / current.alpha;
+      const inverseAlpha = 1 / current.alpha;
+      for (let i = 0; i < count; i++) x0[i] = (sample[i]! - current.sigmaT * modelOutput[i]!) * inverseAlpha;
     } else if (this.prediction === 'v_prediction') {
-      for (let i = 0; i < count; i++) x0[i] = fround(current.alpha * sample[i]!) - fround(current.sigmaT * modelOutput[i]!);
+      for (let i = 0; i < count; i++) x0[i] = current.alpha * sample[i]! - current.sigmaT * modelOutput[i]!;
     } else {
       x0.set(modelOutput);
     }
@@ -281,16 +282,14 @@ export class DpmSolverMultistepScheduler implements Scheduler {
     if (noise === null) {
       const sampleScale = fround(target.sigmaT / source.sigmaT);
       const outputScale = fround(target.alpha * fround(fround(Math.exp(-h)) - 1));
-      for (let i = 0; i < count; i++) out[i] = fround(sampleScale * sample[i]!) - fround(outputScale * m0[i]!);
+      for (let i = 0; i < count; i++) out[i] = sampleScale * sample[i]! - outputScale * m0[i]!;
     } else {
       const expMinusH = fround(Math.exp(-h));
       const expMinus2H = fround(Math.exp(fround(-2 * h)));
       const sampleScale = fround(fround(target.sigmaT / source.sigmaT) * expMinusH);
       const outputScale = fround(target.alpha * fround(1 - expMinus2H));
       const noiseScale = fround(target.sigmaT * fround(Math.sqrt(fround(1 - expMinus2H))));
-      for (let i = 0; i < count; i++) {
-        out[i] = fround(fround(sampleScale * sample[i]!) + fround(outputScale * m0[i]!)) + fround(noiseScale * noise[i]!);
-      }
+      for (let i = 0; i < count; i++) out[i] = sampleScale * sample[i]! + outputScale * m0[i]! + noiseScale * noise[i]!;
     }
   }
 
@@ -311,12 +310,11 @@ export class DpmSolverMultistepScheduler implements Scheduler {
       const expTerm = fround(fround(Math.exp(-h)) - 1);
       const d0Scale = fround(target.alpha * expTerm);
       const d1Scale = this.heun ? fround(target.alpha * fround(fround(expTerm / h) + 1)) : fround(0.5 * fround(target.alpha * expTerm));
+      // midpoint: − ½·α_t(e^{−h} − 1)·D1; heun: + α_t((e^{−h} − 1)/h + 1)·D1.
+      const signedD1Scale = (this.heun ? d1Scale : -d1Scale) * inverseR0;
       for (let i = 0; i < count; i++) {
         const a = m0[i]!;
-        const d1 = fround(inverseR0 * fround(a - m1[i]!));
-        const base = fround(fround(sampleScale * sample[i]!) - fround(d0Scale * a));
-        // midpoint: x − ½·α_t(e^{−h} − 1)·D1; heun: + α_t((e^{−h} − 1)/h + 1)·D1.
-        out[i] = this.heun ? base + fround(d1Scale * d1) : base - fround(d1Scale * d1);
+        out[i] = sampleScale * sample[i]! - d0Scale * a + signedD1Scale * (a - m1[i]!);
       }
     } else {
       const expMinusH = fround(Math.exp(-h));
@@ -328,11 +326,10 @@ export class DpmSolverMultistepScheduler implements Scheduler {
         ? fround(target.alpha * fround(fround(oneMinus / fround(-2 * h)) + 1))
         : fround(0.5 * fround(target.alpha * oneMinus));
       const noiseScale = fround(target.sigmaT * fround(Math.sqrt(oneMinus)));
+      const scaledD1 = d1Scale * inverseR0;
       for (let i = 0; i < count; i++) {
         const a = m0[i]!;
-        const d1 = fround(inverseR0 * fround(a - m1[i]!));
-        const value = fround(fround(fround(sampleScale * sample[i]!) + fround(d0Scale * a)) + fround(d1Scale * d1));
-        out[i] = value + fround(noiseScale * noise[i]!);
+        out[i] = sampleScale * sample[i]! + d0Scale * a + scaledD1 * (a - m1[i]!) + noiseScale * noise[i]!;
       }
     }
   }
@@ -364,12 +361,12 @@ export class DpmSolverMultistepScheduler implements Scheduler {
     for (let i = 0; i < count; i++) {
       const a = m0[i]!;
       const b = m1[i]!;
-      const d10 = fround(inverseR0 * fround(a - b));
-      const d11 = fround(inverseR1 * fround(b - m2[i]!));
-      const difference = fround(d10 - d11);
-      const d1 = fround(d10 + fround(d1Weight * difference));
-      const d2 = fround(d2Weight * difference);
-      out[i] = fround(fround(fround(sampleScale * sample[i]!) - fround(d0Scale * a)) + fround(d1Scale * d1)) - fround(d2Scale * d2);
+      const d10 = inverseR0 * (a - b);
+      const d11 = inverseR1 * (b - m2[i]!);
+      const difference = d10 - d11;
+      const d1 = d10 + d1Weight * difference;
+      const d2 = d2Weight * difference;
+      out[i] = sampleScale * sample[i]! - d0Scale * a + d1Scale * d1 - d2Scale * d2;
     }
   }
 }

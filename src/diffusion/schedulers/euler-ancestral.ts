@@ -120,21 +120,16 @@ export class EulerAncestralScheduler implements Scheduler {
     const noise = generator.randnInto((this.noise = sized(this.noise, count)));
     const out = this.outputs.next(count);
     if (this.prediction === 'epsilon') {
-      for (let i = 0; i < count; i++) {
-        const x = sample[i]!;
-        const denoised = fround(x - fround(sigma * modelOutput[i]!));
-        const moved = fround(x + fround(fround(fround(x - denoised) / sigma) * dt));
-        out[i] = moved + fround(noise[i]! * sigmaUp);
-      }
+      // d = (x − x̂₀)/σ = ε.
+      for (let i = 0; i < count; i++) out[i] = sample[i]! + modelOutput[i]! * dt + noise[i]! * sigmaUp;
     } else {
       const root = fround(Math.sqrt(fround(sigmaSquared + 1)));
       const outputScale = fround(-sigma / root);
-      const sampleScale = fround(sigmaSquared + 1);
+      const sampleScale = 1 / fround(sigmaSquared + 1);
+      const ratio = dt / sigma;
       for (let i = 0; i < count; i++) {
         const x = sample[i]!;
-        const denoised = fround(fround(modelOutput[i]! * outputScale) + fround(x / sampleScale));
-        const moved = fround(x + fround(fround(fround(x - denoised) / sigma) * dt));
-        out[i] = moved + fround(noise[i]! * sigmaUp);
+        out[i] = x + (x - (modelOutput[i]! * outputScale + x * sampleScale)) * ratio + noise[i]! * sigmaUp;
       }
     }
     this.stepIndex = index + 1;

@@ -156,27 +156,22 @@ export class EulerScheduler implements Scheduler {
     const dt = fround(this.sigmas[index + 1]! - sigma);
     const out = this.outputs.next(sample.length);
     const count = sample.length;
-    // torch's float32 ops in diffusers' order: x̂₀, then d = (x − x̂₀)/σ, then x + d·dt.
+    // d = (x − x̂₀)/σ, x_next = x + d·dt. For ε-prediction d is ε itself.
     if (this.prediction === 'epsilon') {
-      for (let i = 0; i < count; i++) {
-        const x = sample[i]!;
-        const denoised = fround(x - fround(sigma * modelOutput[i]!));
-        out[i] = x + fround(fround(fround(x - denoised) / sigma) * dt);
-      }
+      for (let i = 0; i < count; i++) out[i] = sample[i]! + modelOutput[i]! * dt;
     } else if (this.prediction === 'v_prediction') {
+      // x̂₀ = v·(−σ/√(σ²+1)) + x/(σ²+1)
       const root = fround(Math.sqrt(fround(fround(sigma * sigma) + 1)));
       const outputScale = fround(-sigma / root);
-      const sampleScale = fround(fround(sigma * sigma) + 1);
+      const sampleScale = 1 / fround(fround(sigma * sigma) + 1);
+      const ratio = dt / sigma;
       for (let i = 0; i < count; i++) {
         const x = sample[i]!;
-        const denoised = fround(fround(modelOutput[i]! * outputScale) + fround(x / sampleScale));
-        out[i] = x + fround(fround(fround(x - denoised) / sigma) * dt);
+        out[i] = x + (x - (modelOutput[i]! * outputScale + x * sampleScale)) * ratio;
       }
     } else {
-      for (let i = 0; i < count; i++) {
-        const x = sample[i]!;
-        out[i] = x + fround(fround(fround(x - modelOutput[i]!) / sigma) * dt);
-      }
+      const ratio = dt / sigma;
+      for (let i = 0; i < count; i++) out[i] = sample[i]! + (sample[i]! - modelOutput[i]!) * ratio;
     }
     this.stepIndex = index + 1;
     return out;

@@ -169,45 +169,44 @@ export class LmsScheduler implements Scheduler {
     const derivative = (this.derivatives[slot] = sized(this.derivatives[slot] ?? null, count));
     this.newestDerivative = slot;
     this.derivativeCount = Math.min(this.derivativeCount + 1, LMS_ORDER);
+    // d = (x − x̂₀)/σ; for ε-prediction that is ε itself.
     if (this.prediction === 'epsilon') {
-      for (let i = 0; i < count; i++) {
-        const x = sample[i]!;
-        derivative[i] = fround(x - fround(x - fround(sigma * modelOutput[i]!))) / sigma;
-      }
+      derivative.set(modelOutput);
     } else if (this.prediction === 'v_prediction') {
       const outputScale = fround(-sigma / fround(Math.sqrt(fround(fround(sigma * sigma) + 1))));
-      const sampleScale = fround(fround(sigma * sigma) + 1);
+      const sampleScale = 1 / fround(fround(sigma * sigma) + 1);
+      const inverseSigma = 1 / sigma;
       for (let i = 0; i < count; i++) {
         const x = sample[i]!;
-        derivative[i] = fround(x - fround(fround(modelOutput[i]! * outputScale) + fround(x / sampleScale))) / sigma;
+        derivative[i] = (x - (modelOutput[i]! * outputScale + x * sampleScale)) * inverseSigma;
       }
     } else {
-      for (let i = 0; i < count; i++) derivative[i] = fround(sample[i]! - modelOutput[i]!) / sigma;
+      const inverseSigma = 1 / sigma;
+      for (let i = 0; i < count; i++) derivative[i] = (sample[i]! - modelOutput[i]!) * inverseSigma;
     }
 
     const order = Math.min(index + 1, LMS_ORDER);
     const coefficients = this.coefficients;
     for (let j = 0; j < order; j++) coefficients[j] = fround(this.lmsCoefficient(order, index, j));
-    // sum(coeff_j · derivative_j) with derivative_0 the newest, accumulated left to right in float32, then + x.
+    // x + Σ coeff_j · derivative_j, derivative_0 the newest.
     const out = this.outputs.next(count);
     const derivativeAt = (age: number): Float32Array => this.derivatives[(this.newestDerivative - age + LMS_ORDER) % LMS_ORDER]!;
     const d0 = derivativeAt(0);
     const c0 = coefficients[0]!;
     if (order === 1) {
-      for (let i = 0; i < count; i++) out[i] = sample[i]! + fround(c0 * d0[i]!);
-    } else {
+      for (let i = 0; i < count; i++) out[i] = sample[i]! + c0 * d0[i]!;
+    } else if (order === 2) {
       const d1 = derivativeAt(1);
-      const d2 = order > 2 ? derivativeAt(2) : d1;
-      const d3 = order > 3 ? derivativeAt(3) : d1;
       const c1 = coefficients[1]!;
-      const c2 = order > 2 ? coefficients[2]! : 0;
-      const c3 = order > 3 ? coefficients[3]! : 0;
-      for (let i = 0; i < count; i++) {
-        let total = fround(fround(c0 * d0[i]!) + fround(c1 * d1[i]!));
-        if (order > 2) total = fround(total + fround(c2 * d2[i]!));
-        if (order > 3) total = fround(total + fround(c3 * d3[i]!));
-        out[i] = sample[i]! + total;
-      }
+      for (let i = 0; i < count; i++) out[i] = sample[i]! + (c0 * d0[i]! + c1 * d1[i]!);
+    } else if (order === 3) {
+      const [d1, d2] = [derivativeAt(1), derivativeAt(2)];
+      const [c1, c2] = [coefficients[1]!, coefficients[2]!];
+      for (let i = 0; i < count; i++) out[i] = sample[i]! + (c0 * d0[i]! + c1 * d1[i]! + c2 * d2[i]!);
+    } else {
+      const [d1, d2, d3] = [derivativeAt(1), derivativeAt(2), derivativeAt(3)];
+      const [c1, c2, c3] = [coefficients[1]!, coefficients[2]!, coefficients[3]!];
+      for (let i = 0; i < count; i++) out[i] = sample[i]! + (c0 * d0[i]! + c1 * d1[i]! + c2 * d2[i]! + c3 * d3[i]!);
     }
     this.stepIndex = index + 1;
     return out;

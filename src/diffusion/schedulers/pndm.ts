@@ -188,33 +188,29 @@ export class PndmScheduler implements Scheduler {
       this.rememberSample(sample);
     } else if (this.etsCount === 1 && this.counter === 1) {
       const e1 = this.etsAt(0);
-      for (let i = 0; i < count; i++) combined[i] = fround(modelOutput[i]! + e1[i]!) / 2;
+      for (let i = 0; i < count; i++) combined[i] = (modelOutput[i]! + e1[i]!) * 0.5;
       effective = combined;
       from = this.curSample!;
       this.hasCurSample = false;
     } else if (this.etsCount === 2) {
       const e1 = this.etsAt(0);
       const e2 = this.etsAt(1);
-      for (let i = 0; i < count; i++) combined[i] = fround(fround(3 * e1[i]!) - e2[i]!) / 2;
+      for (let i = 0; i < count; i++) combined[i] = (3 * e1[i]! - e2[i]!) * 0.5;
       effective = combined;
     } else if (this.etsCount === 3) {
       const e1 = this.etsAt(0);
       const e2 = this.etsAt(1);
       const e3 = this.etsAt(2);
-      for (let i = 0; i < count; i++) {
-        combined[i] = fround(fround(fround(23 * e1[i]!) - fround(16 * e2[i]!)) + fround(5 * e3[i]!)) / 12;
-      }
+      const scale = 1 / 12;
+      for (let i = 0; i < count; i++) combined[i] = (23 * e1[i]! - 16 * e2[i]! + 5 * e3[i]!) * scale;
       effective = combined;
     } else {
       const e1 = this.etsAt(0);
       const e2 = this.etsAt(1);
       const e3 = this.etsAt(2);
       const e4 = this.etsAt(3);
-      const scale = fround(1 / 24);
-      for (let i = 0; i < count; i++) {
-        const sum = fround(fround(fround(fround(55 * e1[i]!) - fround(59 * e2[i]!)) + fround(37 * e3[i]!)) - fround(9 * e4[i]!));
-        combined[i] = scale * sum;
-      }
+      const scale = 1 / 24;
+      for (let i = 0; i < count; i++) combined[i] = (55 * e1[i]! - 59 * e2[i]! + 37 * e3[i]! - 9 * e4[i]!) * scale;
       effective = combined;
     }
     return this.previousSample(from, timestep, prevTimestep, effective);
@@ -231,10 +227,8 @@ export class PndmScheduler implements Scheduler {
     const phase = this.counter % 4;
     if (phase === 0 || phase === 1 || phase === 2) {
       const weight = fround(phase === 0 ? 1 / 6 : 1 / 3);
-      for (let i = 0; i < count; i++) {
-        const term = fround(weight * modelOutput[i]!);
-        accumulated[i] = this.hasCurModelOutput ? accumulated[i]! + term : term;
-      }
+      if (this.hasCurModelOutput) for (let i = 0; i < count; i++) accumulated[i] = accumulated[i]! + weight * modelOutput[i]!;
+      else for (let i = 0; i < count; i++) accumulated[i] = weight * modelOutput[i]!;
       this.hasCurModelOutput = true;
       if (phase === 0) {
         this.pushEts(modelOutput);
@@ -243,10 +237,8 @@ export class PndmScheduler implements Scheduler {
     } else {
       const combined = (this.combined = sized(this.combined, count));
       const weight = fround(1 / 6);
-      for (let i = 0; i < count; i++) {
-        const term = fround(weight * modelOutput[i]!);
-        combined[i] = this.hasCurModelOutput ? accumulated[i]! + term : term;
-      }
+      if (this.hasCurModelOutput) for (let i = 0; i < count; i++) combined[i] = accumulated[i]! + weight * modelOutput[i]!;
+      else for (let i = 0; i < count; i++) combined[i] = weight * modelOutput[i]!;
       effective = combined;
       this.hasCurModelOutput = false;
     }
@@ -267,18 +259,16 @@ export class PndmScheduler implements Scheduler {
     const difference = fround(alphaProdPrev - alphaProd);
     const count = sample.length;
     const out = this.outputs.next(count);
+    const outputScale = difference / denominator;
     if (this.prediction === 'epsilon') {
-      for (let i = 0; i < count; i++) {
-        out[i] = fround(sampleCoeff * sample[i]!) - fround(fround(difference * modelOutput[i]!) / denominator);
-      }
+      for (let i = 0; i < count; i++) out[i] = sampleCoeff * sample[i]! - outputScale * modelOutput[i]!;
     } else {
       // v-prediction: ε = √ᾱ·v + √(1−ᾱ)·x first.
       const rootAlpha = fround(Math.sqrt(alphaProd));
       const rootBeta = fround(Math.sqrt(betaProd));
       for (let i = 0; i < count; i++) {
         const x = sample[i]!;
-        const epsilon = fround(fround(rootAlpha * modelOutput[i]!) + fround(rootBeta * x));
-        out[i] = fround(sampleCoeff * x) - fround(fround(difference * epsilon) / denominator);
+        out[i] = sampleCoeff * x - outputScale * (rootAlpha * modelOutput[i]! + rootBeta * x);
       }
     }
     return out;
