@@ -407,7 +407,11 @@ function compile(node: Node): Instr[] {
   return program;
 }
 
-/** Pike VM: every thread advances in lock-step over the input, so the cost is O(input × program). */
+/**
+ * Pike VM: every thread advances in lock-step over the input, so the cost is O(input × program). Threads are kept
+ * in priority order (the order a backtracking engine would try them), and a match cuts off the lower-priority
+ * threads, so the reported text is the one JavaScript's RegExp would find (leftmost, greedy).
+ */
 function search(program: readonly Instr[], input: readonly number[]): { start: number; end: number } | undefined {
   const marks = new Int32Array(program.length);
   const n = input.length;
@@ -429,10 +433,12 @@ function search(program: readonly Instr[], input: readonly number[]): { start: n
         return !after;
     }
   };
-  let found: { start: number; end: number } | undefined;
-  const add = (list: Array<{ pc: number; start: number }>, startPc: number, pos: number, start: number): void => {
+  let matched: { start: number; end: number } | undefined;
+  type Thread = { pc: number; start: number };
+  /** Follows jumps, splits and assertions from `startPc`; true when it reached a match (the rest is cut). */
+  const follow = (list: Thread[], startPc: number, pos: number, start: number): boolean => {
     const stack = [startPc];
-    while (stack.length > 0 && !found) {
+    while (stack.length > 0) {
       const pc = stack.pop() as number;
       if (marks[pc] === pos + 1) continue;
       marks[pc] = pos + 1;
@@ -442,34 +448,35 @@ function search(program: readonly Instr[], input: readonly number[]): { start: n
           stack.push(instr.to);
           break;
         case 'split':
-          stack.push(instr.b, instr.a);
+          stack.push(instr.b, instr.a); // `a` first: it has priority
           break;
         case 'assert':
           if (holds(instr.which, pos)) stack.push(pc + 1);
           break;
         case 'match':
-          found = { start, end: pos };
-          break;
+          matched = { start, end: pos };
+          return true;
         case 'char':
           list.push({ pc, start });
           break;
       }
     }
+    return false;
   };
-  let current: Array<{ pc: number; start: number }> = [];
-  for (let pos = 0; pos <= n && !found; pos++) {
-    add(current, 0, pos, pos);
-    if (found || pos === n) break;
-    const next: Array<{ pc: number; start: number }> = [];
+  let current: Thread[] = [];
+  for (let pos = 0; ; pos++) {
+    // A new attempt starting here has the lowest priority; none once a match is known (leftmost wins).
+    if (!matched) follow(current, 0, pos, pos);
+    if (pos === n || (matched && current.length === 0)) break;
+    const next: Thread[] = [];
     const cp = input[pos] as number;
     for (const thread of current) {
       const instr = program[thread.pc] as Instr & { op: 'char' };
-      if (instr.test(cp)) add(next, thread.pc + 1, pos + 1, thread.start);
-      if (found) break;
+      if (instr.test(cp) && follow(next, thread.pc + 1, pos + 1, thread.start)) break;
     }
     current = next;
   }
-  return found;
+  return matched;
 }
 
 /** One compiled entry. */
