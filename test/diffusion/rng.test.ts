@@ -57,6 +57,22 @@ describe('torch-identical noise: every stream in torch-randn.json', () => {
 });
 
 describe('noise generators', () => {
+  it('the CPU generator is bit-identical to torch on every reference value (AVX2 kernel emulated exactly)', () => {
+    let compared = 0;
+    for (const reference of references.filter((r) => r.device === 'cpu')) {
+      const count = reference.shape.reduce((a, b) => a * b, 1);
+      const values = createNoiseGenerator('cpu', BigInt(reference.seed)).randn(count);
+      const expected: [number, number][] = reference.values
+        ? reference.values.map((v, i) => [i, v])
+        : [...reference.first64!.map((v, i): [number, number] => [i, v]), ...reference.last64!.map((v, i): [number, number] => [count - 64 + i, v])];
+      for (const [index, value] of expected) {
+        assert.equal(values[index], Math.fround(value), `seed ${reference.seed} [${reference.shape.join(', ')}] value ${index}`);
+        compared++;
+      }
+    }
+    assert.ok(compared > 8000);
+  });
+
   it('randnInto writes the same stream as randn, in place', () => {
     for (const device of ['cpu', 'cuda'] as const) {
       const a = createNoiseGenerator(device, 1234n);

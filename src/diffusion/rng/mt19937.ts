@@ -16,8 +16,8 @@ import type { NoiseGenerator } from './types.js';
  *   draws (`hi << 32 | lo`, low 53 bits · 2^-53); the sine half is cached in the generator and returned by the
  *   next scalar draw, even one in a later `randn` call (the vectorised path neither reads nor clears it).
  *
- * libm vs V8 math (and torch's AVX2 sincos/log approximations) may differ in the last bit of a float; the results
- * agree with torch well within 1e-5.
+ * The ≥16 path reproduces torch's AVX2 kernel bit for bit (see boxMuller16); the scalar path uses V8's double libm
+ * where torch uses the C library's, which can differ in the last bit.
  */
 const STATE_SIZE = 624;
 const SHIFT_SIZE = 397;
@@ -133,15 +133,97 @@ export class TorchCpuGenerator implements NoiseGenerator {
   }
 }
 
-/** torch's `normal_fill_16` on float32 data: pairs element j (cosine) with element j+8 (sine), j = 0..7. */
+/*
+ * torch's x86 builds run `normal_fill_16_AVX2`, whose log and sin/cos are the cephes single-precision polynomials
+ * of avx_mathfun.h, compiled with FMA contraction. Emulating them operation by operation in float32 (Math.fround;
+ * a fused a·b + c is exact in double before its one rounding) reproduces torch's CPU noise bit for bit on every
+ * value of the reference streams, and is faster than three libm calls. Non-AVX2 torch builds (ARM) use libm
+ * instead and differ from this in the last bit only.
+ */
+const fround = Math.fround;
+const SQRT_HALF = fround(0.707106781186547524);
+const LOG_P0 = fround(7.0376836292e-2);
+const LOG_P1 = fround(-1.151461031e-1);
+const LOG_P2 = fround(1.167699874e-1);
+const LOG_P3 = fround(-1.2420140846e-1);
+const LOG_P4 = fround(1.4249322787e-1);
+const LOG_P5 = fround(-1.6668057665e-1);
+const LOG_P6 = fround(2.0000714765e-1);
+const LOG_P7 = fround(-2.4999993993e-1);
+const LOG_P8 = fround(3.3333331174e-1);
+const LOG_Q1 = fround(-2.1219444e-4);
+const LOG_Q2 = fround(0.693359375);
+const FOUR_OVER_PI = fround(1.27323954473516);
+const MINUS_DP1 = fround(-0.78515625);
+const MINUS_DP2 = fround(-2.4187564849853515625e-4);
+const MINUS_DP3 = fround(-3.77489497744594108e-8);
+const SIN_P0 = fround(-1.9515295891e-4);
+const SIN_P1 = fround(8.3321608736e-3);
+const SIN_P2 = fround(-1.6666654611e-1);
+const COS_P0 = fround(2.443315711809948e-5);
+const COS_P1 = fround(-1.388731625493765e-3);
+const COS_P2 = fround(4.166664568298827e-2);
+const TWO_PI_FLOAT = fround(2 * Math.PI);
+const TWO_POW_24 = 16777216;
+/** 2^(−1−b): scales a whole number whose top bit is b into [0.5, 1). */
+const MANTISSA_SCALE = Float64Array.from({ length: 32 }, (_, b) => 2 ** (-1 - b));
+
+/**
+ * cephes logf of `count · 2^-24` (count a whole number in 1 … 2^24, which is what 1 − uniform is), in float32.
+ * Writing the argument as mantissa · 2^e with the mantissa in [0.5, 1) needs only the count's top bit.
+ */
+function logOfCount(count: number): number {
+  const topBit = 31 - Math.clz32(count);
+  let exponent = topBit - 23;
+  let x = count * MANTISSA_SCALE[topBit]!; // count · 2^-24 scaled into [0.5, 1), exact
+  if (x < SQRT_HALF) {
+    exponent -= 1;
+    x = fround(fround(x - 1) + x);
+  } else {
+    x = fround(x - 1);
+  }
+  const z = fround(x * x);
+  let y = fround(LOG_P0 * x + LOG_P1);
+  y = fround(y * x + LOG_P2);
+  y = fround(y * x + LOG_P3);
+  y = fround(y * x + LOG_P4);
+  y = fround(y * x + LOG_P5);
+  y = fround(y * x + LOG_P6);
+  y = fround(y * x + LOG_P7);
+  y = fround(y * x + LOG_P8);
+  y = fround(y * x);
+  y = fround(y * z + fround(exponent * LOG_Q1));
+  y = fround(y - z * 0.5);
+  return fround(exponent * LOG_Q2 + fround(x + y));
+}
+
+/** torch's `normal_fill_16` (AVX2 build) on float32 uniforms: element j (cosine half) pairs with j+8 (sine half). */
 function boxMuller16(data: Float32Array, start: number): void {
-  const fround = Math.fround;
   for (let j = start; j < start + 8; j++) {
-    const u1 = 1 - data[j]!; // [0, 1) → (0, 1] for the log; exact in float32
-    const u2 = data[j + 8]!;
-    const radius = fround(Math.sqrt(fround(-2 * fround(Math.log(u1)))));
-    const theta = fround(TWO_PI * u2);
-    data[j] = radius * fround(Math.cos(theta));
-    data[j + 8] = radius * fround(Math.sin(theta));
+    const radius = fround(Math.sqrt(-2 * logOfCount(TWO_POW_24 - data[j]! * TWO_POW_24)));
+    const theta = fround(TWO_PI_FLOAT * data[j + 8]!); // in [0, 2π): no sign to handle
+    // cephes sincosf: reduce by the octant j8 (rounded up to even) with extended-precision π/4.
+    let octant = Math.trunc(fround(theta * FOUR_OVER_PI));
+    octant = (octant + 1) & ~1;
+    const y = octant;
+    let x = fround(y * MINUS_DP1 + theta);
+    x = fround(y * MINUS_DP2 + x);
+    x = fround(y * MINUS_DP3 + x);
+    const z = fround(x * x);
+    let cosPoly = fround(COS_P0 * z + COS_P1);
+    cosPoly = fround(cosPoly * z + COS_P2);
+    cosPoly = fround(cosPoly * z);
+    cosPoly = fround(fround(cosPoly * z - fround(z * 0.5)) + 1);
+    let sinPoly = fround(SIN_P0 * z + SIN_P1);
+    sinPoly = fround(sinPoly * z + SIN_P2);
+    sinPoly = fround(sinPoly * z);
+    sinPoly = fround(sinPoly * x + x);
+    const firstPolynomialIsSine = (octant & 2) === 0;
+    let sine = firstPolynomialIsSine ? sinPoly : cosPoly;
+    let cosine = firstPolynomialIsSine ? cosPoly : sinPoly;
+    if ((octant & 4) !== 0) sine = -sine;
+    if ((~(octant - 2) & 4) !== 0) cosine = -cosine;
+    data[j] = radius * cosine;
+    data[j + 8] = radius * sine;
   }
 }
