@@ -397,8 +397,9 @@ export class DiscordEmulator extends EventEmitter {
 
   private async handleRest(req: IncomingMessage, res: ServerResponse, version: string | null, path: string, query: URLSearchParams): Promise<void> {
     const method = (req.method ?? 'GET').toUpperCase();
+    let loggedPath = path;
     const log = (route: string, status: number, code?: number) => {
-      this.requestLog.push({ at: new Date(this.clock.now()).toISOString(), method, route, path, status, ...(code === undefined ? {} : { code }) });
+      this.requestLog.push({ at: new Date(this.clock.now()).toISOString(), method, route, path: loggedPath, status, ...(code === undefined ? {} : { code }) });
       this.emit('change');
     };
     if (version !== null && version !== '10' && version !== '9') {
@@ -417,6 +418,8 @@ export class DiscordEmulator extends EventEmitter {
       return;
     }
     const { route, params } = match;
+    // Interaction tokens are credentials: the log shows `:token` in their place.
+    if (params.token) loggedPath = path.split('/').map((segment) => (segment === params.token ? ':token' : segment)).join('/');
     let rateHeaders: Record<string, string> = {};
     try {
       if (route.auth === 'bot') {

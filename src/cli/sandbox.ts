@@ -1,0 +1,231 @@
+import { existsSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { Command, InvalidArgumentError } from 'commander';
+import { loadConfig } from '../config/index.js';
+import { BotSupervisor, startDiscordEmulator, type DiscordEmulator } from '../emulator/index.js';
+
+/**
+ * `imagine-bot sandbox`: a local Discord (the emulator) plus the bot as a child process pointed at it, and a web
+ * page at `/` where a person can try the bot without a Discord account. The bot runs the production code path
+ * (`imagine-bot start`); only DISCORD_API_BASE/DISCORD_CDN_BASE and the token differ.
+ */
+
+const here = dirname(fileURLToPath(import.meta.url));
+
+/** `node [--import tsx] <imagine-bot cli> <subcommand>`: works from the sources (tsx) and from the build (dist). */
+export function imagineBotCommand(subcommand: string, ...extraArgs: string[]): { command: string; args: string[] } {
+  const fromSources = import.meta.url.endsWith('.ts');
+  const cli = join(here, fromSources ? 'main.ts' : 'main.js');
+  return { command: process.execPath, args: [...(fromSources ? ['--import', 'tsx'] : []), cli, subcommand, ...extraArgs] };
+}
+
+/** The tiny test model (its images are noise), looked up from the sources or the build. */
+export function findTinyModel(): string | null {
+  let dir = here;
+  for (let i = 0; i < 5; i += 1) {
+    const candidate = join(dir, 'test', 'fixtures', 'tiny-sd');
+    if (existsSync(join(candidate, 'model_index.json'))) return candidate;
+    dir = dirname(dir);
+  }
+  return null;
+}
+
+/** The environment the bot child gets: the emulator's Discord settings, the model and the data folder. */
+export function sandboxBotEnv(emulator: DiscordEmulator, options: { model?: string | null; dataDir: string }): Record<string, string | undefined> {
+  return {
+    ...emulator.botEnv(),
+    ...(options.model ? { IMAGINE_MODEL: options.model } : {}),
+    IMAGINE_DATA_DIR: options.dataDir,
+    // Empty means "not set" to the configuration loader: a developer's .env must not point the sandbox at a real
+    // dev guild (unknown here) or at the production Redis.
+    DISCORD_DEV_GUILD_ID: '',
+    KEYV_URL: '',
+  };
+}
+
+export interface SandboxOptions {
+  port: number;
+  /** Model folder; null/undefined: the configured one, else the tiny test model. */
+  model?: string | null;
+  /** Data folder; default a fresh temporary folder. */
+  dataDir?: string;
+  seedFile?: string;
+  /** The bot's command line; default `imagine-bot start`. `false`: run the emulator alone. */
+  botCommand?: { command: string; args: string[] } | false;
+  /** Run `imagine-bot deploy-commands` when the bot has not registered any command shortly after connecting. */
+  deployFallback?: boolean;
+  /** The command line for that (default `imagine-bot deploy-commands`). */
+  deployCommand?: { command: string; args: string[] };
+  /** Where the sandbox's own messages go. */
+  print?: (line: string) => void;
+  /** Where the bot's output lines go (default: printed with a `[bot]` prefix). */
+  botOutput?: (line: string) => void;
+  readyTimeoutMs?: number;
+}
+
+export interface RunningSandbox {
+  emulator: DiscordEmulator;
+  supervisor: BotSupervisor | null;
+  url: string;
+  stop(): Promise<void>;
+}
+
+/** The model the configuration (IMAGINE_MODEL, .env, config/local.json) names, if any. */
+function configuredModel(): string | null {
+  try {
+    return loadConfig().model.path || null;
+  } catch {
+    return process.env.IMAGINE_MODEL || null;
+  }
+}
+
+/** How a model was chosen, for the one line the sandbox prints about it. */
+function chooseModel(explicit: string | null | undefined): { model: string | null; note: string } {
+  const tiny = findTinyModel();
+  const tinyNote = (path: string) => `Model: ${path} — the tiny test model: its images are noise. Pass --model DIR (a diffusers ONNX SD 1.5 folder) for real pictures.`;
+  if (explicit) {
+    const path = resolve(explicit);
+    return { model: path, note: tiny && path === resolve(tiny) ? tinyNote(path) : `Model: ${path}` };
+  }
+  const configured = configuredModel();
+  if (configured) return { model: null, note: `Model: ${configured} (configured)` };
+  if (!tiny) return { model: null, note: 'Model: the configured one (the tiny test model was not found)' };
+  return { model: tiny, note: tinyNote(tiny) };
+}
+
+export async function runSandbox(options: SandboxOptions): Promise<RunningSandbox> {
+  const print = options.print ?? ((line: string) => process.stdout.write(`${line}\n`));
+  const emulator = await startDiscordEmulator({ port: options.port, ...(options.seedFile ? { seedFile: options.seedFile } : {}) });
+  const url = `${emulator.url}/`;
+  print(`Imagine sandbox: ${url}  (a local Discord; control API at ${emulator.url}/_sandbox)`);
+  let supervisor: BotSupervisor | null = null;
+  const stop = async () => {
+    await supervisor?.stop().catch(() => undefined);
+    await emulator.stop();
+  };
+  if (options.botCommand === false) return { emulator, supervisor, url, stop };
+
+  const { model, note } = chooseModel(options.model);
+  print(note);
+  const dataDir = options.dataDir ? resolve(options.dataDir) : mkdtempSync(join(tmpdir(), 'imagine-sandbox-'));
+  print(`Data: ${dataDir}`);
+  const env = sandboxBotEnv(emulator, { model, dataDir });
+  const botCommand = options.botCommand ?? imagineBotCommand('start');
+  const botOutput = options.botOutput ?? ((line: string) => process.stdout.write(`[bot] ${line}\n`));
+  supervisor = new BotSupervisor({ ...botCommand, env, emulator, output: botOutput, readyTimeoutMs: options.readyTimeoutMs ?? 180_000 });
+  emulator.attachBot(supervisor);
+  print(`Starting the bot: ${[botCommand.command, ...botCommand.args].join(' ')}`);
+  try {
+    await supervisor.start();
+  } catch (error) {
+    await emulator.stop();
+    throw error;
+  }
+  print('Bot connected.');
+
+  if (options.deployFallback !== false) {
+    const registered = await emulator
+      .waitFor(() => (emulator.commands.all().length > 0 ? true : null), 5_000, 'no commands')
+      .catch(() => false);
+    if (!registered) {
+      const deploy = options.deployCommand ?? (options.botCommand ? null : imagineBotCommand('deploy-commands'));
+      if (deploy) {
+        print('The bot registered no commands; running deploy-commands against the sandbox.');
+        const deployer = new BotSupervisor({ ...deploy, env, output: botOutput });
+        await deployer.start();
+        const exit = await deployer.waitForExit();
+        if (exit?.code !== 0) print(`deploy-commands failed (exit ${String(exit?.code)}); see the [bot] lines above.`);
+      } else {
+        print('The bot registered no commands yet.');
+      }
+    }
+  }
+  const names = emulator.commands.all().map((c) => `/${String(c.name)}`);
+  print(`Commands: ${names.length > 0 ? names.join(', ') : 'none'}`);
+  print(`Open ${url} to try it. Ctrl-C stops the sandbox and the bot.`);
+  return { emulator, supervisor, url, stop };
+}
+
+/** Splits a command line into words (double or single quotes group words); or takes a JSON array. */
+export function parseCommandLine(text: string): { command: string; args: string[] } {
+  let words: string[];
+  if (text.trim().startsWith('[')) {
+    const parsed: unknown = JSON.parse(text);
+    if (!Array.isArray(parsed) || !parsed.every((w) => typeof w === 'string')) throw new InvalidArgumentError('must be a JSON array of strings');
+    words = parsed;
+  } else {
+    words = [...text.matchAll(/"([^"]*)"|'([^']*)'|(\S+)/g)].map((m) => m[1] ?? m[2] ?? m[3] ?? '');
+  }
+  const [command, ...args] = words;
+  if (!command) throw new InvalidArgumentError('is empty');
+  return { command, args };
+}
+
+function parsePort(value: string): number {
+  const port = Number(value);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new InvalidArgumentError('must be a port number (0 picks a free one)');
+  return port;
+}
+
+interface SandboxCliOptions {
+  port: number;
+  model?: string;
+  data?: string;
+  seed?: string;
+  botCommand?: { command: string; args: string[] };
+  deployCommand?: { command: string; args: string[] };
+  bot: boolean;
+  deploy: boolean;
+}
+
+export function registerSandboxCommand(program: Command): void {
+  program
+    .command('sandbox')
+    .description('Try the bot locally: a local Discord with a web page, and the bot connected to it. No Discord account needed.')
+    .option('--port <port>', 'port on 127.0.0.1 (0 picks a free one)', parsePort, 8787)
+    .option('--model <dir>', 'model folder (default: the configured model, else the tiny test model whose images are noise)')
+    .option('--data <dir>', 'data folder for the bot (default: a new temporary folder)')
+    .option('--seed <file>', 'JSON file with the guilds, channels and users to emulate')
+    .option('--bot-command <command>', 'run this instead of `imagine-bot start` (a command line, or a JSON array)', parseCommandLine)
+    .option('--deploy-command <command>', 'run this instead of `imagine-bot deploy-commands` for the fallback below', parseCommandLine)
+    .option('--no-bot', 'run the local Discord only')
+    .option('--no-deploy', 'do not run deploy-commands when the bot registers no commands itself')
+    .action(async (options: SandboxCliOptions) => {
+      const sandbox = await runSandbox({
+        port: options.port,
+        model: options.model ?? null,
+        ...(options.data ? { dataDir: options.data } : {}),
+        ...(options.seed ? { seedFile: options.seed } : {}),
+        botCommand: options.bot ? options.botCommand : false,
+        deployFallback: options.deploy,
+        ...(options.deployCommand ? { deployCommand: options.deployCommand } : {}),
+      });
+      let stopping = false;
+      // The bot dying on its own is reported, and the page keeps working so the person can read what happened.
+      sandbox.supervisor?.on('exit', (info: { code: number | null; signal: string | null }) => {
+        if (!stopping) process.stdout.write(`The bot exited (code ${String(info.code)}, signal ${String(info.signal)}). POST /_sandbox/bot/restart starts it again.\n`);
+      });
+      await new Promise<void>((resolveStop) => {
+        const onSignal = () => {
+          if (stopping) return;
+          stopping = true;
+          process.stdout.write('Stopping the bot and the sandbox…\n');
+          void sandbox.stop().finally(() => resolveStop());
+        };
+        process.once('SIGINT', onSignal);
+        process.once('SIGTERM', onSignal);
+      });
+    });
+}
+
+// Run directly (`node --import tsx src/cli/sandbox.ts sandbox …`) until the main CLI registers the command.
+if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {
+  const program = new Command('imagine-bot');
+  registerSandboxCommand(program);
+  await program.parseAsync(process.argv).catch((error: unknown) => {
+    process.stderr.write(`error: ${error instanceof Error ? error.message : String(error)}\n`);
+    process.exitCode = 1;
+  });
+}
