@@ -216,9 +216,10 @@ export async function pullModel(options: PullOptions): Promise<PullResult> {
     if (entry.path.split('/').some((part) => part === '..' || part === '.' || part === '')) {
       throw new HubError('hub_http', `${ref} lists a file with an unsafe path: "${entry.path}".`);
     }
-    if (entry.lfs) plan.push({ path: entry.path, size: entry.lfs.size, etag: entry.lfs.oid, hash: 'sha256' });
-    else if (entry.oid) plan.push({ path: entry.path, size: entry.size, etag: entry.oid, hash: 'git-sha1' });
-    else throw new HubError('hub_http', `${ref}: the Hub gave no hash for ${entry.path}, so it cannot be verified.`);
+    // The hash names the blob file, so it must look like one: 64 hex digits (sha256) or 40 (git sha1).
+    if (entry.lfs && /^[0-9a-f]{64}$/.test(entry.lfs.oid)) plan.push({ path: entry.path, size: entry.lfs.size, etag: entry.lfs.oid, hash: 'sha256' });
+    else if (!entry.lfs && entry.oid && COMMIT_PATTERN.test(entry.oid)) plan.push({ path: entry.path, size: entry.size, etag: entry.oid, hash: 'git-sha1' });
+    else throw new HubError('hub_http', `${ref}: the Hub gave no usable hash for ${entry.path}, so it cannot be verified.`);
   }
   const present = new Set(plan.map((file) => file.path));
   const missing = REQUIRED_FILES.filter((file) => !present.has(file));
