@@ -379,8 +379,13 @@ function copy(job: JobRecord): JobRecord {
   return structuredClone(job);
 }
 
+/** Whether `actor` may cancel or delete `job`: its requester, or an admin. The Discord side uses it for Delete. */
+export function canActOn(job: JobRecord, actor: CancelActor): boolean {
+  return actor.isAdmin || actor.userId === job.owner.userId;
+}
+
 function assertMayTouch(job: JobRecord, actor: CancelActor): void {
-  if (!actor.isAdmin && actor.userId !== job.owner.userId) throw new NotYourJobError(job.id);
+  if (!canActOn(job, actor)) throw new NotYourJobError(job.id);
 }
 
 export function toGenerationRequest(job: JobRecord): GenerationRequest {
