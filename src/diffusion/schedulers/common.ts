@@ -97,7 +97,11 @@ export const BETA_DEFAULTS: BetaConfig = {
   trained_betas: null,
 };
 
-/** `torch.linspace(start, end, steps, dtype=torch.float32)`: float32 step, filled from both ends toward the middle. */
+/**
+ * `torch.linspace(start, end, steps, dtype=torch.float32)` as torch 2.x's CPU kernel computes it: a float32 step,
+ * values filled from both ends toward the middle, each `start + step·i` one fused multiply-add (torch's AVX2 build
+ * contracts it; with this, diffusers' sigma tables match bit for bit).
+ */
 export function torchLinspaceFloat32(start: number, end: number, steps: number): Float32Array {
   const out = new Float32Array(steps);
   if (steps === 0) return out;
@@ -110,7 +114,7 @@ export function torchLinspaceFloat32(start: number, end: number, steps: number):
   const step = fround((last - first) / (steps - 1));
   const halfway = Math.floor(steps / 2);
   for (let i = 0; i < steps; i++) {
-    out[i] = i < halfway ? first + fround(step * i) : last - fround(step * (steps - i - 1));
+    out[i] = i < halfway ? first + step * i : last - step * (steps - i - 1);
   }
   return out;
 }
