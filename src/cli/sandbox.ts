@@ -105,7 +105,10 @@ export async function runSandbox(options: SandboxOptions): Promise<RunningSandbo
     await supervisor?.stop().catch(() => undefined);
     await emulator.stop();
   };
-  if (options.botCommand === false) return { emulator, supervisor, url, stop };
+  if (options.botCommand === false) {
+    print(`Open ${url} to try it (no bot started: connect one with DISCORD_API_BASE=${emulator.apiBase} DISCORD_TOKEN=${emulator.token}). Ctrl-C stops the sandbox.`);
+    return { emulator, supervisor, url, stop };
+  }
 
   const { model, note } = chooseModel(options.model);
   print(note);

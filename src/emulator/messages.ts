@@ -318,6 +318,9 @@ export class MessageStore {
       ephemeral: message.ephemeral,
       loading: (message.flags & MESSAGE_FLAG.Loading) !== 0,
       interaction_id: message.interactionId,
+      /** Who used which command (Discord shows "<user> used /<name>" above the response). */
+      interaction_user_id: message.interactionMetadata && typeof message.interactionMetadata.user === 'object' && message.interactionMetadata.user !== null && !Array.isArray(message.interactionMetadata.user) ? (message.interactionMetadata.user.id ?? null) : null,
+      interaction_name: typeof message.interactionMetadata?.name === 'string' ? message.interactionMetadata.name : null,
       edit_count: message.editCount,
       created_at: new Date(message.createdAt).toISOString(),
       edited_at: message.editedAt === null ? null : new Date(message.editedAt).toISOString(),

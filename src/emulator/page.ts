@@ -9,8 +9,18 @@ import { drain } from './router.js';
  * `dist/src/emulator`, where tsc copies no HTML, so the source folder is found relative to the repository root.
  */
 const here = dirname(fileURLToPath(import.meta.url));
-const candidates = [join(here, 'web'), join(here, '..', '..', '..', 'src', 'emulator', 'web')];
-const webDir = candidates.find((dir) => existsSync(join(dir, 'index.html'))) ?? null;
+function findWebDir(): string | null {
+  if (existsSync(join(here, 'web', 'index.html'))) return join(here, 'web');
+  // From dist/src/emulator, walk up to the checkout and use its src/emulator/web.
+  let dir = here;
+  for (let i = 0; i < 6; i += 1) {
+    dir = dirname(dir);
+    const candidate = join(dir, 'src', 'emulator', 'web');
+    if (existsSync(join(candidate, 'index.html'))) return candidate;
+  }
+  return null;
+}
+const webDir = findWebDir();
 
 const FILES: Record<string, { file: string; type: string }> = {
   '/': { file: 'index.html', type: 'text/html; charset=utf-8' },

@@ -57,7 +57,7 @@ export type SeedConfig = z.input<typeof SeedSchema>;
 export const DEFAULT_SEED: SeedConfig = {
   application: { name: 'Imagine' },
   users: [
-    { username: 'ada', global_name: 'Ada (admin)' },
+    { username: 'ada', global_name: 'Ada' },
     { username: 'bruno', global_name: 'Bruno' },
     { username: 'chloe', global_name: 'Chloe' },
   ],
