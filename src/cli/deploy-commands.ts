@@ -23,8 +23,10 @@ export function registerDeployCommandsCommand(program: Command): void {
     .option('--guild <id>', 'register in this guild only (instant), instead of discord.devGuildId')
     .option('--global', 'register globally even when discord.devGuildId is set')
     .option('--print', 'print the command definitions as JSON and register nothing')
-    .action(async (options: DeployOptions) => {
-      const config = loadConfig(options.config ? { configPath: options.config } : {});
+    .action(async (options: DeployOptions, command: Command) => {
+      // --config may be given before the subcommand too (imagine-bot --config FILE deploy-commands).
+      const configPath = options.config ?? command.parent?.opts<{ config?: string }>().config;
+      const config = loadConfig(configPath ? { configPath } : {});
       const definitions = commandDefinitionsFor(config);
       if (options.print) {
         process.stdout.write(`${JSON.stringify(definitions, null, 2)}\n`);

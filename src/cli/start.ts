@@ -25,8 +25,10 @@ export function registerStartCommand(program: Command): void {
     .description('Run the Discord bot (prints a setup guide when DISCORD_TOKEN or the model is missing).')
     .option('--config <file>', 'configuration override file (default: config/local.json or IMAGINE_CONFIG)')
     .option('--no-deploy', 'do not register the slash commands at start (use `deploy-commands` instead)')
-    .action(async (options: StartOptions) => {
-      const config = loadConfig(options.config ? { configPath: options.config } : {});
+    .action(async (options: StartOptions, command: Command) => {
+      // --config may be given before the subcommand too (imagine-bot --config FILE start).
+      const configPath = options.config ?? command.parent?.opts<{ config?: string }>().config;
+      const config = loadConfig(configPath ? { configPath } : {});
       if (!config.discord.token) {
         process.stdout.write(`${firstRunGuide({ appId: config.discord.appId })}\n`);
         process.exitCode = 1;

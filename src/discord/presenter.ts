@@ -3,11 +3,11 @@
  * attachments, embed and buttons, or why it failed. One JobMessage per job keeps edits coalesced and throttled.
  * Reacts to queue events only; it never drives the queue.
  */
-import type { REST } from 'discord.js';
+import type { RawFile, REST } from 'discord.js';
 import type { Logger } from '../log.js';
 import { encodeLatentPreview } from '../diffusion/preview.js';
 import { prepareAttachments, policyApplies, type FinishedImage, type NsfwPolicy } from './attachments.js';
-import { JobMessage, type MessagePayload, type ReplyTarget } from './job-message.js';
+import { JobMessage, type ReplyTarget } from './job-message.js';
 import {
   CANCELLED_CONTENT,
   failedContent,
@@ -64,6 +64,9 @@ export interface PresenterOptions {
 
 interface Live {
   message: JobMessage;
+  /** The latest progress line and preview image, combined into every progress edit. */
+  content?: string;
+  preview?: RawFile;
   startedAt?: number;
   lastPreviewAt: number;
   encodingPreview: boolean;
@@ -110,38 +113,38 @@ export class JobPresenter {
     live.message.update({ content: STARTING_CONTENT, components: pendingButtons(job.id) });
   }
 
-  /** Called on every denoising step; encodes a preview only when an edit could go out. */
+  /**
+   * Called on every denoising step. The progress line is refreshed at the message's own pace; a preview is encoded
+   * only when it could go out, and the latest one rides along with every later edit so a newer progress line never
+   * drops it.
+   */
   progress(job: PresentedJob, step: number, totalSteps: number, latents?: Float32Array, shape?: readonly [number, number, number, number]): void {
     const live = this.ensure(job);
     const startedAt = live.startedAt ?? (live.startedAt = Date.now());
-    const payload: MessagePayload = {
-      content: progressContent({ step, totalSteps, elapsedMs: Date.now() - startedAt }),
-      components: pendingButtons(job.id),
-    };
+    live.content = progressContent({ step, totalSteps, elapsedMs: Date.now() - startedAt });
+    this.showProgress(job.id, live);
     const { preview } = this.options;
     const now = Date.now();
-    const previewDue = latents !== undefined && shape !== undefined && preview.enabled && !live.encodingPreview && now - live.lastPreviewAt >= preview.minIntervalMs && step < totalSteps;
-    if (!previewDue || !latents || !shape) {
-      // Without a new preview there is nothing worth an edit on its own more often than the message's own throttle.
-      live.message.update(payload);
-      return;
-    }
+    const previewDue = preview.enabled && !live.encodingPreview && now - live.lastPreviewAt >= preview.minIntervalMs && step < totalSteps;
+    if (!previewDue || !latents || !shape) return;
     live.encodingPreview = true;
     live.lastPreviewAt = now;
-    // The latents are only valid during the callback: encode from a copy.
-    const copy = latents.slice(0, shape[1] * shape[2] * shape[3]);
-    const oneShape: [number, number, number, number] = [1, shape[1], shape[2], shape[3]];
-    encodeLatentPreview(copy, oneShape, 0, { size: preview.size, format: preview.format })
+    // The latents are only valid during the callback: encode from a copy of the first image's.
+    const perImage = shape[1] * shape[2] * shape[3];
+    const copy = latents.slice(0, perImage);
+    encodeLatentPreview(copy, [1, shape[1], shape[2], shape[3]], 0, { size: preview.size, format: preview.format })
       .then((image) => {
-        live.message.update({ ...payload, files: [{ name: `preview.${preview.format === 'jpeg' ? 'jpg' : 'webp'}`, data: image }] });
+        live.preview = { name: `preview.${preview.format === 'jpeg' ? 'jpg' : 'webp'}`, data: image };
+        this.showProgress(job.id, live);
       })
-      .catch((error: unknown) => {
-        this.options.log.warn({ err: error, jobId: job.id }, 'preview encoding failed');
-        live.message.update(payload);
-      })
+      .catch((error: unknown) => this.options.log.warn({ err: error, jobId: job.id }, 'preview encoding failed'))
       .finally(() => {
         live.encodingPreview = false;
       });
+  }
+
+  private showProgress(jobId: string, live: Live): void {
+    live.message.update({ content: live.content ?? STARTING_CONTENT, components: pendingButtons(jobId), files: live.preview ? [live.preview] : [] });
   }
 
   async finished(job: PresentedJob, result: PresentedResult): Promise<void> {

@@ -1,0 +1,164 @@
+/**
+ * /imagine end to end: the real bot process (discord.js) against the emulator, with the tiny model.
+ * One bot process for the whole file; tests run in order and each waits for its own jobs.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { buttonId, download, ephemeralText, hasPngs, pngParameters, Sandbox, seedOf, waitUntil } from './harness.js';
+
+describe('/imagine end to end', () => {
+  let sb: Sandbox;
+
+  before(async () => {
+    sb = await Sandbox.start();
+  });
+  after(async () => {
+    await sb?.stop();
+  });
+
+  test('a full run: deferred, queued, previews, PNGs with parameters, buttons', async () => {
+    const { bruno } = sb.people;
+    const id = sb.imagine(bruno, { prompt: 'a lighthouse at dusk', negative: 'blurry', seed: '1234', steps: 12, cfg: 6.5, size: '64x64', count: 2 });
+    const view = await sb.waitForResult(id);
+    assert.equal(view.ack_type, 5, 'the command is deferred');
+    assert.equal(view.ephemeral, false);
+    const reply = view.original!;
+    const contents = reply.history.map((h) => h.content);
+    assert.ok(contents.some((c) => c.startsWith('⏳ Queued — position')), `a queued state was shown: ${contents.join(' | ')}`);
+    assert.ok(contents.some((c) => /step \d+\/24/.test(c)), 'progress with step k/n was shown');
+    assert.ok(reply.history.some((h) => h.attachments.some((name) => name.startsWith('preview.'))), 'at least one preview image edit');
+
+    const pngs = reply.attachments.filter((a) => a.content_type === 'image/png');
+    assert.equal(pngs.length, 2);
+    const parameters = await pngParameters(reply);
+    assert.deepEqual(parameters.map(seedOf), ['1234', '1235']);
+    for (const text of parameters) {
+      const [prompt, negative, settings] = text.split('\n');
+      assert.equal(prompt, 'a lighthouse at dusk');
+      assert.equal(negative, 'Negative prompt: blurry');
+      assert.match(settings!, /^Steps: 12, Sampler: [^,]+, CFG scale: 6\.5, Seed: \d+, Size: 64x64, Model: tiny-sd/);
+    }
+    const embed = reply.embeds[0] as { description: string; fields: { name: string; value: string }[] };
+    assert.equal(embed.description, 'a lighthouse at dusk');
+    const field = (name: string) => embed.fields.find((f) => f.name === name)?.value;
+    assert.equal(field('Seeds'), '1234, 1235');
+    assert.equal(field('Steps'), '12');
+    assert.equal(field('CFG'), '6.5');
+    assert.equal(field('Size'), '64×64');
+    assert.equal(field('Negative'), 'blurry');
+    assert.equal(field('Model'), 'tiny-sd');
+    for (const action of ['reroll', 'same', 'delete']) buttonId(reply, action);
+  });
+
+  test('re-roll gives a new seed; same seed gives identical PNG bytes', async () => {
+    const { chloe } = sb.people;
+    const first = await sb.waitForResult(sb.imagine(chloe, { prompt: 'a red fox', steps: 4 }));
+    const original = first.original!;
+    const [originalParameters] = await pngParameters(original);
+    const originalSeed = seedOf(originalParameters!);
+    const originalBytes = await download(original.attachments[0]!.url);
+
+    const reroll = await sb.waitForResult(sb.click(chloe, original.id, buttonId(original, 'reroll')));
+    assert.equal(reroll.ack_type, 5, 'a re-roll is a new deferred reply');
+    assert.notEqual(reroll.original!.id, original.id, 'the re-roll posts a new message');
+    const [rerollParameters] = await pngParameters(reroll.original!);
+    assert.notEqual(seedOf(rerollParameters!), originalSeed);
+    assert.equal(rerollParameters!.split('\n')[0], 'a red fox');
+
+    const same = await sb.waitForResult(sb.click(chloe, original.id, buttonId(original, 'same')));
+    const [sameParameters] = await pngParameters(same.original!);
+    assert.equal(seedOf(sameParameters!), originalSeed);
+    assert.ok((await download(same.original!.attachments[0]!.url)).equals(originalBytes), 'same seed reproduces the PNG byte for byte');
+  });
+
+  test('cancel by the requester; cancel and delete by another member are refused', async () => {
+    const { bruno, chloe } = sb.people;
+    // A long job keeps the worker busy so the next one stays queued.
+    const blocker = sb.imagine(bruno, { prompt: 'blocker', steps: 40, size: '128x128' });
+    await sb.waitForInteraction(blocker, (v) => /Generating|Starting/.test(v.original?.content ?? ''));
+    const victim = sb.imagine(chloe, { prompt: 'to be cancelled', steps: 4 });
+    const queued = await sb.waitForInteraction(victim, (v) => (v.original?.content ?? '').startsWith('⏳ Queued'));
+    const cancelId = buttonId(queued.original!, 'cancel');
+
+    const refused = sb.click(bruno, queued.original!.id, cancelId);
+    assert.match(await sb.ephemeralAnswer(refused), /not your job/i);
+    assert.equal(sb.interaction(refused).original?.ephemeral ?? true, true);
+
+    const cancel = sb.click(chloe, queued.original!.id, cancelId);
+    await sb.waitForInteraction(cancel, (v) => v.acked);
+    const cancelled = await sb.waitForInteraction(victim, (v) => (v.original?.content ?? '').includes('Cancelled'));
+    assert.ok(!hasPngs(cancelled.original), 'a cancelled job posts no image');
+
+    // Delete on someone else's finished job is refused; the owner's delete removes the message.
+    const done = await sb.waitForResult(blocker, 90_000);
+    const deleteId = buttonId(done.original!, 'delete');
+    assert.match(await sb.ephemeralAnswer(sb.click(chloe, done.original!.id, deleteId)), /not your job/i);
+    assert.ok(sb.channelMessages(sb.people.channelA).some((m) => m.id === done.original!.id), 'still there after the refused delete');
+    const del = sb.click(bruno, done.original!.id, deleteId);
+    await sb.waitForInteraction(del, (v) => v.acked);
+    await waitUntil(() => (sb.channelMessages(sb.people.channelA).some((m) => m.id === done.original!.id) ? null : true), 20_000, 'the message to be deleted');
+  });
+
+  test('no 429 during a 30-step job with previews', async () => {
+    const { admin } = sb.people;
+    const logStart = sb.emulator.requestLog.length;
+    const id = sb.imagine(admin, { prompt: 'many previews', steps: 30, size: '128x128' });
+    const view = await sb.waitForResult(id, 90_000);
+    const previews = view.original!.history.filter((h) => h.attachments.some((name) => name.startsWith('preview.')));
+    assert.ok(previews.length >= 2, `several preview edits were made (${previews.length})`);
+    const calls = sb.emulator.requestLog.slice(logStart);
+    assert.deepEqual(calls.filter((c) => c.status === 429), [], 'no request was rate limited');
+    assert.deepEqual(calls.filter((c) => c.route === 'unknown'), [], 'no unemulated route was called');
+  });
+
+  test('fairness: guild B’s one job starts second or third after guild A queued ten', async () => {
+    const { bruno, chloe, admin, guildB, channelB } = sb.people;
+    const logStart = sb.logs.length;
+    const aJobs: string[] = [];
+    // Guild A's first job is long, so its other nine are all queued while it runs, before guild B asks (queuing
+    // ten jobs takes a few seconds on a loaded 2-core machine).
+    aJobs.push(sb.imagine(bruno, { prompt: 'guild A job 0', steps: 40, size: '128x128', count: 2 }));
+    await sb.waitForLog((line) => line.msg === 'job started' && line['module'] === 'discord', { after: logStart });
+    for (let i = 1; i < 10; i++) {
+      const user = [bruno, chloe, admin][i % 3]!;
+      aJobs.push(sb.imagine(user, { prompt: `guild A job ${i}`, steps: 4 }));
+    }
+    await waitUntil(() => (sb.logs.slice(logStart).filter((l) => l.msg === 'job queued' && l['module'] === 'discord').length >= 10 ? true : null), 30_000, 'ten queued jobs');
+    const bJob = sb.imagine(bruno, { prompt: 'guild B job', steps: 4 }, { guild: guildB, channel: channelB });
+    const bQueued = await sb.waitForLog((line) => line.msg === 'job queued' && line['module'] === 'discord' && line['guildId'] === guildB, { after: logStart });
+    await waitUntil(() => (sb.jobStarts(logStart).some((l) => l.jobId === bQueued['jobId']) ? true : null), 90_000, 'guild B’s job to start');
+    const order = sb.jobStarts(logStart).map((l) => l['guildId']);
+    const bPlace = order.indexOf(guildB) + 1;
+    assert.ok(bPlace === 2 || bPlace === 3, `guild B's job started as number ${bPlace} (${order.join(', ')})`);
+    await sb.waitForResult(bJob);
+
+    // Clear guild A's remaining jobs (each requester cancels their own) so the next test starts with an idle worker.
+    for (const id of aJobs) {
+      const view = sb.interaction(id);
+      if (!view.original || hasPngs(view.original) || !/Queued|Generating|Starting/.test(view.original.content)) continue;
+      const cancel = sb.click(view.user_id, view.original.id, buttonId(view.original, 'cancel'));
+      await sb.waitForInteraction(cancel, (v) => v.acked);
+    }
+    for (const id of aJobs) await sb.waitForInteraction(id, (v) => hasPngs(v.original) || /Cancelled|Failed/.test(v.original?.content ?? ''), 60_000);
+  });
+
+  test('token expiry: a result after 15 minutes arrives as a channel message', async () => {
+    const { bruno, chloe, channelA } = sb.people;
+    const blocker = sb.imagine(bruno, { prompt: 'slow one', steps: 30, size: '128x128' });
+    await sb.waitForInteraction(blocker, (v) => /Generating|Starting/.test(v.original?.content ?? ''));
+    const late = sb.imagine(chloe, { prompt: 'patient fox', steps: 4, seed: '77' });
+    const queued = await sb.waitForInteraction(late, (v) => (v.original?.content ?? '').startsWith('⏳ Queued'));
+    await sb.emulator.injectFault({ kind: 'advance_clock', seconds: 16 * 60 });
+
+    const message = await waitUntil(
+      () => sb.channelMessages(channelA).find((m) => m.interaction_id === null && m.content.includes(`<@${chloe}>`) && hasPngs(m)) ?? null,
+      90_000,
+      'the result as a channel message',
+    );
+    const [parameters] = await pngParameters(message);
+    assert.equal(seedOf(parameters!), '77');
+    assert.ok(ephemeralText(sb.interaction(late)) === null, 'nothing ephemeral was needed');
+    buttonId(message, 'reroll');
+    assert.notEqual(message.id, queued.original!.id);
+  });
+});
