@@ -243,6 +243,40 @@ describe("Discord's rules, failing the way Discord fails", () => {
     assert.equal(code, 4004);
   });
 
+  it('gateway protocol errors: RESUME of an unknown session gets op 9, a second IDENTIFY closes 4005, an unknown op 4001', async () => {
+    /** Opens a raw gateway socket, runs `script` after HELLO, and collects what comes back until it closes. */
+    const session = (script: (send: (payload: unknown) => void, seen: { op: number; t?: string; d?: unknown }[]) => void) =>
+      new Promise<{ code: number; seen: { op: number; t?: string; d?: unknown }[] }>((resolve, reject) => {
+        const socket = new WebSocket(`${emulator.gatewayUrl}?v=10&encoding=json`);
+        const seen: { op: number; t?: string; d?: unknown }[] = [];
+        socket.on('message', (raw) => {
+          const message = JSON.parse(String(raw)) as { op: number; t?: string; d?: unknown };
+          seen.push(message);
+          script((payload) => socket.send(JSON.stringify(payload)), seen);
+          if (message.op === 9) socket.close(1000);
+        });
+        socket.on('close', (code) => resolve({ code, seen }));
+        socket.on('error', reject);
+      });
+    const resumed = await session((send, seen) => {
+      if (seen.length === 1) send({ op: 6, d: { token: emulator.token, session_id: 'no-such-session', seq: 3 } });
+    });
+    assert.deepEqual(resumed.seen.at(-1), { op: 9, d: false });
+    const twice = await session((send, seen) => {
+      if (seen.length === 1) send({ op: 2, d: { token: emulator.token, intents: 1, properties: {} } });
+      if (seen.some((m) => m.t === 'GUILD_CREATE') && !seen.some((m) => m.op === -1)) {
+        seen.push({ op: -1 });
+        send({ op: 2, d: { token: emulator.token, intents: 1, properties: {} } });
+      }
+    });
+    assert.equal(twice.code, 4005);
+    assert.equal(twice.seen.filter((m) => m.t === 'READY').length, 1);
+    const unknown = await session((send, seen) => {
+      if (seen.length === 1) send({ op: 42, d: null });
+    });
+    assert.equal(unknown.code, 4001);
+  });
+
   it('unknown routes are 404 / code 0 and recorded in the log as "unknown"', async () => {
     const response = await fetch(`${emulator.apiBase}/v10/not/a/route`, { headers: { Authorization: `Bot ${emulator.token}` } });
     assert.equal(response.status, 404);
