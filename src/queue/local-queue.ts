@@ -332,7 +332,7 @@ export class LocalJobQueue implements JobQueue {
 
   private async settleFailure(run: Run, error: unknown): Promise<void> {
     const { job } = run;
-    if (run.interruptedByShutdown) {
+    if (run.interruptedByShutdown && run.cancelledBy === undefined) {
       // Left as 'running' in the store on purpose: the next start reruns it first.
       this.logger?.info({ jobId: job.id }, 'job interrupted by shutdown; it reruns at the next start');
       return;
