@@ -88,13 +88,20 @@ export class TorchCudaGenerator implements NoiseGenerator {
     const baseCounter = this.offset / 4;
     const { keyLow, keyHigh } = this;
     // One loop with Philox and Box–Muller written inline: V8 then keeps every 32-bit word unboxed in registers
-    // (a call boundary would box words ≥ 2^30 as heap numbers, several times slower).
+    // (a call boundary would box words ≥ 2^30 as heap numbers, several times slower). When every element has its own
+    // thread (the usual case) the element index is the subsequence, the round is 0 and the lane is 0.
+    const oneElementPerThread = count <= threads;
     for (let index = 0; index < count; index++) {
-      const round = Math.floor(index / perRound);
-      const withinRound = index - round * perRound;
-      const lane = Math.floor(withinRound / threads);
-      const thread = withinRound - lane * threads;
-      const counter = baseCounter + round;
+      let lane = 0;
+      let thread = index;
+      let counter = baseCounter;
+      if (!oneElementPerThread) {
+        const round = Math.floor(index / perRound);
+        const withinRound = index - round * perRound;
+        lane = Math.floor(withinRound / threads);
+        thread = withinRound - lane * threads;
+        counter = baseCounter + round;
+      }
       // Counter words: (position low, position high, subsequence low, subsequence high); key: the seed's halves.
       let c0 = counter | 0;
       let c1 = Math.floor(counter / TWO_POW_32) | 0;
