@@ -2,7 +2,7 @@
 import { Command, CommanderError } from 'commander';
 import { isImagineError } from '../diffusion/errors.js';
 import { PACKAGE_VERSION } from '../util/project.js';
-import { loadConfig, type Config } from '../config/index.js';
+import { ConfigError, loadConfig, type Config } from '../config/index.js';
 import { registerDeployCommandsCommand } from './deploy-commands.js';
 import { registerDoctorCommand } from './doctor.js';
 import { registerGenerateCommand } from './generate.js';
@@ -35,6 +35,8 @@ export function buildProgram(): Command {
 
 /** Every failure a person can fix is one line; anything else is one line plus a hint to get the details. */
 export function describeFailure(error: unknown): string {
+  // A configuration can be wrong in several places at once: one line per problem.
+  if (error instanceof ConfigError) return error.problems.map((problem) => `error: ${problem}`).join('\n');
   if (isImagineError(error)) return `error: ${error.message}`;
   const message = error instanceof Error ? error.message.split('\n')[0] : String(error);
   return `error: internal error: ${message} (set IMAGINE_DEBUG=1 for the stack trace)`;

@@ -1,4 +1,4 @@
-import type * as ort from 'onnxruntime-node';
+import * as ort from 'onnxruntime-node';
 import { CancelledError, InvalidRequestError } from './errors.js';
 import type { ModelPart, StableDiffusionModel } from './model.js';
 import { createNoiseGenerator } from './rng/index.js';
@@ -110,6 +110,14 @@ function firstOutput(part: ModelPart, outputs: ort.InferenceSession.OnnxValueMap
   return outputs[name] as ort.Tensor;
 }
 
+/** noise = uncond + cfg · (cond − uncond); the first half of the UNet batch is the unconditional one. */
+function applyGuidance(noise: Float32Array, into: Float32Array, count: number, cfg: number): void {
+  for (let i = 0; i < count; i++) {
+    const uncond = noise[i]!;
+    into[i] = uncond + cfg * (noise[count + i]! - uncond);
+  }
+}
+
 /** numpy/torch round half to even, as `(x * 255).round()` does. */
 function roundHalfEven(value: number): number {
   const floor = Math.floor(value);
@@ -188,12 +196,15 @@ export class StableDiffusionPipeline {
     const unet = model.unet;
     const unetBatch = guidance ? 2 * batch : batch;
     // Feeds in the dtypes the UNet's metadata declares (float16 for fp16 exports), allocated once per generation.
+    const sampleDims = [unetBatch, 4, latentHeight, latentWidth];
     const unetInput = new Float32Array(unetBatch * (latentCount / batch));
-    const sampleFeed = TensorFeeder.forInput(unet.session, 'sample', [unetBatch, 4, latentHeight, latentWidth]);
+    // A float32 UNet reads unetInput itself (no copy per step); an fp16 one gets it converted by its feeder.
+    const sampleTensor = unet.inputs.get('sample')!.dtype === 'float32' ? new ort.Tensor('float32', unetInput, sampleDims) : null;
+    const sampleFeed = sampleTensor ? null : TensorFeeder.forInput(unet.session, 'sample', sampleDims);
     const timestepFeed = TensorFeeder.forInput(unet.session, 'timestep', [unetBatch]);
     const textTensor = TensorFeeder.forInput(unet.session, 'encoder_hidden_states', text.dims).setFloats(text.embeddings);
-    const noiseOut = new Float32Array(unetInput.length);
-    const guided = guidance ? new Float32Array(latentCount) : noiseOut;
+    const halfOutput = new Float32Array(unetInput.length);
+    const guided = guidance ? new Float32Array(latentCount) : null;
     const cfg = request.cfg;
 
     const denoiseStarted = performance.now();
@@ -207,19 +218,15 @@ export class StableDiffusionPipeline {
       unetInput.set(scaled, 0);
       if (guidance) unetInput.set(scaled, latentCount);
       // Integer timestep inputs take t truncated, as numpy's astype does in diffusers' ONNX pipeline.
-      const feeds = { sample: sampleFeed.setFloats(unetInput), timestep: timestepFeed.fill(t), encoder_hidden_states: textTensor };
+      const feeds = { sample: sampleTensor ?? sampleFeed!.setFloats(unetInput), timestep: timestepFeed.fill(t), encoder_hidden_states: textTensor };
       const runStarted = performance.now();
       const outputs = await unet.session.run(feeds);
       unetMs += performance.now() - runStarted;
-      readFloats(firstOutput(unet, outputs), noiseOut);
-      if (guidance) {
-        // noise = uncond + cfg · (cond − uncond); the first half of the batch is the unconditional one.
-        for (let i = 0; i < latentCount; i++) {
-          const uncond = noiseOut[i]!;
-          guided[i] = uncond + cfg * (noiseOut[latentCount + i]! - uncond);
-        }
-      }
-      latents = scheduler.step(guided, t, latents, generator);
+      // A float32 output is used where ORT put it (a fresh array each run); float16 is widened into a reused buffer.
+      const output = firstOutput(unet, outputs);
+      const noise = output.type === 'float32' ? (output.data as Float32Array) : readFloats(output, halfOutput);
+      if (guided) applyGuidance(noise, guided, latentCount, cfg);
+      latents = scheduler.step(guided ?? noise, t, latents, generator);
       if (onProgress) {
         const callbackStarted = performance.now();
         await onProgress({ step: index + 1, totalSteps: timesteps.length, timestep: t, latents, shape: latentShape });
