@@ -33,7 +33,7 @@ describe('the sandbox web page', { skip }, () => {
           await new Promise((resolve) => setTimeout(resolve, 300));
         }
         await interaction.editReply({
-          content: `done: ${prompt}`,
+          content: `done: ${prompt} for <@${interaction.user.id}>`,
           files: [new AttachmentBuilder(makePng(48, 32), { name: 'final.png' })],
           attachments: [],
           components: [new ActionRowBuilder<ButtonBuilder>().addComponents(new ButtonBuilder().setCustomId('reroll').setLabel('Re-roll').setStyle(ButtonStyle.Primary))],
@@ -77,6 +77,8 @@ describe('the sandbox web page', { skip }, () => {
     await image.waitFor();
     // Runs in the page (a string, as this project's TypeScript has no DOM types).
     await page.waitForFunction(`(() => { const img = document.querySelector('img[alt="final.png"]'); return img !== null && img.complete && img.naturalWidth === 48 && img.naturalHeight === 32; })()`);
+    // Mentions read as in Discord's client.
+    assert.ok(await page.locator(`[data-testid="content"]:text("done: a red fox for @${member.globalName ?? member.username}")`).count() === 1);
     const invocations = [...emulator.interactions.records.values()].filter((r) => r.name === 'draw');
     assert.equal(invocations.length, 1);
     assert.equal(invocations[0]!.userId, member.id);

@@ -255,12 +255,26 @@ function renderEmbed(embed) {
     { className: 'embed', style: embed.color ? `border-left-color: #${embed.color.toString(16).padStart(6, '0')}` : undefined },
     embed.author && embed.author.name ? el('div', { className: 'meta' }, embed.author.name) : null,
     embed.title ? el('div', { className: 'title' }, embed.title) : null,
-    embed.description ? el('div', { className: 'content' }, embed.description) : null,
-    ...(embed.fields || []).map((f) => el('div', { className: 'field' }, el('div', { className: 'field-name' }, f.name), el('div', { className: 'content' }, f.value))),
+    embed.description ? el('div', { className: 'content' }, readable(embed.description)) : null,
+    ...(embed.fields || []).map((f) => el('div', { className: 'field' }, el('div', { className: 'field-name' }, f.name), el('div', { className: 'content' }, readable(f.value)))),
     embed.image && embed.image.url ? el('img', { src: embed.image.url, alt: 'embed image' }) : null,
     embed.thumbnail && embed.thumbnail.url ? el('img', { src: embed.thumbnail.url, alt: 'embed thumbnail' }) : null,
     embed.footer && embed.footer.text ? el('div', { className: 'meta' }, embed.footer.text) : null,
   );
+}
+
+/** Mentions as Discord's client shows them: <@id> → @name, <#id> → #channel, <@&id> → @role. */
+function readable(text) {
+  return String(text)
+    .replace(/<@!?(\d+)>/g, (_, id) => `@${userName(id)}`)
+    .replace(/<#(\d+)>/g, (whole, id) => {
+      for (const guild of (view.state && view.state.guilds) || []) {
+        const channel = guild.channels.find((c) => c.id === id);
+        if (channel) return `#${channel.name}`;
+      }
+      return whole;
+    })
+    .replace(/<@&(\d+)>/g, '@role');
 }
 
 function renderMessage(message) {
@@ -272,7 +286,7 @@ function renderMessage(message) {
     message.interaction_name ? el('div', { className: 'meta' }, `${userName(message.interaction_user_id)} used /${message.interaction_name}`) : null,
     el('div', { className: 'meta' }, el('span', { className: 'author' }, userName(message.author_id)), el('span', { className: 'bot-tag' }, 'APP'), new Date(message.created_at).toLocaleTimeString(), message.edited_at ? ' (edited)' : ''),
     message.loading ? el('div', { className: 'thinking', 'data-testid': 'thinking' }, `${userName(message.author_id)} is thinking…`) : null,
-    message.content ? el('div', { className: 'content', 'data-testid': 'content' }, message.content) : null,
+    message.content ? el('div', { className: 'content', 'data-testid': 'content' }, readable(message.content)) : null,
     ...(message.embeds || []).map(renderEmbed),
     el(
       'div',
