@@ -40,6 +40,18 @@ class ProtoWriter {
     return this;
   }
 
+  int64(field: number, value: number): this {
+    if (value >= 0) return this.int(field, value);
+    this.key(field, 0);
+    let v = BigInt.asUintN(64, BigInt(value));
+    while (v > 0x7fn) {
+      this.bytes.push(Number(v & 0x7fn) | 0x80);
+      v >>= 7n;
+    }
+    this.bytes.push(Number(v));
+    return this;
+  }
+
   bytesField(field: number, data: Uint8Array): this {
     this.key(field, 2);
     this.varint(data.length);
@@ -73,6 +85,8 @@ export interface NodeSpec {
   opType: string;
   inputs: readonly string[];
   outputs: readonly string[];
+  /** Integer attributes (e.g. `axis` of Concat, `to` of Cast). */
+  attributes?: Readonly<Record<string, number>>;
 }
 
 function writeValueInfo(writer: ProtoWriter, value: ValueInfo): void {
@@ -110,6 +124,11 @@ export function buildModel(spec: {
         for (const output of node.outputs) n.string(2, output);
         n.string(3, `${node.opType.toLowerCase()}_${index}`);
         n.string(4, node.opType);
+        for (const [name, value] of Object.entries(node.attributes ?? {})) {
+          // AttributeProto: name = 1, i = 3, type = 20 (AttributeType.INT = 2). Negative ints (axis = -1) are
+          // written as 10-byte two's-complement varints, as protobuf's int64 requires.
+          n.message(5, (attribute) => attribute.string(1, name).int64(3, value).int(20, 2));
+        }
       });
     });
     graph.string(2, 'imagine_bot_graph');
