@@ -26,6 +26,8 @@ export interface EmulatorOptions {
   seedFile?: string;
   /** Gateway HELLO heartbeat interval (Discord: 41 250 ms). */
   heartbeatIntervalMs?: number;
+  /** Close (4009) a connection silent for this many heartbeat intervals (default 1.5; 0 = never). */
+  heartbeatTimeoutFactor?: number;
   /** Time to the initial interaction response before 10062 (Discord: 3 s). */
   ackDeadlineMs?: number;
   /** Interaction token life before 50027 (Discord: 15 min). */
@@ -92,6 +94,7 @@ export class DiscordEmulator extends EventEmitter {
     this.options = {
       port: options.port ?? 0,
       heartbeatIntervalMs: options.heartbeatIntervalMs ?? 41_250,
+      heartbeatTimeoutFactor: options.heartbeatTimeoutFactor ?? 1.5,
       ackDeadlineMs: options.ackDeadlineMs ?? 3_000,
       tokenLifetimeMs: options.tokenLifetimeMs ?? 15 * 60_000,
       attachmentSizeLimit: options.attachmentSizeLimit ?? 10 * 1024 * 1024,
@@ -104,6 +107,7 @@ export class DiscordEmulator extends EventEmitter {
     this.gateway = new Gateway({
       token: () => this.state.botToken,
       heartbeatIntervalMs: this.options.heartbeatIntervalMs,
+      heartbeatTimeoutFactor: this.options.heartbeatTimeoutFactor,
       resumeUrl: () => this.gatewayUrl,
       readyPayload: (session) => this.readyPayload(session),
       guildCreatePayloads: () => [...this.state.guilds.values()].map((g) => gatewayGuildCreate(this.state, g)),

@@ -7,7 +7,7 @@ import { WebSocketServer, type WebSocket } from 'ws';
 
 /** Gateway opcodes and close codes (discord-api-types' GatewayOpcodes / GatewayCloseCodes). */
 const OP = { Dispatch: 0, Heartbeat: 1, Identify: 2, PresenceUpdate: 3, VoiceStateUpdate: 4, Resume: 6, Reconnect: 7, RequestGuildMembers: 8, InvalidSession: 9, Hello: 10, HeartbeatAck: 11 } as const;
-export const CLOSE = { UnknownError: 4000, UnknownOpcode: 4001, DecodeError: 4002, NotAuthenticated: 4003, AuthenticationFailed: 4004, AlreadyAuthenticated: 4005, InvalidApiVersion: 4012 } as const;
+export const CLOSE = { UnknownError: 4000, UnknownOpcode: 4001, DecodeError: 4002, NotAuthenticated: 4003, AuthenticationFailed: 4004, AlreadyAuthenticated: 4005, SessionTimedOut: 4009, InvalidApiVersion: 4012 } as const;
 export const INTENT = { Guilds: 1 << 0, GuildMembers: 1 << 1, GuildMessages: 1 << 9, MessageContent: 1 << 15 } as const;
 
 interface BufferedDispatch {
@@ -38,6 +38,11 @@ export interface GatewayOptions {
   guildMembers: (guildId: string) => Record<string, unknown>[];
   /** How long a disconnected session can still be resumed. */
   resumeWindowMs?: number;
+  /**
+   * A connection that sends no heartbeat for this many heartbeat intervals is closed with 4009, as Discord does
+   * with clients whose event loop is blocked (default 1.5; 0 disables).
+   */
+  heartbeatTimeoutFactor?: number;
 }
 
 /** Events: `ready` (session) after READY + GUILD_CREATEs; `resumed` (session); `disconnected` (session). */
@@ -138,6 +143,17 @@ export class Gateway extends EventEmitter {
       return;
     }
     this.send(socket, null, { op: OP.Hello, d: { heartbeat_interval: this.options.heartbeatIntervalMs, _trace: ['["imagine-emulator",{}]'] } });
+    const timeoutFactor = this.options.heartbeatTimeoutFactor ?? 1.5;
+    let heartbeatTimer: NodeJS.Timeout | null = null;
+    const armHeartbeatTimer = () => {
+      if (timeoutFactor <= 0) return;
+      if (heartbeatTimer) clearTimeout(heartbeatTimer);
+      heartbeatTimer = setTimeout(() => socket.close(CLOSE.SessionTimedOut, 'Session timed out: no heartbeat.'), this.options.heartbeatIntervalMs * timeoutFactor);
+    };
+    armHeartbeatTimer();
+    socket.on('close', () => {
+      if (heartbeatTimer) clearTimeout(heartbeatTimer);
+    });
 
     socket.on('message', (raw, isBinary) => {
       let message: { op?: unknown; d?: unknown };
@@ -150,6 +166,7 @@ export class Gateway extends EventEmitter {
       const d = (typeof message.d === 'object' && message.d !== null ? message.d : {}) as Record<string, unknown>;
       switch (message.op) {
         case OP.Heartbeat:
+          armHeartbeatTimer();
           this.send(socket, session, { op: OP.HeartbeatAck });
           return;
         case OP.Identify: {
