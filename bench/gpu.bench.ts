@@ -23,10 +23,13 @@ import { writeFile } from 'node:fs/promises';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import * as ort from 'onnxruntime-node';
 import type { InferenceSession, Tensor } from 'onnxruntime-node';
 
+import { DeviceStepper } from '../src/diffusion/device-step.js';
 import {
   GpuTensorReader,
+  GpuTensorUploader,
   keepsOutputsOnDevice,
   openSession,
   resolveProvider,
@@ -177,6 +180,7 @@ async function benchProvider(args: Args, provider: ProviderName): Promise<Provid
   const textEncoder = await openSession(join(args.model, 'text_encoder', 'model.onnx'), provider, sessionOptions);
   const unet = await openSession(join(args.model, 'unet', 'model.onnx'), provider, sessionOptions);
   let unetGpu: InferenceSession | undefined;
+  const cleanups: Array<() => Promise<void>> = [];
   const vae = await openSession(join(args.model, 'vae_decoder', 'model.onnx'), provider, sessionOptions);
   const loadSeconds = (performance.now() - loadStart) / 1000;
   console.log(`  loaded text encoder, UNet, VAE decoder in ${loadSeconds.toFixed(1)} s`);
@@ -261,6 +265,66 @@ async function benchProvider(args: Args, provider: ProviderName): Promise<Provid
       }
     }
 
+    // Variant D: latents on the GPU. The UNet output feeds the CFG + scheduler step graph (DeviceStepper) on the same
+    // provider, whose outputs feed the next UNet call; the text embeddings are uploaded once. Nothing is read back
+    // until the end (as a pipeline would for the final decode; previews would read the latents now and then).
+    let deviceLoop: ((steps: number) => Promise<Float32Array>) | undefined;
+    if (unetGpu) {
+      try {
+        const session = unetGpu;
+        const dtype = runner.hidden.dtype === 'float16' ? 'float16' : 'float32';
+        const stepper = await DeviceStepper.open(provider, dtype, { keepOnDevice: true });
+        const uploader = new GpuTensorUploader(provider);
+        cleanups.push(() => stepper.release(), () => uploader.release());
+        const hiddenFeed = TensorFeeder.forInput(session, 'encoder_hidden_states', hiddenTensor.dims);
+        const hiddenOnGpu = await uploader.upload(hiddenFeed.setFloats(hiddenFloats));
+        const firstSample = TensorFeeder.forInput(session, 'sample', [2, 4, latentSide, latentSide]);
+        const timestepFeed = TensorFeeder.forInput(session, 'timestep', [2]);
+        const startLatents = new Float32Array(runner.latents);
+        deviceLoop = async (steps: number): Promise<Float32Array> => {
+          const doubled = new Float32Array(2 * startLatents.length);
+          doubled.set(startLatents, 0);
+          doubled.set(startLatents, startLatents.length);
+          let sample: Tensor = firstSample.setFloats(doubled);
+          let latents: Tensor = new ort.Tensor('float32', new Float32Array(startLatents), [1, 4, latentSide, latentSide]);
+          for (let i = 0; i < steps; i++) {
+            const outputs = await session.run({
+              sample,
+              timestep: timestepFeed.fill(999 - i * 33),
+              encoder_hidden_states: hiddenOnGpu,
+            });
+            const prediction = outputs.out_sample!;
+            const next = await stepper.step(prediction, latents, {
+              latents: 0.95,
+              prediction: -0.01,
+              guidance: 7.5,
+              nextInputScale: 1,
+            });
+            prediction.dispose();
+            if (sample.location === 'gpu-buffer') sample.dispose();
+            if (latents.location === 'gpu-buffer') latents.dispose();
+            sample = next.sample;
+            latents = next.latents;
+          }
+          const data = (await reader!.read(latents)) as Float32Array;
+          const result = new Float32Array(data);
+          if (sample.location === 'gpu-buffer') sample.dispose();
+          if (latents.location === 'gpu-buffer') latents.dispose();
+          return result;
+        };
+        await deviceLoop(2);
+        const started = performance.now();
+        await deviceLoop(args.steps);
+        stepMs['latents on GPU (step graph)'] = (performance.now() - started) / args.steps;
+        console.log(`  ms per CFG step, latents on GPU with the step graph: ${ms(stepMs['latents on GPU (step graph)']!)}`);
+        const best = Math.min(...Object.entries(stepMs).filter(([k]) => k !== 'outputs on GPU, not read').map(([, v]) => v));
+        if (stepMs['latents on GPU (step graph)'] === best) imageVariant = 'latents on GPU (step graph)';
+      } catch (error) {
+        deviceLoop = undefined;
+        console.log(`  latents on GPU with the step graph: failed: ${firstLine(error)}`);
+      }
+    }
+
     // VAE decode of one image.
     const latentFeed = TensorFeeder.forInput(vae, 'latent_sample', [1, 4, latentSide, latentSide]);
     const decode = async (): Promise<void> => {
@@ -277,6 +341,8 @@ async function benchProvider(args: Args, provider: ProviderName): Promise<Provid
     await encode();
     if (imageVariant === 'outputs to CPU') {
       for (let i = 0; i < args.imageSteps; i++) await cpuStep(i);
+    } else if (imageVariant === 'latents on GPU (step graph)' && deviceLoop) {
+      runner.latents.set(await deviceLoop(args.imageSteps)); // the decode below reads runner.latents
     } else {
       const gpuRunner = new StepRunner(unetGpu!, latentSide, hiddenTensor.dims);
       gpuRunner.hidden.setFloats(hiddenFloats);
@@ -305,6 +371,7 @@ async function benchProvider(args: Args, provider: ProviderName): Promise<Provid
     };
   } finally {
     await textEncoder.release();
+    for (const cleanup of cleanups) await cleanup().catch(() => {});
     await unet.release();
     await unetGpu?.release();
     await vae.release();

@@ -379,3 +379,34 @@ export class GpuTensorReader {
     for (const session of sessions) await (await session.catch(() => null))?.release();
   }
 }
+
+/**
+ * Copies CPU tensors to the GPU once, so inputs that do not change between steps (the text embeddings) are not
+ * uploaded again by every UNet call: runs them through an in-memory Identity model whose output stays on the GPU.
+ * Only WebGPU can keep outputs on the device; elsewhere `upload` returns the tensor unchanged. Dispose what it returns
+ * when done with it.
+ */
+export class GpuTensorUploader {
+  private readonly sessions = new Map<string, Promise<InferenceSession>>();
+
+  constructor(private readonly provider: ProviderName) {}
+
+  async upload(tensor: ort.Tensor): Promise<ort.Tensor> {
+    if (!keepsOutputsOnDevice(this.provider) || tensor.location === 'gpu-buffer') return tensor;
+    const type = tensor.type as OnnxElementTypeName;
+    let session = this.sessions.get(type);
+    if (!session) {
+      session = openSession(identityModel(type), this.provider, { preferGpuOutputs: true });
+      this.sessions.set(type, session);
+    }
+    const output = (await (await session).run({ x: tensor })).y;
+    if (!output) throw new Error('identity session returned no output');
+    return output;
+  }
+
+  async release(): Promise<void> {
+    const sessions = [...this.sessions.values()];
+    this.sessions.clear();
+    for (const session of sessions) await (await session.catch(() => null))?.release();
+  }
+}

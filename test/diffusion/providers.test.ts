@@ -11,6 +11,7 @@ import * as ort from 'onnxruntime-node';
 import { ImagineError } from '../../src/diffusion/errors.js';
 import {
   GpuTensorReader,
+  GpuTensorUploader,
   InvalidProviderError,
   ProviderUnavailableError,
   missingCudaProviderFiles,
@@ -181,5 +182,15 @@ test('GpuTensorReader returns CPU tensors as they are', async () => {
     assert.equal(await reader.read(new ort.Tensor('float32', data, [3])), data);
   } finally {
     await reader.release();
+  }
+});
+
+test('GpuTensorUploader leaves tensors alone where outputs cannot stay on a GPU', async () => {
+  const uploader = new GpuTensorUploader('cpu');
+  try {
+    const tensor = new ort.Tensor('float32', new Float32Array([1, 2]), [2]);
+    assert.equal(await uploader.upload(tensor), tensor);
+  } finally {
+    await uploader.release();
   }
 });
