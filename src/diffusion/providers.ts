@@ -33,8 +33,9 @@
  *   step consumed it): the 1.30 binding gives the External no finalizer, so an undisposed output is only freed by
  *   `dispose()` (leaked otherwise).
  * - So a loop that keeps latents on the GPU needs the arithmetic between UNet calls (CFG combine, scheduler step) to run
- *   on the GPU too, i.e. as ONNX graphs on the WebGPU EP fed with the UNet's gpu-buffer output; the JS scheduler only
- *   works on CPU data. With the scheduler in JS, each step must read the UNet output back (GpuTensorReader or
+ *   on the GPU too, i.e. as ONNX graphs on the WebGPU EP fed with the UNet's gpu-buffer output (device-step.ts'
+ *   `DeviceStepper` does this for first-order schedulers; `GpuTensorUploader` below puts the text embeddings on the GPU
+ *   once); the JS scheduler only works on CPU data. With the scheduler in JS, each step must read the UNet output back (GpuTensorReader or
  *   cpu outputs): the 2.2× gain measured on an H100 (73 vs 162 ms per step) was without that read-back.
  *   None of this could be run in this repository's CI: it has no GPU (see docs/gpu.md).
  *
