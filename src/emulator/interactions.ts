@@ -1,3 +1,4 @@
+import { InteractionResponseType, InteractionType } from 'discord-api-types/v10';
 import { randomBytes } from 'node:crypto';
 import type { UploadedFile } from './bodies.js';
 import { resolveInvocation, type CommandStore, type InvokeRequest } from './commands.js';
@@ -19,8 +20,23 @@ import type { SnowflakeGenerator } from './snowflake.js';
 import { apiChannel, apiMember, apiUser, type EmulatorState } from './state.js';
 import { MESSAGE_FLAG, isEmptyMessage, isObject, validateMessageBody, type Json, type JsonObject } from './validation.js';
 
-export const INTERACTION_TYPE = { Ping: 1, ApplicationCommand: 2, MessageComponent: 3, Autocomplete: 4, ModalSubmit: 5 } as const;
-export const CALLBACK_TYPE = { Pong: 1, ChannelMessageWithSource: 4, DeferredChannelMessageWithSource: 5, DeferredMessageUpdate: 6, UpdateMessage: 7, AutocompleteResult: 8, Modal: 9, LaunchActivity: 12 } as const;
+export const INTERACTION_TYPE = {
+  Ping: InteractionType.Ping,
+  ApplicationCommand: InteractionType.ApplicationCommand,
+  MessageComponent: InteractionType.MessageComponent,
+  Autocomplete: InteractionType.ApplicationCommandAutocomplete,
+  ModalSubmit: InteractionType.ModalSubmit,
+} as const;
+export const CALLBACK_TYPE = {
+  Pong: InteractionResponseType.Pong,
+  ChannelMessageWithSource: InteractionResponseType.ChannelMessageWithSource,
+  DeferredChannelMessageWithSource: InteractionResponseType.DeferredChannelMessageWithSource,
+  DeferredMessageUpdate: InteractionResponseType.DeferredMessageUpdate,
+  UpdateMessage: InteractionResponseType.UpdateMessage,
+  AutocompleteResult: InteractionResponseType.ApplicationCommandAutocompleteResult,
+  Modal: InteractionResponseType.Modal,
+  LaunchActivity: InteractionResponseType.LaunchActivity,
+} as const;
 /** Which initial responses Discord accepts for each interaction type. */
 const ALLOWED_CALLBACKS: Record<number, number[]> = {
   [INTERACTION_TYPE.ApplicationCommand]: [4, 5, 9, 12],

@@ -1,3 +1,4 @@
+import { ApplicationCommandOptionType, MessageFlags } from 'discord-api-types/v10';
 import { FormErrors } from './errors.js';
 
 /**
@@ -9,13 +10,14 @@ import { FormErrors } from './errors.js';
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 export type JsonObject = { [key: string]: Json };
 
+// Constants come from discord-api-types, so the emulator and discord.js agree on every number.
 export const MESSAGE_FLAG = {
-  SuppressEmbeds: 1 << 2,
-  Ephemeral: 1 << 6,
-  Loading: 1 << 7,
-  SuppressNotifications: 1 << 12,
-  IsVoiceMessage: 1 << 13,
-  IsComponentsV2: 1 << 15,
+  SuppressEmbeds: MessageFlags.SuppressEmbeds,
+  Ephemeral: MessageFlags.Ephemeral,
+  Loading: MessageFlags.Loading,
+  SuppressNotifications: MessageFlags.SuppressNotifications,
+  IsVoiceMessage: MessageFlags.IsVoiceMessage,
+  IsComponentsV2: MessageFlags.IsComponentsV2,
 } as const;
 /** Flags a bot may set when sending or editing a message (others are set by Discord itself). */
 const SETTABLE_MESSAGE_FLAGS =
@@ -274,17 +276,17 @@ function checkCustomId(errors: FormErrors, path: (string | number)[], customId: 
 
 const CHAT_INPUT_NAME = /^[-_'\p{L}\p{N}\p{sc=Deva}\p{sc=Thai}]{1,32}$/u;
 export const OPTION_TYPE = {
-  Subcommand: 1,
-  SubcommandGroup: 2,
-  String: 3,
-  Integer: 4,
-  Boolean: 5,
-  User: 6,
-  Channel: 7,
-  Role: 8,
-  Mentionable: 9,
-  Number: 10,
-  Attachment: 11,
+  Subcommand: ApplicationCommandOptionType.Subcommand,
+  SubcommandGroup: ApplicationCommandOptionType.SubcommandGroup,
+  String: ApplicationCommandOptionType.String,
+  Integer: ApplicationCommandOptionType.Integer,
+  Boolean: ApplicationCommandOptionType.Boolean,
+  User: ApplicationCommandOptionType.User,
+  Channel: ApplicationCommandOptionType.Channel,
+  Role: ApplicationCommandOptionType.Role,
+  Mentionable: ApplicationCommandOptionType.Mentionable,
+  Number: ApplicationCommandOptionType.Number,
+  Attachment: ApplicationCommandOptionType.Attachment,
 } as const;
 
 function validName(name: string): boolean {
