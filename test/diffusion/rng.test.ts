@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { InvalidRequestError } from '../../src/diffusion/errors.js';
-import { createNoiseGenerator, MAX_SEED, MersenneTwister, parseRngDevice, parseSeed, randomSeed } from '../../src/diffusion/rng/index.js';
+import { createNoiseGenerator, MAX_SEED, MersenneTwister, parseRngDevice, parseSeed, randomSeed, TorchCudaGenerator } from '../../src/diffusion/rng/index.js';
 import type { RngDevice } from '../../src/diffusion/rng/types.js';
 
 /** One entry of torch-randn.json: torch.Generator(device).manual_seed(seed); randn(shape); then randn(4, 7). */
@@ -82,6 +82,19 @@ describe('noise generators', () => {
       for (const target of targets) assert.equal(b.randnInto(target), target);
       assert.deepEqual(targets, fromRandn);
     }
+  });
+
+  it('CUDA tensors larger than the GPU’s resident threads use the grid-stride layout and offset torch uses', () => {
+    // Imitating a GPU with one 256-thread block resident: 2048 values take 2 rounds of 4 lanes per thread, so the
+    // first 256 values are lane 0 of round 0 (the same as with one thread per element) and the offset advances by
+    // 2 counters (8), as two one-round calls would.
+    const small = new TorchCudaGenerator(99n, { maxResidentThreads: 256 });
+    const wide = createNoiseGenerator('cuda', 99n);
+    const strided = small.randn(2048);
+    assert.deepEqual(strided.subarray(0, 256), wide.randn(256));
+    assert.notDeepEqual(strided.subarray(256, 512), strided.subarray(0, 256));
+    wide.randn(1);
+    assert.deepEqual(small.randn(28), wide.randn(28));
   });
 
   it('the CPU generator uses the low 32 bits of a 64-bit seed, the CUDA one all 64', () => {
