@@ -56,7 +56,14 @@ export interface SandboxInteraction {
 export interface SandboxState {
   application_id: string;
   bot_user: { id: string; username: string };
-  guilds: { id: string; name: string; owner_id: string; channels: { id: string; name: string; nsfw: boolean }[]; members: { user_id: string; admin: boolean; permissions: string }[] }[];
+  guilds: {
+    id: string;
+    name: string;
+    owner_id: string;
+    channels: { id: string; name: string; nsfw: boolean }[];
+    roles: { id: string; name: string; permissions: string; managed: boolean }[];
+    members: { user_id: string; role_ids: string[]; admin: boolean; permissions: string }[];
+  }[];
   users: { id: string; username: string; global_name: string | null; admin: boolean; admin_guild_ids: string[] }[];
   bot_connected: boolean;
   clock_offset_seconds: number;
@@ -113,6 +120,16 @@ export class SandboxClient {
   }
   fault(fault: Record<string, unknown> & { kind: string }): Promise<Record<string, unknown>> {
     return this.call('POST', '/faults', fault);
+  }
+  /** Grants or removes the guild's Admin role, or sets the member's roles; GUILD_MEMBER_UPDATE goes to the bot. */
+  updateMember(request: { guild_id: string; user_id: string; admin?: boolean; role_ids?: string[] }): Promise<{ user_id: string; role_ids: string[]; admin: boolean; permissions: string }> {
+    return this.call('POST', '/members', request);
+  }
+  createRole(request: { guild_id: string; name: string; permissions?: string }): Promise<Record<string, unknown> & { id: string }> {
+    return this.call('POST', '/roles', request);
+  }
+  updateChannel(channelId: string, request: { name?: string; nsfw?: boolean }): Promise<{ id: string; name: string; nsfw: boolean }> {
+    return this.call('POST', `/channels/${channelId}`, request);
   }
   restartBot(hard: boolean): Promise<Record<string, unknown>> {
     return this.call('POST', '/bot/restart', { hard });

@@ -60,6 +60,18 @@ export async function handleControlRequest(emulator: DiscordEmulator, req: Incom
         emulator.interactions.optionUploads.set(id, attachment);
         return sendJson(res, 200, attachment);
       }
+      case 'POST /members': {
+        const body = await readJson(req);
+        return sendJson(res, 200, emulator.updateMember(body as unknown as { guild_id: string; user_id: string; admin?: boolean; role_ids?: string[] }));
+      }
+      case 'POST /roles': {
+        const body = await readJson(req);
+        return sendJson(res, 200, emulator.createRole(body as unknown as { guild_id: string; name: string; permissions?: string }));
+      }
+      case 'POST /channels/:id': {
+        const body = await readJson(req);
+        return sendJson(res, 200, emulator.updateChannel(segments[1] ?? '', body as { name?: string; nsfw?: boolean }));
+      }
       case 'GET /interactions': {
         const userId = query.get('user_id');
         const views = [...emulator.interactions.records.values()]

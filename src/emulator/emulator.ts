@@ -5,14 +5,14 @@ import { readRequestBody, type ParsedBody } from './bodies.js';
 import { EmulatorClock } from './clock.js';
 import { CommandStore, type InvokeRequest } from './commands.js';
 import { DiscordHttpError, SandboxRequestError, notFound, unauthorized } from './errors.js';
-import { Gateway, type GatewaySession } from './gateway.js';
+import { Gateway, INTENT, type GatewaySession } from './gateway.js';
 import { InteractionManager, type ClickRequest } from './interactions.js';
 import { MessageStore } from './messages.js';
 import { DEFAULT_RATE_LIMITS, RateLimiter, type RateLimitRule } from './ratelimit.js';
 import { buildRestRoutes, type RestRoute } from './rest.js';
 import { drain, matchRoute, sendJson, sendNoContent } from './router.js';
 import { SnowflakeGenerator } from './snowflake.js';
-import { DEFAULT_SEED, EmulatorState, apiMember, apiUser, gatewayGuildCreate, loadSeedFile, type SeedConfig } from './state.js';
+import { DEFAULT_SEED, EmulatorState, apiChannel, apiMember, apiRole, apiUser, gatewayGuildCreate, loadSeedFile, type SeedConfig } from './state.js';
 import { handleControlRequest } from './control.js';
 import { servePage } from './page.js';
 import type { JsonObject } from './validation.js';
@@ -337,6 +337,53 @@ export class DiscordEmulator extends EventEmitter {
     }
   }
 
+  /** As `POST /_sandbox/members`: changes a member's roles (admin flag and/or explicit role ids); GUILD_MEMBER_UPDATE. */
+  updateMember(request: { guild_id: string; user_id: string; admin?: boolean; role_ids?: string[] }): JsonObject {
+    const guild = this.state.guilds.get(request.guild_id);
+    const member = guild?.members.find((m) => m.userId === request.user_id);
+    if (!guild || !member) throw new SandboxRequestError(`user ${request.user_id} is not a member of guild ${request.guild_id}`, 404);
+    if (request.role_ids !== undefined) {
+      if (!Array.isArray(request.role_ids) || request.role_ids.some((id) => !guild.roles.some((r) => r.id === id && r.id !== guild.id))) throw new SandboxRequestError('role_ids must be ids of this guild\'s roles (not @everyone)');
+      member.roleIds = [...new Set(request.role_ids)];
+    }
+    if (request.admin === true && !member.roleIds.includes(guild.adminRoleId)) member.roleIds.push(guild.adminRoleId);
+    if (request.admin === false) member.roleIds = member.roleIds.filter((id) => id !== guild.adminRoleId);
+    const data = { ...apiMember(this.state, member), guild_id: guild.id };
+    this.gateway.dispatch('GUILD_MEMBER_UPDATE', data, INTENT.GuildMembers);
+    this.emit('change');
+    return { user_id: member.userId, role_ids: member.roleIds, admin: this.state.isAdmin(guild.id, member.userId), permissions: this.state.basePermissions(guild.id, member.userId).toString() };
+  }
+
+  /** As `POST /_sandbox/roles`: creates a role (GUILD_ROLE_CREATE). */
+  createRole(request: { guild_id: string; name: string; permissions?: string }): JsonObject {
+    const guild = this.state.guilds.get(request.guild_id);
+    if (!guild) throw new SandboxRequestError(`no guild ${request.guild_id}`, 404);
+    if (typeof request.name !== 'string' || request.name.length === 0 || request.name.length > 100) throw new SandboxRequestError('name must be 1–100 characters');
+    if (request.permissions !== undefined && !/^\d+$/.test(String(request.permissions))) throw new SandboxRequestError('permissions must be a decimal bitfield string');
+    const role = { id: this.ids.next(), name: request.name, permissions: BigInt(request.permissions ?? '0'), position: guild.roles.length, managed: false };
+    guild.roles.push(role);
+    this.gateway.dispatch('GUILD_ROLE_CREATE', { guild_id: guild.id, role: apiRole(role) }, INTENT.Guilds);
+    this.emit('change');
+    return apiRole(role) as JsonObject;
+  }
+
+  /** As `POST /_sandbox/channels/:id`: renames a channel or flips its NSFW flag (CHANNEL_UPDATE). */
+  updateChannel(channelId: string, request: { name?: string; nsfw?: boolean }): JsonObject {
+    const channel = this.state.channels.get(channelId);
+    if (!channel) throw new SandboxRequestError(`no channel ${channelId}`, 404);
+    if (request.name !== undefined) {
+      if (typeof request.name !== 'string' || !/^[a-z0-9_-]{1,100}$/.test(request.name)) throw new SandboxRequestError('name must be 1–100 lower-case letters, digits, - or _');
+      channel.name = request.name;
+    }
+    if (request.nsfw !== undefined) {
+      if (typeof request.nsfw !== 'boolean') throw new SandboxRequestError('nsfw must be true or false');
+      channel.nsfw = request.nsfw;
+    }
+    this.gateway.dispatch('CHANNEL_UPDATE', apiChannel(channel), INTENT.Guilds);
+    this.emit('change');
+    return { id: channel.id, name: channel.name, nsfw: channel.nsfw };
+  }
+
   /** As `GET /_sandbox/state`. */
   stateView(): JsonObject {
     return {
@@ -347,7 +394,8 @@ export class DiscordEmulator extends EventEmitter {
         name: g.name,
         owner_id: g.ownerId,
         channels: g.channels.map((c) => ({ id: c.id, name: c.name, nsfw: c.nsfw })),
-        members: g.members.filter((m) => m.userId !== this.state.botUser.id).map((m) => ({ user_id: m.userId, admin: this.state.isAdmin(g.id, m.userId), permissions: this.state.basePermissions(g.id, m.userId).toString() })),
+        roles: g.roles.map((r) => ({ id: r.id, name: r.name, permissions: r.permissions.toString(), managed: r.managed })),
+        members: g.members.filter((m) => m.userId !== this.state.botUser.id).map((m) => ({ user_id: m.userId, role_ids: m.roleIds, admin: this.state.isAdmin(g.id, m.userId), permissions: this.state.basePermissions(g.id, m.userId).toString() })),
       })),
       users: [...this.state.users.values()]
         .filter((u) => !u.bot)

@@ -23,6 +23,7 @@ describe('control API and less common interaction paths', () => {
       { name: 'pick', description: 'a select menu' },
       { name: 'upscale', description: 'takes a file', options: [{ type: 11, name: 'image', description: 'an image', required: true }] },
       { name: 'slow', description: 'defers then follows up' },
+      { name: 'admin', description: 'admins only', default_member_permissions: String(1 << 5) },
     ]);
   });
   after(async () => {
@@ -159,6 +160,38 @@ describe('control API and less common interaction paths', () => {
     assert.deepEqual(view.followups.map((f) => f.content), ['second']);
     // The history keeps the loading state and every revision, for progress-edit assertions.
     assert.deepEqual(view.original?.history.map((h) => [h.content, h.flags & 128]), [['', 128], ['first', 0]]);
+  });
+
+  it('members, roles and channels can be changed at run time; the bot sees the gateway events', async () => {
+    const { guild, general, member } = firstGuild(emulator);
+    const base = { user_id: member.id, guild_id: guild.id, channel_id: general.id, name: 'admin' };
+    await assert.rejects(sandbox.invoke(base), /lacks the permissions/);
+    const promoted = await controlJson<{ admin: boolean }>(emulator, 'POST', '/members', { guild_id: guild.id, user_id: member.id, admin: true });
+    assert.equal(promoted.data.admin, true);
+    let permissions: boolean | undefined;
+    next = async (interaction) => {
+      if (!interaction.isChatInputCommand()) return;
+      permissions = interaction.memberPermissions?.has('ManageGuild');
+      await interaction.reply('ok');
+    };
+    const { interaction_id } = await sandbox.invoke(base);
+    await sandbox.waitForInteraction(interaction_id, (i) => i.acked);
+    assert.equal(permissions, true);
+    await controlJson(emulator, 'POST', '/members', { guild_id: guild.id, user_id: member.id, admin: false });
+    await assert.rejects(sandbox.invoke(base), /lacks the permissions/);
+
+    const updated = new Promise<boolean>((resolve) => client.once('channelUpdate', (_old, channel) => resolve('nsfw' in channel && channel.nsfw === true)));
+    assert.equal((await controlJson(emulator, 'POST', `/channels/${general.id}`, { nsfw: true })).status, 200);
+    assert.equal(await updated, true);
+    await controlJson(emulator, 'POST', `/channels/${general.id}`, { nsfw: false });
+
+    const created = new Promise<string>((resolve) => client.once('roleCreate', (role) => resolve(role.name)));
+    const { data: role } = await controlJson<{ id: string }>(emulator, 'POST', '/roles', { guild_id: guild.id, name: 'Artists', permissions: '0' });
+    assert.equal(await created, 'Artists');
+    const assigned = await controlJson<{ role_ids: string[] }>(emulator, 'POST', '/members', { guild_id: guild.id, user_id: member.id, role_ids: [role.id] });
+    assert.deepEqual(assigned.data.role_ids, [role.id]);
+    const state = await sandbox.state();
+    assert.ok(state.guilds[0]!.members.some((m) => m.user_id === member.id && (m as { role_ids?: string[] }).role_ids?.includes(role.id)));
   });
 
   it('GET /log records every bot REST call with method, route template, status and time', async () => {
