@@ -121,18 +121,18 @@ export function settingsCommand(): CommandDefinition {
         description: 'Per-user rate limits (0 = no limit)',
         options: [
           { type: int, name: 'jobs', description: 'Jobs per user per window', min_value: 0, max_value: 1000 },
-          { type: int, name: 'minutes', description: 'Length of the window in minutes', min_value: 0, max_value: 1440 },
+          { type: int, name: 'minutes', description: 'Length of the window in minutes', min_value: 1, max_value: 1440 },
           { type: int, name: 'cooldown', description: 'Seconds a user waits between two jobs', min_value: 0, max_value: 86400 },
-          { type: int, name: 'daily', description: 'Jobs per user per day', min_value: 0, max_value: 100000 },
+          { type: int, name: 'daily', description: 'Jobs per user per UTC day', min_value: 0, max_value: 10000 },
         ],
       },
       {
         type: sub,
         name: 'queue',
-        description: 'How many jobs may wait at once',
+        description: 'How many jobs may wait at once (0 = no limit)',
         options: [
-          { type: int, name: 'per-user', description: 'Jobs one user may have queued or running', min_value: 1, max_value: 100 },
-          { type: int, name: 'per-guild', description: 'Jobs this server may have queued or running', min_value: 1, max_value: 1000 },
+          { type: int, name: 'per-user', description: 'Jobs one user may have queued or running', min_value: 0, max_value: 100 },
+          { type: int, name: 'per-guild', description: 'Jobs this server may have queued or running', min_value: 0, max_value: 1000 },
         ],
       },
       {
@@ -141,8 +141,8 @@ export function settingsCommand(): CommandDefinition {
         description: 'Largest requests members may make',
         options: [
           { type: int, name: 'max-steps', description: 'Most denoising steps', min_value: 1, max_value: 150 },
-          { type: int, name: 'max-count', description: 'Most images per request', min_value: 1, max_value: 8 },
-          { type: ApplicationCommandOptionType.Number, name: 'max-cfg', description: 'Largest guidance scale', min_value: 0, max_value: 30 },
+          { type: int, name: 'max-count', description: 'Most images per request', min_value: 1, max_value: 4 },
+          { type: ApplicationCommandOptionType.Number, name: 'max-cfg', description: 'Largest guidance scale', min_value: 1, max_value: 30 },
           { type: ApplicationCommandOptionType.String, name: 'sizes', description: 'Allowed sizes, comma-separated, e.g. 512x512,512x768', max_length: 500 },
         ],
       },

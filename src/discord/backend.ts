@@ -2,12 +2,14 @@
  * What the Discord layer needs from guild settings and admission checks, in its own words. `rules.ts` implements it
  * over src/queue's settings store and admission checks; the interaction handlers only see this seam.
  */
-import type { JobParams } from '../queue/types.js';
+import type { JobParams, JobStanding, JsonObject } from '../queue/types.js';
 
 /** Who asks, where, as far as admission checks care. */
 export interface Requester {
   guildId: string;
   channelId: string;
+  /** For a thread: its parent channel (an allowed channel's threads are allowed too). */
+  parentChannelId?: string;
   channelNsfw: boolean;
   userId: string;
   roleIds: readonly string[];
@@ -15,7 +17,7 @@ export interface Requester {
   isAdmin: boolean;
 }
 
-/** An /imagine request as typed; missing values take the guild's defaults. */
+/** An /imagine request as typed; missing values take the defaults. */
 export interface ImagineOptions {
   prompt: string;
   negative?: string;
@@ -30,7 +32,7 @@ export interface ImagineOptions {
 
 export interface Admitted {
   params: JobParams;
-  /** Notes for the requester when a value was clamped to the guild's limit ("steps lowered to 30"). */
+  /** Notes for the requester when a value was lowered to the guild's limit ("Steps lowered to 30"). */
   notes: string[];
 }
 
@@ -44,16 +46,20 @@ export interface SettingsReply {
   content: string;
 }
 
+export type SettingsValues = Record<string, string | number | boolean | undefined>;
+
 export interface GuildRules {
   /**
-   * Resolves the request against the guild's defaults and limits and checks every rule (channel allow-list,
-   * blocklist, limits, rate limits, queue caps). Throws an ImagineError whose message is meant for the user.
-   * On success the request counts against the user's rate limits.
+   * Resolves what was typed against the defaults and checks every rule of the guild (channel allow-list,
+   * blocklist, limits, queue caps, rate limits) without counting the request yet. Throws an ImagineError whose
+   * message is meant for the user.
    */
-  admit(requester: Requester, options: ImagineOptions): Promise<Admitted>;
-  /** Checks rules for re-running stored parameters (re-roll / same seed); counts like `admit`. */
-  admitParams(requester: Requester, params: JobParams): Promise<Admitted>;
+  check(requester: Requester, options: ImagineOptions): Promise<Admitted>;
+  /** The same checks for stored parameters (re-roll, same seed). */
+  checkParams(requester: Requester, params: JobParams): Promise<Admitted>;
+  /** Checks again, queues the job and counts it against the user's rate limits, as one step per guild. */
+  submit(requester: Requester, params: JobParams, extra: { parentId?: string; meta: JsonObject }): Promise<JobStanding>;
   safety(guildId: string): Promise<SafetySettings>;
   /** Applies one /imagine-settings subcommand for an admin; throws an ImagineError for invalid values. */
-  applySettings(guildId: string, actorId: string, subcommand: string, options: Record<string, string | number | boolean | undefined>): Promise<SettingsReply>;
+  applySettings(guildId: string, actorId: string, subcommand: string, options: SettingsValues): Promise<SettingsReply>;
 }

@@ -20,8 +20,9 @@ import { isImagineError } from '../diffusion/errors.js';
 import { schedulerDisplayName } from '../diffusion/schedulers/index.js';
 import type { SchedulerName } from '../diffusion/schedulers/types.js';
 import type { Logger } from '../log.js';
+import { randomSeed } from '../diffusion/rng/index.js';
 import { NotYourJobError } from '../queue/errors.js';
-import type { JobQueue, JobRecord, JsonObject, QueueSnapshot } from '../queue/types.js';
+import type { JobParams, JobQueue, JobRecord, JsonObject, QueueSnapshot } from '../queue/types.js';
 import type { GuildRules, ImagineOptions, Requester } from './backend.js';
 import { deployCommands } from './command-data.js';
 import type { ReplyTarget } from './job-message.js';
@@ -374,15 +375,16 @@ export class ImagineBot {
     if (sampler !== null) options.sampler = sampler;
     if (count !== null) options.count = count;
 
-    const admitted = await this.admitThenDefer(interaction, this.options.rules.admit(requester, options));
+    const admitted = await this.admitThenDefer(interaction, this.options.rules.check(requester, options));
     if (!admitted) return;
+    this.log.debug({ interactionId: interaction.id, ms: Date.now() - receivedAt }, 'request admitted and acknowledged');
     await this.enqueue(interaction, requester, admitted.value.params, receivedAt, admitted.replyMessageId, admitted.value.notes);
   }
 
   private async enqueue(
     interaction: ChatInputCommandInteraction | ButtonInteraction,
     requester: Requester,
-    params: import('../queue/types.js').JobParams,
+    params: JobParams,
     receivedAt: number,
     replyMessageId: string | undefined,
     notes: string[],
@@ -390,13 +392,11 @@ export class ImagineBot {
   ): Promise<void> {
     const reply = this.replyTarget(interaction, receivedAt, replyMessageId);
     try {
-      const standing = await this.options.queue.enqueue({
-        owner: { userId: requester.userId, guildId: requester.guildId, channelId: requester.channelId },
-        params,
+      const standing = await this.options.rules.submit(requester, params, {
         ...(parentId ? { parentId } : {}),
         meta: { reply: targetToJson(reply), channelNsfw: requester.channelNsfw },
       });
-      this.log.info({ jobId: standing.job.id, guildId: requester.guildId, userId: requester.userId, position: standing.position, parentId }, 'job queued');
+      this.log.info({ jobId: standing.job.id, guildId: requester.guildId, userId: requester.userId, position: standing.position, parentId, ms: Date.now() - receivedAt }, 'job queued');
       if (notes.length > 0) await interaction.followUp({ content: notes.join(' '), flags: MessageFlags.Ephemeral }).catch(() => undefined);
     } catch (error) {
       const message = userMessage(error);
@@ -445,9 +445,11 @@ export class ImagineBot {
       }
       case 'reroll':
       case 'same': {
-        const admitted = await this.admitThenDefer(interaction, this.options.rules.admitParams(requester, job.params));
+        // Re-roll: the same settings with a fresh seed; same seed: exactly the stored parameters.
+        const wanted = action === 'same' ? job.params : { ...job.params, seed: randomSeed().toString() };
+        const admitted = await this.admitThenDefer(interaction, this.options.rules.checkParams(requester, wanted));
         if (!admitted) return;
-        const params = { ...admitted.value.params, seed: action === 'same' ? job.params.seed : admitted.value.params.seed };
+        const params = admitted.value.params;
         await this.enqueue(interaction, requester, params, receivedAt, admitted.replyMessageId, admitted.value.notes, jobId);
         return;
       }

@@ -16,7 +16,8 @@ export function commandDefinitionsFor(config: Pick<Config, 'generation'>): Comma
     samplers: SCHEDULER_NAMES.map((name) => ({ value: name, label: schedulerDisplayName(name) })),
     maxSteps: limits.maxSteps,
     maxCfg: limits.maxCfg,
-    maxCount: limits.maxCount,
+    // Guild settings allow at most 4 images per job (see rules.settingsFromConfig).
+    maxCount: Math.min(limits.maxCount, 4),
   });
 }
 

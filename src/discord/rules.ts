@@ -1,31 +1,53 @@
 /**
- * GuildRules over the configuration and the queue: turns what a member typed into the job's parameters (defaults,
- * limits clamped or refused with a clear sentence), and checks the queue caps.
+ * GuildRules over src/queue: turns what a member typed into a job's parameters (defaults filled in), runs the
+ * guild's admission checks (src/queue/admission.ts: channels, blocklist, limits, queue caps, rate limits), and
+ * applies /imagine-settings subcommands to the guild settings store.
  */
 import type { Config } from '../config/index.js';
 import { parseSize } from '../config/index.js';
 import { ImagineError } from '../diffusion/errors.js';
 import { parseSeed, randomSeed } from '../diffusion/rng/index.js';
 import { SCHEDULER_NAMES, type SchedulerName } from '../diffusion/schedulers/types.js';
-import type { Logger } from '../log.js';
-import { QueueFullError, RequestLimitError } from '../queue/errors.js';
-import type { Storage } from '../queue/storage.js';
-import type { JobParams, JobQueue } from '../queue/types.js';
-import type { Admitted, GuildRules, ImagineOptions, Requester, SafetySettings, SettingsReply } from './backend.js';
+import type { Admission, AdmissionContext } from '../queue/admission.js';
+import { RequestLimitError, SettingsValidationError } from '../queue/errors.js';
+import type { GuildSettings, GuildSettingsPatch, GuildSettingsStore, ListName } from '../queue/settings.js';
+import type { JobParams } from '../queue/types.js';
+import type { Admitted, GuildRules, ImagineOptions, Requester, SettingsReply, SettingsValues } from './backend.js';
 
-/** The limits and defaults that shape one request. */
-export interface RequestLimits {
-  maxSteps: number;
-  maxCfg: number;
-  maxCount: number;
-  sizes: readonly string[];
-  defaultSteps: number;
-  defaultCfg: number;
-  defaultSize: string;
-  defaultScheduler: SchedulerName;
-  /** Added to every job's negative prompt. */
-  defaultNegative: string;
+/** What a request falls back to when a value is not given (the guild settings hold limits, not defaults). */
+export interface RequestDefaults {
+  steps: number;
+  cfg: number;
+  size: string;
+  scheduler: SchedulerName;
   rng: JobParams['rng'];
+}
+
+export function requestDefaults(config: Config, modelScheduler: SchedulerName): RequestDefaults {
+  const { defaults } = config.generation;
+  return {
+    steps: defaults.steps,
+    cfg: defaults.cfg,
+    size: defaults.size,
+    scheduler: (defaults.scheduler as SchedulerName | null) ?? modelScheduler,
+    rng: config.generation.rng,
+  };
+}
+
+/** The guild settings every guild starts from: the configuration's defaults and limits. */
+export function settingsFromConfig(config: Config): GuildSettings {
+  const { limits, defaults } = config.generation;
+  return {
+    rateLimit: { ...config.rateLimit },
+    queue: { maxPerUser: config.queue.maxPerUser, maxPerGuild: config.queue.maxPerGuild },
+    // Guild settings allow at most 4 images per job (one message holds them well) and a CFG ceiling of at least 1.
+    limits: { maxSteps: limits.maxSteps, maxCount: Math.min(limits.maxCount, 4), maxCfg: Math.max(1, limits.maxCfg), sizes: [...limits.sizes] },
+    channels: [],
+    nsfw: { policy: config.safety.nsfwPolicy, skipCheckerInNsfwChannels: !config.safety.checkInNsfwChannels },
+    negative: defaults.negative,
+    blocklist: [],
+    exemptRoles: [],
+  };
 }
 
 function sizeLabel(size: string): string {
@@ -33,107 +55,154 @@ function sizeLabel(size: string): string {
 }
 
 /**
- * Values above a numeric limit are lowered to it (and the requester is told); a size not on the list is refused,
- * because there is no "nearest" size that is obviously what the member meant.
+ * Fills in defaults and parses what Discord's option types cannot check (seed text, size, sampler). Limits are
+ * not applied here: admission lowers or refuses against the guild's own limits.
  */
-export function resolveParams(options: ImagineOptions, limits: RequestLimits): Admitted {
-  const notes: string[] = [];
+export function resolveRequest(options: ImagineOptions, defaults: RequestDefaults, allowedSizes: readonly string[]): JobParams {
   const prompt = options.prompt.trim();
   if (!prompt) throw new RequestLimitError('prompt', 'The prompt is empty: describe what to draw.');
-  const negative = [options.negative?.trim() ?? '', limits.defaultNegative.trim()].filter(Boolean).join(', ');
-
-  let seed: string;
-  if (options.seed === undefined) seed = randomSeed().toString();
-  else seed = parseSeed(options.seed).toString();
-
-  let steps = options.steps ?? limits.defaultSteps;
-  if (!Number.isInteger(steps) || steps < 1) throw new RequestLimitError('steps', 'Steps must be a whole number of at least 1.');
-  if (steps > limits.maxSteps) {
-    notes.push(`Steps lowered from ${steps} to ${limits.maxSteps}, this server’s limit.`);
-    steps = limits.maxSteps;
-  }
-  let cfg = options.cfg ?? limits.defaultCfg;
-  if (!Number.isFinite(cfg) || cfg < 0) throw new RequestLimitError('cfg', 'CFG must be a number of at least 0.');
-  if (cfg > limits.maxCfg) {
-    notes.push(`CFG lowered from ${cfg} to ${limits.maxCfg}, this server’s limit.`);
-    cfg = limits.maxCfg;
-  }
-  let count = options.count ?? 1;
-  if (!Number.isInteger(count) || count < 1) throw new RequestLimitError('count', 'Count must be a whole number of at least 1.');
-  if (count > limits.maxCount) {
-    notes.push(`Count lowered from ${count} to ${limits.maxCount}, this server’s limit.`);
-    count = limits.maxCount;
-  }
-  const size = options.size ?? limits.defaultSize;
+  const seed = options.seed === undefined ? randomSeed().toString() : parseSeed(options.seed).toString();
+  // Without a size of their own, members get the configured default, or the guild's first size if it excludes it.
+  const size = options.size ?? (allowedSizes.includes(defaults.size) ? defaults.size : (allowedSizes[0] ?? defaults.size));
   const dims = parseSize(size);
-  if (!dims || !limits.sizes.includes(size)) {
-    throw new RequestLimitError('size', `Size ${sizeLabel(size)} is not allowed here; choose one of ${limits.sizes.map(sizeLabel).join(', ')}.`);
-  }
-  const scheduler = options.sampler ?? limits.defaultScheduler;
-  if (!(SCHEDULER_NAMES as readonly string[]).includes(scheduler)) {
-    throw new RequestLimitError('sampler', `Unknown sampler "${scheduler}"; choose one from the list.`);
-  }
+  if (!dims) throw new RequestLimitError('size', `Size ${sizeLabel(size)} is not a valid size; choose one from the list.`);
+  const scheduler = options.sampler ?? defaults.scheduler;
+  if (!(SCHEDULER_NAMES as readonly string[]).includes(scheduler)) throw new RequestLimitError('sampler', `Unknown sampler "${scheduler}"; choose one from the list.`);
   return {
-    params: { prompt, negative, seed, steps, cfg, width: dims.width, height: dims.height, scheduler: scheduler as SchedulerName, count, rng: limits.rng },
-    notes,
+    prompt,
+    negative: options.negative?.trim() ?? '',
+    seed,
+    steps: options.steps ?? defaults.steps,
+    cfg: options.cfg ?? defaults.cfg,
+    width: dims.width,
+    height: dims.height,
+    scheduler: scheduler as SchedulerName,
+    count: options.count ?? 1,
+    rng: defaults.rng,
   };
+}
+
+const noLimit = (value: number, text: string) => (value === 0 ? 'no limit' : text);
+
+/** One line per group, as /imagine-settings show prints them. */
+export function describeSettings(settings: GuildSettings, only?: keyof GuildSettings): string {
+  const { rateLimit: r, queue: q, limits: l, nsfw } = settings;
+  const lines: Record<keyof GuildSettings, string> = {
+    rateLimit: `**Rate limit:** ${noLimit(r.jobs, `${r.jobs} job(s) per ${r.minutes} minute(s)`)} per user; cooldown ${noLimit(r.cooldownSeconds, `${r.cooldownSeconds} s`)}; daily ${noLimit(r.daily, `${r.daily} job(s)`)}.`,
+    queue: `**Queue:** ${noLimit(q.maxPerUser, String(q.maxPerUser))} per user, ${noLimit(q.maxPerGuild, String(q.maxPerGuild))} per server.`,
+    limits: `**Limits:** steps ≤ ${l.maxSteps}, images ≤ ${l.maxCount}, CFG ≤ ${l.maxCfg}, sizes ${l.sizes.map(sizeLabel).join(', ')}.`,
+    channels: `**Channels:** ${settings.channels.length === 0 ? 'everywhere' : settings.channels.map((id) => `<#${id}>`).join(', ')}.`,
+    nsfw: `**NSFW:** flagged images in non-NSFW channels are ${nsfw.policy === 'withhold' ? 'withheld' : nsfw.policy === 'blur' ? 'blurred' : 'spoilered'}; NSFW channels ${nsfw.skipCheckerInNsfwChannels ? 'skip the checker' : 'are checked too'}.`,
+    negative: `**Default negative prompt:** ${settings.negative ? `\`${settings.negative}\`` : 'none'}.`,
+    blocklist: `**Blocklist:** ${settings.blocklist.length === 0 ? 'empty' : settings.blocklist.map((e) => `\`${e}\``).join(', ')}.`,
+    exemptRoles: `**Roles exempt from rate limits:** ${settings.exemptRoles.length === 0 ? 'none' : settings.exemptRoles.map((id) => `<@&${id}>`).join(', ')}.`,
+  };
+  if (only) return lines[only];
+  return Object.values(lines).join('\n');
+}
+
+function num(values: SettingsValues, name: string): number | undefined {
+  const value = values[name];
+  return typeof value === 'number' ? value : undefined;
+}
+
+function str(values: SettingsValues, name: string): string | undefined {
+  const value = values[name];
+  return typeof value === 'string' ? value : undefined;
+}
+
+function listAction(values: SettingsValues): 'add' | 'remove' | 'clear' {
+  const action = str(values, 'action');
+  if (action === 'add' || action === 'remove' || action === 'clear') return action;
+  throw new SettingsValidationError('action', 'The action must be add, remove or clear.');
+}
+
+/** Drops undefined values so a patch changes only what the admin gave. */
+function defined<T extends object>(values: T): Partial<T> {
+  return Object.fromEntries(Object.entries(values).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 
 export interface GuildRulesOptions {
-  config: Config;
-  storage: Storage;
-  queue: JobQueue;
-  log: Logger;
-  /** The scheduler used when neither the request nor the config names one (the model's own). */
-  defaultScheduler: SchedulerName;
+  settings: GuildSettingsStore;
+  admission: Admission;
+  defaults: RequestDefaults;
 }
 
-export function limitsFromConfig(config: Config, defaultScheduler: SchedulerName): RequestLimits {
-  const { defaults, limits } = config.generation;
-  return {
-    maxSteps: limits.maxSteps,
-    maxCfg: limits.maxCfg,
-    maxCount: limits.maxCount,
-    sizes: limits.sizes,
-    defaultSteps: defaults.steps,
-    defaultCfg: defaults.cfg,
-    defaultSize: defaults.size,
-    defaultScheduler: (defaults.scheduler as SchedulerName | null) ?? defaultScheduler,
-    defaultNegative: defaults.negative,
-    rng: config.generation.rng,
-  };
-}
-
-/** Rules from the configuration alone (every guild alike); the settings store refines them per guild. */
 export function createGuildRules(options: GuildRulesOptions): GuildRules {
-  const { config, queue } = options;
-  const limits = limitsFromConfig(config, options.defaultScheduler);
+  const { settings: store, admission, defaults } = options;
 
-  async function checkQueueCaps(requester: Requester): Promise<void> {
-    const counts = await queue.activeCounts(requester.guildId, requester.userId);
-    if (counts.user >= config.queue.maxPerUser) {
-      throw new QueueFullError('user', `You already have ${counts.user} job(s) waiting or running; the limit is ${config.queue.maxPerUser}. Try again when one finishes.`);
-    }
-    if (counts.guild >= config.queue.maxPerGuild) {
-      throw new QueueFullError('guild', `This server already has ${counts.guild} jobs waiting; the limit is ${config.queue.maxPerGuild}. Try again in a few minutes.`);
-    }
+  const context = (requester: Requester): AdmissionContext => ({
+    guildId: requester.guildId,
+    channelId: requester.channelId,
+    ...(requester.parentChannelId ? { parentChannelId: requester.parentChannelId } : {}),
+    userId: requester.userId,
+    roleIds: requester.roleIds,
+  });
+
+  async function update(guildId: string, actor: string, patch: GuildSettingsPatch, group: keyof GuildSettings): Promise<SettingsReply> {
+    const hasChange = Object.values(patch).some((value) => value !== undefined && (typeof value !== 'object' || Object.keys(value).length > 0));
+    const settings = hasChange ? await store.update(guildId, patch, actor) : await store.get(guildId);
+    return { content: `${hasChange ? 'Saved. ' : ''}${describeSettings(settings, group)}` };
+  }
+
+  async function editList(guildId: string, actor: string, list: ListName, values: SettingsValues, valueName: string): Promise<SettingsReply> {
+    const action = listAction(values);
+    const value = str(values, valueName);
+    if (action !== 'clear' && !value) throw new SettingsValidationError(list, `Give the ${valueName} to ${action}.`);
+    const settings = await store.editList(guildId, list, action, value, actor);
+    return { content: `Saved. ${describeSettings(settings, list)}` };
   }
 
   return {
-    async admit(requester, request) {
-      const admitted = resolveParams(request, limits);
-      await checkQueueCaps(requester);
-      return admitted;
+    async check(requester, request): Promise<Admitted> {
+      const settings = await store.get(requester.guildId);
+      const params = resolveRequest(request, defaults, settings.limits.sizes);
+      const result = await admission.check(params, context(requester));
+      return { params: result.params, notes: result.notes };
     },
-    async admitParams(requester, params) {
-      await checkQueueCaps(requester);
-      return { params: { ...params, seed: randomSeed().toString() }, notes: [] };
+    async checkParams(requester, params): Promise<Admitted> {
+      const result = await admission.check(params, context(requester));
+      return { params: result.params, notes: result.notes };
     },
-    async safety(): Promise<SafetySettings> {
-      return config.safety;
+    async submit(requester, params, extra) {
+      const result = await admission.submit(params, context(requester), extra);
+      return result.standing;
     },
-    async applySettings(): Promise<SettingsReply> {
-      throw new ImagineError('not_available', 'Server settings are not available in this version.');
+    async safety(guildId) {
+      const settings = await store.get(guildId);
+      return { nsfwPolicy: settings.nsfw.policy, checkInNsfwChannels: !settings.nsfw.skipCheckerInNsfwChannels };
+    },
+    async applySettings(guildId, actor, subcommand, values): Promise<SettingsReply> {
+      switch (subcommand) {
+        case 'show':
+          return { content: describeSettings(await store.get(guildId)) };
+        case 'rate-limit':
+          return update(guildId, actor, { rateLimit: defined({ jobs: num(values, 'jobs'), minutes: num(values, 'minutes'), cooldownSeconds: num(values, 'cooldown'), daily: num(values, 'daily') }) }, 'rateLimit');
+        case 'queue':
+          return update(guildId, actor, { queue: defined({ maxPerUser: num(values, 'per-user'), maxPerGuild: num(values, 'per-guild') }) }, 'queue');
+        case 'limits': {
+          const sizesText = str(values, 'sizes');
+          const sizes = sizesText === undefined ? undefined : sizesText.split(/[\s,;]+/).filter(Boolean);
+          return update(guildId, actor, { limits: defined({ maxSteps: num(values, 'max-steps'), maxCount: num(values, 'max-count'), maxCfg: num(values, 'max-cfg'), sizes }) }, 'limits');
+        }
+        case 'channels':
+          return editList(guildId, actor, 'channels', values, 'channel');
+        case 'nsfw': {
+          const policy = str(values, 'policy') as GuildSettings['nsfw']['policy'] | undefined;
+          const check = values['check-nsfw-channels'];
+          return update(guildId, actor, { nsfw: defined({ policy, skipCheckerInNsfwChannels: typeof check === 'boolean' ? !check : undefined }) }, 'nsfw');
+        }
+        case 'negative':
+          return update(guildId, actor, { negative: str(values, 'text') ?? '' }, 'negative');
+        case 'blocklist':
+          return editList(guildId, actor, 'blocklist', values, 'pattern');
+        case 'roles':
+          return editList(guildId, actor, 'exemptRoles', values, 'role');
+        case 'reset':
+          return { content: `Every setting is back to its default.\n${describeSettings(await store.reset(guildId, actor))}` };
+        default:
+          throw new ImagineError('unknown_subcommand', `Unknown settings subcommand "${subcommand}".`);
+      }
     },
   };
 }

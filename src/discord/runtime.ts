@@ -12,7 +12,9 @@ import { Storage } from '../queue/storage.js';
 import { ImagineBot } from './bot.js';
 import { commandDefinitionsFor } from './command-data.js';
 import { PipelineImageGenerator } from './engine-adapter.js';
-import { createGuildRules } from './rules.js';
+import { createGuildRules, requestDefaults, settingsFromConfig } from './rules.js';
+import { Admission } from '../queue/admission.js';
+import { GuildSettingsStore } from '../queue/settings.js';
 
 export interface RuntimeOptions {
   config: Config;
@@ -40,7 +42,9 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   const generator = new PipelineImageGenerator(pipeline, { safetyCheck: config.model.safetyChecker });
   const queue = new LocalJobQueue({ store, generator, logger: log.child({ module: 'queue' }) });
   const modelScheduler = schedulerNameForClass(String(pipeline.model.schedulerConfig._class_name ?? '')) ?? 'pndm';
-  const rules = createGuildRules({ config, storage, queue, log: log.child({ module: 'settings' }), defaultScheduler: modelScheduler });
+  const settings = new GuildSettingsStore({ keyv: storage.namespace('settings'), defaults: settingsFromConfig(config), logger: log.child({ module: 'settings' }) });
+  const admission = new Admission({ settings, usage: storage.namespace('usage'), queue, logger: log.child({ module: 'admission' }) });
+  const rules = createGuildRules({ settings, admission, defaults: requestDefaults(config, modelScheduler) });
   const bot = new ImagineBot({
     config,
     log,

@@ -14,9 +14,11 @@ export const TINY_MODEL = join(REPO_ROOT, 'test', 'fixtures', 'tiny-sd');
 
 /** Settings that keep jobs tiny and previews frequent; tests merge their own over these. */
 export const TEST_CONFIG = {
-  generation: { defaults: { steps: 4, size: '64x64', cfg: 7 }, limits: { sizes: ['64x64', '128x128'], maxSteps: 40, maxCount: 4 } },
+  generation: { defaults: { steps: 4, size: '64x64', cfg: 7 }, limits: { sizes: ['64x64', '128x128'], maxSteps: 100, maxCount: 4 } },
   preview: { minIntervalMs: 250, size: 64 },
   queue: { maxPerUser: 20, maxPerGuild: 30, maxTotal: 100 },
+  // The configuration cannot say "no limit" (rateLimit.jobs ≥ 1), so a limit no test reaches.
+  rateLimit: { jobs: 1000, minutes: 1, cooldownSeconds: 0, daily: 0 },
 };
 
 export interface LogLine {

@@ -115,9 +115,10 @@ describe('/imagine end to end', () => {
     const { bruno, chloe, admin, guildB, channelB } = sb.people;
     const logStart = sb.logs.length;
     const aJobs: string[] = [];
-    // Guild A's first job is long, so its other nine are all queued while it runs, before guild B asks (queuing
-    // ten jobs takes a few seconds on a loaded 2-core machine).
-    aJobs.push(sb.imagine(bruno, { prompt: 'guild A job 0', steps: 40, size: '128x128', count: 2 }));
+    // Guild A's first job is long (4 × 100 steps), so its other nine are all queued while it runs, before guild B
+    // asks: queuing ten jobs takes several seconds on a loaded 2-core machine, because each admission writes to
+    // the SQLite file while the running job keeps both cores busy.
+    aJobs.push(sb.imagine(bruno, { prompt: 'guild A job 0', steps: 100, size: '128x128', count: 4 }));
     await sb.waitForLog((line) => line.msg === 'job started' && line['module'] === 'discord', { after: logStart });
     for (let i = 1; i < 10; i++) {
       const user = [bruno, chloe, admin][i % 3]!;
