@@ -38,8 +38,15 @@ export function resolveConfig<T extends object>(defaults: T, config: SchedulerCo
   return resolved as T;
 }
 
-function configError(problem: string): ModelFileError {
+/** A scheduler_config.json we cannot use: one line naming the file and the problem. */
+export function configError(problem: string): ModelFileError {
   return new ModelFileError(SCHEDULER_CONFIG_FILE, problem);
+}
+
+/** diffusers allows one alternative sigma schedule at a time (it raises otherwise); so do we. */
+export function requireOneSigmaSchedule(switches: Record<string, unknown>): void {
+  const on = Object.entries(switches).filter(([, value]) => value === true).map(([key]) => key);
+  if (on.length > 1) throw configError(`only one of ${Object.keys(switches).join(', ')} may be on, but ${on.join(' and ')} are`);
 }
 
 export function requireNumber(value: unknown, key: string): number {

@@ -20,6 +20,8 @@ import {
   numpyArange,
   numpyLinspace,
   rejectUnsupported,
+  requireOneSigmaSchedule,
+  configError,
   requireBoolean,
   requireInteger,
   requireNumber,
@@ -132,11 +134,10 @@ export class DpmSolverMultistepScheduler implements Scheduler {
     this.karras = requireBoolean(config.use_karras_sigmas, 'use_karras_sigmas');
     requireBoolean(config.use_exponential_sigmas, 'use_exponential_sigmas');
     requireBoolean(config.use_lu_lambdas, 'use_lu_lambdas');
-    if ([this.karras, config.use_exponential_sigmas, config.use_lu_lambdas].filter(Boolean).length > 1) {
-      rejectUnsupported({ use_karras_sigmas: true }, ['use_karras_sigmas'], 'DPM++ with another sigma schedule also on:');
-    }
+    // As diffusers: Karras and exponential exclude each other; Lu's λ schedule yields to Karras and wins over exponential.
+    requireOneSigmaSchedule({ use_karras_sigmas: this.karras, use_exponential_sigmas: config.use_exponential_sigmas });
     this.order = requireInteger(config.solver_order, 'solver_order', 1);
-    if (this.order > 3) rejectUnsupported({ solver_order: this.order }, ['solver_order'], 'DPM++ (orders 1–3)');
+    if (this.order > 3) throw configError(`solver_order ${this.order} is not supported (1, 2 or 3)`);
     // diffusers maps the retired "deis" to dpmsolver++ and "logrho"/"bh1"/"bh2" to midpoint.
     const algorithm = config.algorithm_type === 'deis' ? 'dpmsolver++' : config.algorithm_type;
     this.sde = requireOneOf(algorithm, 'algorithm_type', ['dpmsolver++', 'sde-dpmsolver++'] as const) === 'sde-dpmsolver++';
@@ -183,18 +184,19 @@ export class DpmSolverMultistepScheduler implements Scheduler {
     }
 
     let sigmas: Float64Array;
-    if (this.karras || config.use_exponential_sigmas || config.use_lu_lambdas) {
+    const schedule = this.karras ? 'karras' : config.use_lu_lambdas ? 'lu' : config.use_exponential_sigmas ? 'exponential' : 'interpolated';
+    if (schedule !== 'interpolated') {
       // The range is the whole training schedule (diffusers passes the flipped training sigmas).
       const logSigmas = logFloat32(trainSigmas);
       const sigmaMin = trainSigmas[0]!;
       const sigmaMax = trainSigmas[trainSigmas.length - 1]!;
-      if (this.karras) sigmas = karrasSigmas(sigmaMin, sigmaMax, numInferenceSteps);
-      else if (config.use_exponential_sigmas) sigmas = exponentialSigmas(sigmaMin, sigmaMax, numInferenceSteps);
+      if (schedule === 'karras') sigmas = karrasSigmas(sigmaMin, sigmaMax, numInferenceSteps);
       // Lu's schedule: uniform in log σ from the noisiest to the cleanest training step.
-      else sigmas = numpyLinspace(logSigmas[logSigmas.length - 1]!, logSigmas[0]!, numInferenceSteps).map((v) => Math.exp(v));
+      else if (schedule === 'lu') sigmas = numpyLinspace(logSigmas[logSigmas.length - 1]!, logSigmas[0]!, numInferenceSteps).map((v) => Math.exp(v));
+      else sigmas = exponentialSigmas(sigmaMin, sigmaMax, numInferenceSteps);
       timesteps = sigmas.map((sigma) => sigmaToTimestep(sigma, logSigmas));
       // Karras and Lu timesteps are rounded (except for the cosine schedule); all become int64, which truncates.
-      if (!config.use_exponential_sigmas && config.beta_schedule !== 'squaredcos_cap_v2') timesteps = timesteps.map(roundHalfEven);
+      if (schedule !== 'exponential' && config.beta_schedule !== 'squaredcos_cap_v2') timesteps = timesteps.map(roundHalfEven);
       timesteps = timesteps.map(Math.trunc);
     } else {
       sigmas = timesteps.map((t) => interpolateAtIndex(t, trainSigmas));

@@ -16,6 +16,7 @@ import {
   logFloat32,
   makeBetas,
   rejectUnsupported,
+  requireOneSigmaSchedule,
   requireBoolean,
   requireInteger,
   requireOneOf,
@@ -90,13 +91,13 @@ export class EulerScheduler implements Scheduler {
       timestep_spacing: options.timestepSpacing,
     });
     rejectUnsupported(config as unknown as Record<string, unknown>, ['use_beta_sigmas'], 'Euler');
-    if (config.interpolation_type !== 'linear') rejectUnsupported({ interpolation_type: config.interpolation_type }, ['interpolation_type'], 'Euler');
+    requireOneOf(config.interpolation_type, 'interpolation_type', ['linear'] as const);
     this.config = config;
     this.prediction = requireOneOf(config.prediction_type, 'prediction_type', ['epsilon', 'v_prediction', 'sample'] as const);
     this.timestepSpacing = requireSpacing(config.timestep_spacing);
     this.karras = requireBoolean(config.use_karras_sigmas, 'use_karras_sigmas');
     requireBoolean(config.use_exponential_sigmas, 'use_exponential_sigmas');
-    if (this.karras && config.use_exponential_sigmas) rejectUnsupported({ use_exponential_sigmas: true }, ['use_exponential_sigmas'], 'Euler Karras');
+    requireOneSigmaSchedule({ use_karras_sigmas: this.karras, use_exponential_sigmas: config.use_exponential_sigmas });
     requireOneOf(config.final_sigmas_type, 'final_sigmas_type', ['zero', 'sigma_min'] as const);
     requireOneOf(config.timestep_type, 'timestep_type', ['discrete', 'continuous'] as const);
     requireInteger(config.steps_offset, 'steps_offset', 0);

@@ -18,6 +18,7 @@ import {
   logFloat32,
   makeBetas,
   rejectUnsupported,
+  requireOneSigmaSchedule,
   requireBoolean,
   requireInteger,
   requireOneOf,
@@ -93,7 +94,7 @@ export class LmsScheduler implements Scheduler {
     this.timestepSpacing = requireSpacing(config.timestep_spacing);
     this.karras = requireBoolean(config.use_karras_sigmas, 'use_karras_sigmas');
     requireBoolean(config.use_exponential_sigmas, 'use_exponential_sigmas');
-    if (this.karras && config.use_exponential_sigmas) rejectUnsupported({ use_exponential_sigmas: true }, ['use_exponential_sigmas'], 'LMS Karras');
+    requireOneSigmaSchedule({ use_karras_sigmas: this.karras, use_exponential_sigmas: config.use_exponential_sigmas });
     requireInteger(config.steps_offset, 'steps_offset', 0);
     this.displayName = samplerDisplayName('LMS', this.karras);
     this.trainSigmas = trainingSigmas(alphasCumprodFrom(makeBetas(config)));
