@@ -12,8 +12,8 @@ export interface LoadPipelineOptions {
 }
 
 /**
- * Loads a model folder once onto the chosen execution provider. `auto` probes providers with the text encoder
- * (the smallest part) so a failing provider is found before the big UNet is read.
+ * Loads a model folder once onto the chosen execution provider. Providers are probed with a tiny in-memory model
+ * (instant), so no part of the model is read twice; a part the provider cannot run fails with its file named.
  */
 export async function loadPipeline(folder: string, options: LoadPipelineOptions): Promise<StableDiffusionPipeline & { provider: ProviderName }> {
   const log = options.log ?? (() => {});
@@ -21,7 +21,7 @@ export async function loadPipeline(folder: string, options: LoadPipelineOptions)
   // Check the folder before probing providers with its files, so a wrong path reads as one.
   const isFolder = await stat(folder).then((info) => info.isDirectory(), () => false);
   if (!isFolder) throw new ModelFileError(folder, 'model folder does not exist');
-  const { provider } = await resolveProvider(options.provider, `${folder}/text_encoder/model.onnx`, log);
+  const { provider } = await resolveProvider(options.provider, null, log);
   const model = await loadStableDiffusionModel(folder, {
     createSession: (file) => openSession(file, provider),
     safetyChecker: options.safetyChecker,
