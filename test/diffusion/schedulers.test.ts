@@ -338,6 +338,35 @@ describe('step', () => {
     assert.throws(() => scheduler.step(epsilon, scheduler.timesteps[1]!, stepped), /generator/);
   });
 
+  it('prepareStep draws the step noise early without changing the stream (Euler a, SDE DPM++)', () => {
+    const count = 48;
+    const configs: [SchedulerName, SchedulerConfig][] = [
+      ['euler_a', SD15],
+      ['dpmpp_2m', { ...SD15, algorithm_type: 'sde-dpmsolver++' }],
+    ];
+    for (const [name, config] of configs) {
+      const run = (prepare: boolean): Float32Array => {
+        const scheduler = createScheduler(name, config);
+        scheduler.setTimesteps(6);
+        const generator = createNoiseGenerator('cpu', 3n);
+        let latents: Float32Array = generator.randn(count).map((v) => v * scheduler.initNoiseSigma);
+        const output = new Float32Array(count);
+        for (const t of scheduler.timesteps) {
+          const input = scheduler.scaleModelInput(latents, t);
+          if (prepare) scheduler.prepareStep?.(generator, count);
+          for (let k = 0; k < count; k++) output[k] = 0.5 * input[k]! + Math.cos(k + t);
+          latents = scheduler.step(output, t, latents, prepare ? undefined : generator);
+        }
+        return Float32Array.from([...latents, ...generator.randn(4)]);
+      };
+      assert.deepEqual(run(true), run(false), name);
+    }
+    // Schedulers without noise accept the call and draw nothing.
+    const generator = createNoiseGenerator('cpu', 3n);
+    createScheduler('euler', SD15).prepareStep?.(generator, count);
+    assert.deepEqual(generator.randn(4), createNoiseGenerator('cpu', 3n).randn(4));
+  });
+
   it('Euler is x + ε·(σ_next − σ) and the UNet input is x/√(σ²+1)', () => {
     const scheduler = createScheduler('euler', SD15);
     scheduler.setTimesteps(30);

@@ -121,6 +121,8 @@ export class DpmSolverMultistepScheduler implements Scheduler {
   private readonly modelOutputs: (Float32Array | null)[];
   private modelOutputNewest = -1;
   private noise: Float32Array | null = null;
+  /** Whether `noise` already holds the next step's draw (see prepareStep). */
+  private noisePrepared = false;
 
   constructor(modelConfig: SchedulerConfig, options: SchedulerOptions = {}) {
     const config = resolveConfig(DPM_SOLVER_DEFAULTS, modelConfig, {
@@ -210,6 +212,7 @@ export class DpmSolverMultistepScheduler implements Scheduler {
     this.stepIndex = null;
     this.lowerOrderNums = 0;
     this.modelOutputNewest = -1;
+    this.noisePrepared = false;
   }
 
   scaleModelInput(sample: Float32Array, _timestep: number): Float32Array {
@@ -225,6 +228,12 @@ export class DpmSolverMultistepScheduler implements Scheduler {
     });
     this.stepIndex = matches.length === 0 ? this.timesteps.length - 1 : matches.length > 1 ? matches[1]! : matches[0]!;
     return this.stepIndex;
+  }
+
+  prepareStep(generator: NoiseGenerator, count: number): void {
+    if (!this.sde || this.noisePrepared) return;
+    generator.randnInto((this.noise = sized(this.noise, count)));
+    this.noisePrepared = true;
   }
 
   private modelOutputAt(age: number): Float32Array {
@@ -258,8 +267,13 @@ export class DpmSolverMultistepScheduler implements Scheduler {
 
     let noise: Float32Array | null = null;
     if (this.sde) {
-      if (!generator) throw new Error('sde-dpmsolver++ draws noise every step: pass the pipeline generator');
-      noise = generator.randnInto((this.noise = sized(this.noise, count)));
+      if (!this.noisePrepared) {
+        if (!generator) throw new Error('sde-dpmsolver++ draws noise every step: pass the pipeline generator');
+        this.prepareStep(generator, count);
+      }
+      if (this.noise!.length !== count) throw new RangeError(`prepareStep drew ${this.noise!.length} values but the sample has ${count}`);
+      this.noisePrepared = false;
+      noise = this.noise;
     }
 
     const out = this.outputs.next(count);

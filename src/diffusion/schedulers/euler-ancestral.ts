@@ -62,6 +62,8 @@ export class EulerAncestralScheduler implements Scheduler {
   private readonly outputs = new AlternatingBuffers();
   private scaled: Float32Array | null = null;
   private noise: Float32Array | null = null;
+  /** Whether `noise` already holds the next step's draw (see prepareStep). */
+  private noisePrepared = false;
 
   constructor(modelConfig: SchedulerConfig, options: SchedulerOptions = {}) {
     const config = resolveConfig(EULER_ANCESTRAL_DEFAULTS, modelConfig, { timestep_spacing: options.timestepSpacing });
@@ -90,6 +92,7 @@ export class EulerAncestralScheduler implements Scheduler {
     this.initNoiseSigma =
       this.timestepSpacing === 'leading' ? fround(Math.sqrt(fround(fround(maxSigma * maxSigma) + 1))) : maxSigma;
     this.stepIndex = null;
+    this.noisePrepared = false;
   }
 
   private currentIndex(timestep: number): number {
@@ -103,9 +106,25 @@ export class EulerAncestralScheduler implements Scheduler {
     return scaleBySigma(sample, sigma, this.scaled);
   }
 
+  prepareStep(generator: NoiseGenerator, count: number): void {
+    if (this.noisePrepared) return;
+    generator.randnInto((this.noise = sized(this.noise, count)));
+    this.noisePrepared = true;
+  }
+
+  /** This step's noise: the prepared draw, or one drawn now. */
+  private takeNoise(generator: NoiseGenerator | undefined, count: number): Float32Array {
+    if (!this.noisePrepared) {
+      if (!generator) throw new Error('euler_a draws noise every step: pass the generator that drew the initial latents');
+      this.prepareStep(generator, count);
+    }
+    if (this.noise!.length !== count) throw new RangeError(`prepareStep drew ${this.noise!.length} values but the sample has ${count}`);
+    this.noisePrepared = false;
+    return this.noise!;
+  }
+
   step(modelOutput: Float32Array, timestep: number, sample: Float32Array, generator?: NoiseGenerator): Float32Array {
     assertSameLength(modelOutput, sample);
-    if (!generator) throw new Error('euler_a draws noise every step: pass the generator that drew the initial latents');
     const index = this.currentIndex(timestep);
     const sigma = this.sigmas[index]!;
     const sigmaNext = this.sigmas[index + 1]!;
@@ -117,7 +136,7 @@ export class EulerAncestralScheduler implements Scheduler {
     const dt = fround(sigmaDown - sigma);
     const count = sample.length;
     // Drawn every step (the last one too, where σ_up = 0), so the stream stays aligned with diffusers'.
-    const noise = generator.randnInto((this.noise = sized(this.noise, count)));
+    const noise = this.takeNoise(generator, count);
     const out = this.outputs.next(count);
     if (this.prediction === 'epsilon') {
       // d = (x − x̂₀)/σ = ε.

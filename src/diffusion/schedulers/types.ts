@@ -80,4 +80,10 @@ export interface Scheduler {
    * draw it from `generator`, one `randn` of the sample's size per step, as diffusers' `randn_tensor` does.
    */
   step(modelOutput: Float32Array, timestep: number, sample: Float32Array, generator?: NoiseGenerator): Float32Array;
+  /**
+   * Optional, for speed: draws now the noise the next `step` will add (Euler a, SDE DPM++), for `count` latent values,
+   * so the pipeline can do it while the UNet runs (`const run = session.run(…); scheduler.prepareStep?.(generator,
+   * n); await run`). The stream order is the same as drawing inside `step`. Schedulers without noise do nothing.
+   */
+  prepareStep?(generator: NoiseGenerator, count: number): void;
 }
