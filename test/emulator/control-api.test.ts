@@ -194,6 +194,25 @@ describe('control API and less common interaction paths', () => {
     assert.ok(state.guilds[0]!.members.some((m) => m.user_id === member.id && (m as { role_ids?: string[] }).role_ids?.includes(role.id)));
   });
 
+  it('reply withResponse returns the created message; fetchReply and deleteReply work on @original', async () => {
+    const { guild, general, member } = firstGuild(emulator);
+    const seen: { responseContent?: string; fetched?: string; deletedEvent?: string } = {};
+    const deleted = new Promise<string>((resolve) => client.once('messageDelete', (message) => resolve(message.id)));
+    next = async (interaction) => {
+      if (!interaction.isChatInputCommand()) return;
+      const response = await interaction.reply({ content: 'with response', withResponse: true });
+      seen.responseContent = response.resource?.message?.content;
+      seen.fetched = (await interaction.fetchReply()).content;
+      await interaction.deleteReply();
+    };
+    const { interaction_id } = await sandbox.invoke({ user_id: member.id, guild_id: guild.id, channel_id: general.id, name: 'slow' });
+    const messageId = await deleted;
+    assert.deepEqual(seen, { responseContent: 'with response', fetched: 'with response' });
+    const view = await sandbox.interaction(interaction_id);
+    assert.equal(view.original, null, 'the deleted original is gone');
+    assert.ok(!(await sandbox.messages(general.id)).some((m) => m.id === messageId));
+  });
+
   it('GET /log records every bot REST call with method, route template, status and time', async () => {
     const log = await sandbox.log();
     assert.ok(log.length > 0);
