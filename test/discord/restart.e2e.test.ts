@@ -1,0 +1,77 @@
+/**
+ * Restarts: the queue, the buttons and the guild settings survive a SIGKILL of the bot process; SIGTERM is a clean
+ * shutdown with exit code 0.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { buttonId, hasPngs, pngParameters, Sandbox, seedOf } from './harness.js';
+
+describe('bot restarts', () => {
+  let sb: Sandbox;
+
+  before(async () => {
+    sb = await Sandbox.start();
+  });
+  after(async () => {
+    await sb?.stop();
+  });
+
+  test('SIGKILL with 3 jobs queued: after a restart all 3 complete, old buttons and settings still work', async () => {
+    const { admin, bruno, chloe } = sb.people;
+    // Before the crash: a finished job (its buttons are used after the restart) and a guild setting.
+    const earlier = await sb.waitForResult(sb.imagine(bruno, { prompt: 'before the crash', steps: 4, seed: '5' }));
+    const blocker = sb.imagine(admin, { prompt: 'interrupted', steps: 40, size: '128x128', count: 4 });
+    await sb.waitForInteraction(blocker, (v) => /Generating|Starting/.test(v.original?.content ?? ''));
+    const queued = [
+      sb.imagine(bruno, { prompt: 'queued one', steps: 4 }),
+      sb.imagine(chloe, { prompt: 'queued two', steps: 4 }),
+      sb.imagine(bruno, { prompt: 'queued three', steps: 4 }),
+    ];
+    for (const id of queued) await sb.waitForInteraction(id, (v) => (v.original?.content ?? '').startsWith('⏳ Queued'));
+    const setting = sb.invoke({ user_id: admin, name: 'imagine-settings', subcommand: 'limits', options: { 'max-steps': 9 } });
+    assert.match(await sb.ephemeralAnswer(setting), /steps ≤ 9/);
+
+    const beforeRestart = sb.logs.length;
+    await sb.restartBot(true);
+    assert.equal(sb.bot.status()['starts'], 2);
+    const restored = sb.logs.slice(beforeRestart).filter((l) => l.msg === 'job restored after a restart');
+    // The three queued jobs, and the interrupted one (requeued ahead of them), are reloaded from the store.
+    assert.ok(restored.length >= 3, `the jobs still waiting when the process was killed were restored (${restored.length})`);
+
+    for (const id of queued) {
+      const view = await sb.waitForResult(id);
+      assert.ok(hasPngs(view.original), 'the job queued before the crash finished after the restart');
+    }
+    // The job that was running when the process died runs again too.
+    assert.ok(hasPngs((await sb.waitForResult(blocker)).original));
+
+    // A button on a message from before the restart: Same seed reproduces it.
+    const original = earlier.original!;
+    const same = await sb.waitForResult(sb.click(bruno, original.id, buttonId(original, 'same')));
+    const [parameters] = await pngParameters(same.original!);
+    assert.equal(seedOf(parameters!), '5');
+    assert.equal(parameters!.split('\n')[0], 'before the crash');
+
+    // The setting made before the crash still applies.
+    const show = sb.invoke({ user_id: admin, name: 'imagine-settings', subcommand: 'show' });
+    assert.match(await sb.ephemeralAnswer(show), /steps ≤ 9/);
+    const clamped = sb.imagine(chloe, { prompt: 'too many steps', steps: 30 });
+    const done = await sb.waitForResult(clamped);
+    assert.match((await pngParameters(done.original!))[0]!, /Steps: 9,/);
+  });
+
+  test('SIGTERM: graceful shutdown with exit code 0; the interrupted job runs after the next start', async () => {
+    const { bruno } = sb.people;
+    const running = sb.imagine(bruno, { prompt: 'interrupted by SIGTERM', steps: 9, size: '128x128', count: 4, seed: '11' });
+    await sb.waitForInteraction(running, (v) => /Generating/.test(v.original?.content ?? ''));
+    const before = sb.logs.length;
+    const exit = await sb.bot.stop({ hard: false });
+    assert.deepEqual(exit, { code: 0, signal: null });
+    const lines = sb.logs.slice(before).map((l) => l.msg);
+    for (const expected of ['shutting down', 'disconnected from Discord', 'stopped']) assert.ok(lines.includes(expected), `logged "${expected}"`);
+
+    await sb.startBot();
+    const view = await sb.waitForResult(running);
+    assert.deepEqual((await pngParameters(view.original!)).map(seedOf), ['11', '12', '13', '14']);
+  });
+});
