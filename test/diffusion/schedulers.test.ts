@@ -6,6 +6,7 @@ import { InvalidRequestError, ModelFileError } from '../../src/diffusion/errors.
 import { createNoiseGenerator } from '../../src/diffusion/rng/index.js';
 import {
   createScheduler,
+  parseSchedulerConfig,
   parseSchedulerName,
   parseTimestepSpacing,
   SCHEDULER_NAMES,
@@ -191,6 +192,27 @@ describe('createScheduler: from_config semantics', () => {
     let latents: Float32Array = sample;
     for (const t of scheduler.timesteps) latents = scheduler.step(new Float32Array([0.1, 0.2, -0.3, 0.05]), t, latents);
     assert.ok(latents.every(Number.isFinite));
+  });
+});
+
+describe('parseSchedulerConfig', () => {
+  it("reads Python's -Infinity / Infinity / NaN tokens that diffusers writes, leaving strings alone", () => {
+    const text = `{"_class_name": "DPMSolverMultistepScheduler", "lambda_min_clipped": -Infinity, "x": [Infinity, NaN],
+      "note": "a -Infinity inside a \\"string\\" stays", "beta_schedule": "scaled_linear", "beta_start": 0.00085,
+      "beta_end": 0.012, "steps_offset": 1, "use_karras_sigmas": true}`;
+    const config = parseSchedulerConfig(text);
+    assert.equal(config['lambda_min_clipped'], Number.NEGATIVE_INFINITY);
+    assert.deepEqual(config['x'], [Number.POSITIVE_INFINITY, Number.NaN]);
+    assert.equal(config['note'], 'a -Infinity inside a "string" stays');
+    const scheduler = createScheduler(undefined, config);
+    assert.equal(scheduler.displayName, 'DPM++ 2M Karras');
+    scheduler.setTimesteps(20);
+    assert.equal(scheduler.timesteps[0], 999);
+  });
+
+  it('names the file when the JSON is broken', () => {
+    assert.throws(() => parseSchedulerConfig('{"_class_name": '), (error: unknown) => error instanceof ModelFileError && /scheduler_config\.json/.test(error.message));
+    assert.throws(() => parseSchedulerConfig('[1, 2]'), ModelFileError);
   });
 });
 

@@ -38,6 +38,28 @@ export function resolveConfig<T extends object>(defaults: T, config: SchedulerCo
   return resolved as T;
 }
 
+/**
+ * Parses scheduler_config.json as diffusers writes it. Python's json module writes the non-JSON tokens `-Infinity`,
+ * `Infinity` and `NaN` (DPM-Solver configs carry `"lambda_min_clipped": -Infinity`), which JSON.parse rejects; they
+ * are read here as the numbers they stand for. Anything else malformed is a ModelFileError naming the file.
+ */
+export function parseSchedulerConfig(text: string): SchedulerConfig {
+  // Each bare token becomes a JSON string starting with an escaped NUL (no real config string starts so), revived below.
+  const escaped = text.replace(/"(?:[^"\\]|\\.)*"|-?Infinity|NaN/g, (token) => (token.startsWith('"') ? token : `"\\u0000${token}"`));
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(escaped, (_key, value: unknown) => {
+      if (typeof value !== 'string' || !value.startsWith('\u0000')) return value;
+      const token = value.slice(1);
+      return token === 'NaN' ? Number.NaN : token.startsWith('-') ? Number.NEGATIVE_INFINITY : Number.POSITIVE_INFINITY;
+    });
+  } catch (error) {
+    throw new ModelFileError(SCHEDULER_CONFIG_FILE, `is not valid JSON (${(error as Error).message})`, { cause: error });
+  }
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw configError('must hold a JSON object');
+  return parsed as SchedulerConfig;
+}
+
 /** A scheduler_config.json we cannot use: one line naming the file and the problem. */
 export function configError(problem: string): ModelFileError {
   return new ModelFileError(SCHEDULER_CONFIG_FILE, problem);

@@ -1,5 +1,7 @@
 import { InvalidRequestError, ModelFileError } from '../errors.js';
 import { SCHEDULER_CONFIG_FILE, karrasUnsupported } from './common.js';
+
+export { parseSchedulerConfig } from './common.js';
 import { DdimScheduler } from './ddim.js';
 import { DpmSolverMultistepScheduler } from './dpmpp-2m.js';
 import { EulerAncestralScheduler } from './euler-ancestral.js';
