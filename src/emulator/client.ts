@@ -49,6 +49,8 @@ export interface SandboxInteraction {
   token_expired: boolean;
   ephemeral: boolean;
   modal: Record<string, unknown> | null;
+  /** Autocomplete answers (callback type 8). */
+  choices: { name: string; value: string | number }[] | null;
   original: SandboxMessage | null;
   followups: SandboxMessage[];
 }

@@ -303,3 +303,42 @@ function coerceOption(
       return fail(`unsupported option type ${String(option.type)}`);
   }
 }
+
+/**
+ * Builds an autocomplete interaction's `data`: the options typed so far (partial values, not validated, as Discord
+ * sends them) with `focused: true` on the one being typed, which must have `autocomplete: true`.
+ */
+export function resolveAutocomplete(state: EmulatorState, commands: CommandStore, request: InvokeRequest & { focused: string }): JsonObject {
+  const channel = state.channels.get(request.channel_id);
+  if (!channel || channel.guildId !== request.guild_id) throw new SandboxRequestError(`channel ${request.channel_id} is not a channel of guild ${request.guild_id}`);
+  if (!state.member(request.guild_id, request.user_id)) throw new SandboxRequestError(`user ${request.user_id} is not a member of guild ${request.guild_id}`);
+  const chatInput = (c: JsonObject) => c.type === 1 && c.name === request.name;
+  const command = commands.list(request.guild_id).find(chatInput) ?? commands.list(null).find(chatInput);
+  if (!command) throw new SandboxRequestError(`no registered chat-input command named "${request.name}"`);
+  let level: Json[] = Array.isArray(command.options) ? command.options : [];
+  const wrap: ((inner: JsonObject[]) => JsonObject[])[] = [];
+  for (const part of (request.subcommand ?? '').trim().split(/\s+/).filter(Boolean)) {
+    const sub = level.find((o): o is JsonObject => isObject(o) && o.name === part && (o.type === OPTION_TYPE.Subcommand || o.type === OPTION_TYPE.SubcommandGroup));
+    if (!sub) throw new SandboxRequestError(`/${request.name} has no subcommand "${part}"`);
+    wrap.push((inner) => [{ name: sub.name as string, type: sub.type as number, options: inner }]);
+    level = Array.isArray(sub.options) ? sub.options : [];
+  }
+  const declared = level.filter(isObject);
+  const focused = declared.find((o) => o.name === request.focused);
+  if (!focused) throw new SandboxRequestError(`/${request.name} has no option "${request.focused}"`);
+  if (focused.autocomplete !== true) throw new SandboxRequestError(`option "${request.focused}" does not have autocomplete`);
+  const given = normalizeGivenOptions(request.options);
+  if (!given.has(request.focused)) given.set(request.focused, '');
+  let options: JsonObject[] = [];
+  for (const option of declared) {
+    if (!given.has(option.name as string)) continue;
+    const value = given.get(option.name as string);
+    const entry: JsonObject = { name: option.name as string, type: option.type as number, value: typeof value === 'number' || typeof value === 'boolean' ? value : String(value) };
+    if (option.name === request.focused) entry.focused = true;
+    options.push(entry);
+  }
+  for (const apply of wrap.reverse()) options = apply(options);
+  const data: JsonObject = { id: command.id as string, name: command.name as string, type: 1, options };
+  if (typeof command.guild_id === 'string') data.guild_id = command.guild_id;
+  return data;
+}

@@ -25,6 +25,11 @@ export async function handleControlRequest(emulator: DiscordEmulator, req: Incom
         const body = (await readJson(req)) as unknown as InvokeRequest;
         return sendJson(res, 200, emulator.invokeCommand(body));
       }
+      case 'POST /autocomplete': {
+        const body = (await readJson(req)) as unknown as InvokeRequest & { focused: string };
+        const record = emulator.interactions.autocomplete(body);
+        return sendJson(res, 200, { interaction_id: record.id, delivered: record.delivered > 0 });
+      }
       case 'POST /clicks': {
         const body = (await readJson(req)) as unknown as ClickRequest;
         return sendJson(res, 200, emulator.click(body));

@@ -1,7 +1,7 @@
 import { InteractionResponseType, InteractionType } from 'discord-api-types/v10';
 import { randomBytes } from 'node:crypto';
 import type { UploadedFile } from './bodies.js';
-import { resolveInvocation, type CommandStore, type InvokeRequest } from './commands.js';
+import { resolveAutocomplete, resolveInvocation, type CommandStore, type InvokeRequest } from './commands.js';
 import {
   DiscordHttpError,
   FormErrors,
@@ -65,6 +65,8 @@ export interface InteractionRecord {
   name: string | null;
   customId: string | null;
   modal: JsonObject | null;
+  /** The choices an autocomplete interaction was answered with (callback type 8). */
+  choices: JsonObject[] | null;
   payload: JsonObject;
   delivered: number;
 }
@@ -120,6 +122,15 @@ export class InteractionManager {
     }
     const { data } = resolveInvocation(this.state, this.commands, request, this.optionUploads);
     return this.create(INTERACTION_TYPE.ApplicationCommand, request.user_id, request.guild_id, request.channel_id, data, null, { name: request.name });
+  }
+
+  /** A user typing into an option with autocomplete; the bot answers with callback type 8 (choices). */
+  autocomplete(request: InvokeRequest & { focused: string }): InteractionRecord {
+    for (const key of ['user_id', 'guild_id', 'channel_id', 'name', 'focused'] as const) {
+      if (typeof request[key] !== 'string' || request[key].length === 0) throw new SandboxRequestError(`${key} is required`);
+    }
+    const data = resolveAutocomplete(this.state, this.commands, request);
+    return this.create(INTERACTION_TYPE.Autocomplete, request.user_id, request.guild_id, request.channel_id, data, null, { name: request.name });
   }
 
   click(request: ClickRequest): InteractionRecord {
@@ -208,6 +219,7 @@ export class InteractionManager {
       name: names.name ?? null,
       customId: names.customId ?? null,
       modal: null,
+      choices: null,
       payload,
       delivered: 0,
     };
@@ -319,6 +331,22 @@ export class InteractionManager {
         if (!Array.isArray(data.components) || data.components.length === 0 || data.components.length > 5) errors.add(['data', 'components'], 'BASE_TYPE_BAD_LENGTH', 'Must be between 1 and 5 in length.');
         errors.throwIfAny();
         record.modal = data;
+        break;
+      }
+      case CALLBACK_TYPE.AutocompleteResult: {
+        const choices = data.choices;
+        if (!Array.isArray(choices) || choices.length > 25) {
+          errors.add(['data', 'choices'], 'BASE_TYPE_MAX_LENGTH', 'Must be 25 or fewer in length.');
+        } else {
+          choices.forEach((choice, index) => {
+            if (!isObject(choice)) return errors.add(['data', 'choices', index], 'MODEL_TYPE_CONVERT', 'Only dictionaries may be used in a ModelType');
+            if (typeof choice.name !== 'string' || choice.name.length === 0 || choice.name.length > 100) errors.add(['data', 'choices', index, 'name'], 'BASE_TYPE_BAD_LENGTH', 'Must be between 1 and 100 in length.');
+            if (typeof choice.value !== 'string' && typeof choice.value !== 'number') errors.add(['data', 'choices', index, 'value'], 'BASE_TYPE_REQUIRED', 'This field is required');
+            else if (typeof choice.value === 'string' && choice.value.length > 100) errors.add(['data', 'choices', index, 'value'], 'BASE_TYPE_MAX_LENGTH', 'Must be 100 or fewer in length.');
+          });
+        }
+        errors.throwIfAny();
+        record.choices = (choices as Json[]).filter(isObject);
         break;
       }
       default: {
@@ -473,6 +501,7 @@ export class InteractionManager {
       token_expired: age > this.timings.tokenLifetimeMs,
       ephemeral: record.ephemeral,
       modal: record.modal,
+      choices: record.choices,
       original: original ? this.messages.sandboxMessage(original) : null,
       followups: record.followupIds.map((fid) => this.messages.get(fid)).filter((m): m is StoredMessage => m !== undefined).map((m) => this.messages.sandboxMessage(m)),
     };

@@ -24,6 +24,7 @@ describe('control API and less common interaction paths', () => {
       { name: 'upscale', description: 'takes a file', options: [{ type: 11, name: 'image', description: 'an image', required: true }] },
       { name: 'slow', description: 'defers then follows up' },
       { name: 'admin', description: 'admins only', default_member_permissions: String(1 << 5) },
+      { name: 'style', description: 'autocomplete', options: [{ type: 3, name: 'look', description: 'a look', required: true, autocomplete: true }, { type: 4, name: 'n', description: 'n' }] },
     ]);
   });
   after(async () => {
@@ -211,6 +212,26 @@ describe('control API and less common interaction paths', () => {
     const view = await sandbox.interaction(interaction_id);
     assert.equal(view.original, null, 'the deleted original is gone');
     assert.ok(!(await sandbox.messages(general.id)).some((m) => m.id === messageId));
+  });
+
+  it('autocomplete: POST /autocomplete sends the focused partial value; the bot answers with choices (type 8)', async () => {
+    const { guild, general, member } = firstGuild(emulator);
+    let focused: { name: string; value: string } | null = null;
+    next = async (interaction) => {
+      if (!interaction.isAutocomplete()) return;
+      focused = interaction.options.getFocused(true) as { name: string; value: string };
+      await interaction.respond([{ name: 'Watercolor', value: 'watercolor' }, { name: 'Water lilies', value: 'lilies' }]);
+    };
+    const base = { user_id: member.id, guild_id: guild.id, channel_id: general.id, name: 'style' };
+    const { status, data } = await controlJson<{ interaction_id: string }>(emulator, 'POST', '/autocomplete', { ...base, options: { look: 'wat' }, focused: 'look' });
+    assert.equal(status, 200);
+    const view = await sandbox.waitForInteraction(data.interaction_id, (i) => i.acked);
+    assert.equal(view.ack_type, 8);
+    assert.deepEqual(view.choices, [{ name: 'Watercolor', value: 'watercolor' }, { name: 'Water lilies', value: 'lilies' }]);
+    assert.deepEqual(focused, { name: 'look', type: 3, value: 'wat', focused: true });
+    const refused = await controlJson<{ error: string }>(emulator, 'POST', '/autocomplete', { ...base, options: {}, focused: 'n' });
+    assert.equal(refused.status, 400);
+    assert.match(refused.data.error, /does not have autocomplete/);
   });
 
   it('GET /log records every bot REST call with method, route template, status and time', async () => {
