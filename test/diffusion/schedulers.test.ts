@@ -452,8 +452,8 @@ describe('step', () => {
 
   it('rejects step counts outside 1 … num_train_timesteps', () => {
     const scheduler = createScheduler('euler', SD15);
-    assert.throws(() => scheduler.setTimesteps(0), RangeError);
-    assert.throws(() => scheduler.setTimesteps(1001), RangeError);
-    assert.throws(() => scheduler.setTimesteps(2.5), RangeError);
+    assert.throws(() => scheduler.setTimesteps(0), InvalidRequestError);
+    assert.throws(() => scheduler.setTimesteps(1001), /from 1 to 1000/);
+    assert.throws(() => scheduler.setTimesteps(2.5), InvalidRequestError);
   });
 });

@@ -334,9 +334,10 @@ export function initialStepIndex(timesteps: Float64Array, timestep: number): num
   return first;
 }
 
+/** The number of inference steps a request may ask for: 1 … num_train_timesteps (a user-facing error otherwise). */
 export function validateStepCount(steps: number, trainSteps: number): void {
   if (!Number.isInteger(steps) || steps < 1 || steps > trainSteps) {
-    throw new RangeError(`number of inference steps must be a whole number from 1 to ${trainSteps}, got ${steps}`);
+    throw new InvalidRequestError(`Steps must be a whole number from 1 to ${trainSteps}, got ${steps}.`);
   }
 }
 
