@@ -88,7 +88,7 @@ const noLimit = (value: number, text: string) => (value === 0 ? 'no limit' : tex
 export function describeSettings(settings: GuildSettings, only?: keyof GuildSettings): string {
   const { rateLimit: r, queue: q, limits: l, nsfw } = settings;
   const lines: Record<keyof GuildSettings, string> = {
-    rateLimit: `**Rate limit:** ${noLimit(r.jobs, `${r.jobs} job(s) per ${r.minutes} minute(s)`)} per user; cooldown ${noLimit(r.cooldownSeconds, `${r.cooldownSeconds} s`)}; daily ${noLimit(r.daily, `${r.daily} job(s)`)}.`,
+    rateLimit: `**Rate limit:** ${noLimit(r.jobs, `${r.jobs} job(s) per ${r.minutes} minute(s)`)} per user; cooldown ${r.cooldownSeconds === 0 ? 'none' : `${r.cooldownSeconds} s`}; daily ${noLimit(r.daily, `${r.daily} job(s)`)}.`,
     queue: `**Queue:** ${noLimit(q.maxPerUser, String(q.maxPerUser))} per user, ${noLimit(q.maxPerGuild, String(q.maxPerGuild))} per server.`,
     limits: `**Limits:** steps ≤ ${l.maxSteps}, images ≤ ${l.maxCount}, CFG ≤ ${l.maxCfg}, sizes ${l.sizes.map(sizeLabel).join(', ')}.`,
     channels: `**Channels:** ${settings.channels.length === 0 ? 'everywhere' : settings.channels.map((id) => `<#${id}>`).join(', ')}.`,

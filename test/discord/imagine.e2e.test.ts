@@ -161,5 +161,8 @@ describe('/imagine end to end', () => {
     assert.ok(ephemeralText(sb.interaction(late)) === null, 'nothing ephemeral was needed');
     buttonId(message, 'reroll');
     assert.notEqual(message.id, queued.original!.id);
+    // The old reply points at the new message.
+    const oldReply = sb.channelMessages(channelA).find((m) => m.id === queued.original!.id);
+    assert.ok(oldReply?.content.includes(message.id), `the old reply links to the result: ${oldReply?.content}`);
   });
 });
