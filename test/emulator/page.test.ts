@@ -22,6 +22,7 @@ describe('the sandbox web page', { skip }, () => {
     await client.application!.commands.set([
       { name: 'draw', description: 'Draw something', options: [{ type: 3, name: 'prompt', description: 'what', required: true }, { type: 4, name: 'steps', description: 'steps', min_value: 1, max_value: 4 }] },
       { name: 'secret', description: 'An ephemeral answer' },
+      { name: 'feedback', description: 'Opens a form' },
     ]);
     client.on('interactionCreate', async (interaction) => {
       if (interaction.isChatInputCommand() && interaction.commandName === 'draw') {
@@ -40,6 +41,10 @@ describe('the sandbox web page', { skip }, () => {
         });
       } else if (interaction.isChatInputCommand() && interaction.commandName === 'secret') {
         await interaction.reply({ content: 'for your eyes only', flags: MessageFlags.Ephemeral });
+      } else if (interaction.isChatInputCommand() && interaction.commandName === 'feedback') {
+        await interaction.showModal({ custom_id: 'feedback-form', title: 'Feedback', components: [{ type: 1, components: [{ type: 4, custom_id: 'text', label: 'Your feedback', style: 2 }] }] });
+      } else if (interaction.isModalSubmit()) {
+        await interaction.reply(`feedback received: ${interaction.fields.getTextInputValue('text')}`);
       } else if (interaction.isButton()) {
         await interaction.update({ content: `rerolled by ${interaction.user.username}`, files: [new AttachmentBuilder(makePng(24, 24, [10, 200, 10]), { name: 'reroll.png' })], attachments: [], components: [] });
       }
@@ -99,6 +104,15 @@ describe('the sandbox web page', { skip }, () => {
     await page.waitForSelector('.message.ephemeral [data-testid="content"]:text("for your eyes only")', { timeout: 15_000 });
     await page.selectOption('[data-testid="user"]', admin.id);
     await page.waitForFunction(`!document.body.textContent.includes('for your eyes only')`);
+
+    // A form the bot opens can be filled in and submitted.
+    await page.fill('[data-testid="input"]', '/feedback');
+    await page.press('[data-testid="input"]', 'Enter');
+    await page.waitForSelector('[data-testid="modal"] textarea[name="text"]', { timeout: 15_000 });
+    await page.fill('[data-testid="modal"] textarea[name="text"]', 'lovely foxes');
+    await page.click('[data-testid="modal"] button[type="submit"]');
+    await page.waitForSelector('[data-testid="content"]:text("feedback received: lovely foxes")', { timeout: 15_000 });
+    assert.equal(await page.locator('[data-testid="modal"]').count(), 0);
 
     // What Discord's client would refuse is explained, not sent.
     await page.fill('[data-testid="input"]', '/draw prompt:x steps:9');

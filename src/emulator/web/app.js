@@ -14,7 +14,7 @@ const api = (path, options = {}) =>
   });
 
 const $ = (id) => document.getElementById(id);
-const view = { state: null, commands: [], messages: [], interactions: [], lastRender: '' };
+const view = { state: null, commands: [], messages: [], interactions: [], lastRender: '', submittedModals: new Set(), modalForms: new Map() };
 
 function el(tag, attributes = {}, ...children) {
   const node = document.createElement(tag);
@@ -308,9 +308,37 @@ function timeline() {
     const own = [interaction.original, ...interaction.followups].filter((m) => m && m.ephemeral);
     for (const message of own) if (!items.some((i) => i.message && i.message.id === message.id)) items.push({ at: message.created_at, message });
     if (interaction.failed) items.push({ at: interaction.created_at, system: `${interaction.name ? `/${interaction.name}` : 'The button'} — The application did not respond` });
-    if (interaction.modal && interaction.ack_type === 9) items.push({ at: interaction.created_at, system: `The bot opened a form “${interaction.modal.title}” (forms are not shown on this page; POST /_sandbox/modals submits one)` });
+    if (interaction.modal && interaction.ack_type === 9 && !view.submittedModals.has(interaction.id)) items.push({ at: interaction.created_at, modal: interaction });
   }
   return items.sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : 0));
+}
+
+/** A form the bot opened (callback type 9): text inputs and a submit button. */
+function renderModal(interaction) {
+  // Re-renders must not wipe what the person is typing: the form node is kept while it is open.
+  if (view.modalForms.has(interaction.id)) return view.modalForms.get(interaction.id);
+  const inputs = [];
+  const rows = (interaction.modal.components || []).flatMap((row) => (row.type === 1 ? row.components || [] : row.component ? [row.component] : []));
+  const fields = rows.filter((c) => c.type === 4).map((input) => {
+    const field = input.style === 2 ? el('textarea', { name: input.custom_id, rows: 3, placeholder: input.placeholder }) : el('input', { name: input.custom_id, placeholder: input.placeholder });
+    if (input.value) field.value = input.value;
+    inputs.push(field);
+    return el('label', { className: 'modal-field' }, el('span', {}, input.label || input.custom_id), field);
+  });
+  const form = el('form', { className: 'message modal', 'data-testid': 'modal' }, el('div', { className: 'title' }, interaction.modal.title), ...fields, el('button', { type: 'submit' }, 'Submit'));
+  view.modalForms.set(interaction.id, form);
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    const values = Object.fromEntries(inputs.map((field) => [field.name, field.value]));
+    try {
+      await api('/modals', { method: 'POST', body: { interaction_id: interaction.id, user_id: selectedUser(), values } });
+      view.submittedModals.add(interaction.id);
+    } catch (problem) {
+      $('error').textContent = `Form refused: ${problem.message}`;
+    }
+    await refresh();
+  });
+  return form;
 }
 
 function renderMessages() {
@@ -321,7 +349,7 @@ function renderMessages() {
   view.lastRender = signature;
   const nearBottom = container.scrollHeight - container.scrollTop - container.clientHeight < 80;
   container.replaceChildren(
-    ...(items.length ? items.map((item) => (item.message ? renderMessage(item.message) : el('div', { className: 'message system', 'data-testid': 'system' }, item.system))) : [el('div', { className: 'muted' }, 'No messages yet. Type a command below.')]),
+    ...(items.length ? items.map((item) => (item.message ? renderMessage(item.message) : item.modal ? renderModal(item.modal) : el('div', { className: 'message system', 'data-testid': 'system' }, item.system))) : [el('div', { className: 'muted' }, 'No messages yet. Type a command below.')]),
   );
   if (nearBottom) container.scrollTop = container.scrollHeight;
 }
