@@ -13,6 +13,15 @@ import { isObject, type JsonObject } from './validation.js';
  */
 export async function handleControlRequest(emulator: DiscordEmulator, req: IncomingMessage, res: ServerResponse, path: string, query: URLSearchParams): Promise<void> {
   const method = (req.method ?? 'GET').toUpperCase();
+  // The control API has no credentials; it answers only this machine's own pages and tools. A foreign Origin (a web
+  // page elsewhere posting here) or Host (DNS rebinding) is refused.
+  const host = req.headers.host ?? '';
+  const origin = req.headers.origin;
+  const local = (value: string) => /^(127\.0\.0\.1|localhost|\[::1\])(:\d+)?$/.test(value);
+  if (!local(host) || (origin !== undefined && origin !== 'null' && !local(origin.replace(/^https?:\/\//, '')))) {
+    drain(req);
+    return sendJson(res, 403, { error: 'the control API only answers requests from this machine' });
+  }
   const segments = splitPath(path);
   const route = `${method} /${segments.map((s, i) => (i > 0 && /^\d+$/.test(s) ? ':id' : s)).join('/')}`;
   try {

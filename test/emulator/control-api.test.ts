@@ -2,6 +2,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { request } from 'node:http';
 import { join } from 'node:path';
 import { MessageFlags, type Client, type Interaction } from 'discord.js';
 import { SandboxClient, startDiscordEmulator, type DiscordEmulator } from '../../src/emulator/index.js';
@@ -80,6 +81,23 @@ describe('control API and less common interaction paths', () => {
     const { data } = await controlJson<{ clock_offset_seconds: number }>(emulator, 'POST', '/faults', { kind: 'advance_clock', seconds: 2 });
     assert.ok(data.clock_offset_seconds >= 2);
     assert.ok(emulator.clock.now() - before >= 2000);
+  });
+
+  it('refuses requests from other origins or hosts (another web page, DNS rebinding)', async () => {
+    const foreign = await fetch(`${emulator.url}/_sandbox/state`, { headers: { Origin: 'https://evil.example' } });
+    assert.equal(foreign.status, 403);
+    // fetch cannot set Host; node:http can.
+    const reboundStatus = await new Promise<number>((resolve, reject) => {
+      const req = request({ host: '127.0.0.1', port: emulator.port, path: '/_sandbox/state', headers: { Host: 'evil.example' } }, (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      });
+      req.on('error', reject);
+      req.end();
+    });
+    assert.equal(reboundStatus, 403);
+    const same = await fetch(`${emulator.url}/_sandbox/state`, { headers: { Origin: emulator.url } });
+    assert.equal(same.status, 200);
   });
 
   it('unknown ids answer 404 with a reason', async () => {
