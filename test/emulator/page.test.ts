@@ -121,4 +121,21 @@ describe('the sandbox web page', { skip }, () => {
     assert.deepEqual(pageErrors, []);
     await page.close();
   });
+
+  it('offers "Restart bot" when a bot process is attached, and it goes through /_sandbox/bot/restart', async () => {
+    const restarts: boolean[] = [];
+    emulator.attachBot({ restart: async ({ hard }) => void restarts.push(hard), status: () => ({ running: true }) });
+    const page = await browser.newPage();
+    try {
+      await page.goto(`${emulator.url}/`);
+      await page.waitForSelector('body[data-ready="true"]');
+      await page.waitForSelector('[data-testid="restart"]:not([hidden])');
+      await page.click('[data-testid="restart"]');
+      await page.waitForSelector('[data-testid="restart"]:text("Restart bot"):not([disabled])');
+      assert.deepEqual(restarts, [false]);
+    } finally {
+      emulator.attachBot(null);
+      await page.close();
+    }
+  });
 });

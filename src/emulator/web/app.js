@@ -398,8 +398,25 @@ async function refresh() {
   return refreshing;
 }
 
+async function restartBot() {
+  const button = $('restart');
+  button.disabled = true;
+  button.textContent = 'Restarting…';
+  try {
+    await api('/bot/restart', { method: 'POST', body: { hard: false } });
+  } catch (problem) {
+    $('error').textContent = `Restart failed: ${problem.message}`;
+  } finally {
+    button.disabled = false;
+    button.textContent = 'Restart bot';
+    await refresh();
+  }
+}
+
 async function main() {
   await loadState();
+  api('/bot').then((bot) => { $('restart').hidden = !bot.attached; }).catch(() => undefined);
+  $('restart').addEventListener('click', restartBot);
   $('composer').addEventListener('submit', send);
   $('input').addEventListener('input', updateHint);
   $('user').addEventListener('change', () => { view.lastRender = ''; void refresh(); });
