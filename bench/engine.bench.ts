@@ -7,6 +7,8 @@
  *    It runs the real pipeline loop with a stand-in UNet (an ONNX graph whose output is its input, for float32 and
  *    for float16 models) so the figure is not buried under a real UNet's seconds; the time inside session.run is
  *    measured by the pipeline and subtracted.
+ *    Ancestral schedulers draw fresh noise every step; the pipeline draws it while session.run is in flight, so that
+ *    time is printed separately: it adds to a step only when the UNet is faster than the draw (never on a real model).
  * 2. The tiny test model's seconds per 30-step image (its UNet is small but its attention at 64×64 latents is not,
  *    so 128² is the size the tests use; 256² shows the growth).
  */
@@ -58,11 +60,16 @@ for (const dtype of ['float32', 'float16'] as const) {
     // Warm-up so JIT compilation is not counted, then the best of three measured runs (the least disturbed).
     await pipeline.generate({ ...base, scheduler, steps: 10, width: 512, height: 512 });
     let best = Infinity;
+    let overlapped = 0;
     for (let run = 0; run < 3; run++) {
       const result = await pipeline.generate({ ...base, scheduler, steps, width: 512, height: 512 });
-      best = Math.min(best, result.timings.nodeStepMs / steps);
+      if (result.timings.nodeStepMs / steps < best) {
+        best = result.timings.nodeStepMs / steps;
+        overlapped = result.timings.overlappedMs / steps;
+      }
     }
-    console.log(`  ${dtype} UNet  ${scheduler.padEnd(9)} ${best.toFixed(3)} ms/step  ${best <= 0.2 ? 'within' : 'OVER'} target`);
+    const hidden = overlapped > 0 ? `  (+ ${overlapped.toFixed(3)} ms/step of step noise drawn while the UNet runs)` : '';
+    console.log(`  ${dtype} UNet  ${scheduler.padEnd(9)} ${best.toFixed(3)} ms/step  ${best <= 0.2 ? 'within' : 'OVER'} target${hidden}`);
   }
   await model.unet.session.release();
 }

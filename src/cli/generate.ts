@@ -7,7 +7,6 @@ import { DEFAULT_CFG, DEFAULT_STEPS, type GenerationRequest } from '../diffusion
 import { encodePng, formatInfotext } from '../diffusion/png.js';
 import { parseSeed, randomSeed } from '../diffusion/rng/index.js';
 import { RNG_DEVICES, type RngDevice } from '../diffusion/rng/types.js';
-import { schedulerDisplayName } from '../diffusion/schedulers/index.js';
 import { SCHEDULER_NAMES, TIMESTEP_SPACINGS, type SchedulerName, type TimestepSpacing } from '../diffusion/schedulers/types.js';
 import { parseProviderChoice, type ProviderChoice } from '../diffusion/providers.js';
 import { resolveModelPath } from '../hub/cache.js';
@@ -135,7 +134,7 @@ async function runGenerate(options: GenerateOptions, defaults: GenerateCommandDe
     bar.finish();
 
     await mkdir(options.out, { recursive: true });
-    const sampler = schedulerDisplayName(result.scheduler, { karras: options.karras });
+    const sampler = result.sampler;
     for (const image of result.images) {
       const infotext = formatInfotext({
         prompt: options.prompt,

@@ -3,6 +3,7 @@ import { join, resolve } from 'node:path';
 import type { InferenceSession } from 'onnxruntime-node';
 import { ModelFileError } from './errors.js';
 import { loadClipTokenizer, type ClipTokenizer } from './tokenizer.js';
+import { parseSchedulerConfig } from './schedulers/index.js';
 import type { SchedulerConfig } from './schedulers/types.js';
 
 /** The element types ONNX Runtime reports in session metadata that our tensors can take. */
@@ -94,6 +95,22 @@ async function readJsonFile<T>(folder: string, relative: string): Promise<T> {
   }
 }
 
+/** diffusers writes Python's -Infinity/NaN tokens into some scheduler configs, which JSON.parse rejects. */
+async function readSchedulerConfig(folder: string): Promise<SchedulerConfig> {
+  const relative = 'scheduler/scheduler_config.json';
+  let text: string;
+  try {
+    text = await readFile(join(folder, relative), 'utf8');
+  } catch {
+    throw new ModelFileError(relative, 'file is missing');
+  }
+  try {
+    return parseSchedulerConfig(text);
+  } catch (error) {
+    throw new ModelFileError(relative, `is not valid JSON (${(error as Error).message})`);
+  }
+}
+
 function toDtype(type: string, file: string, name: string): TensorDtype {
   switch (type) {
     case 'float32':
@@ -174,7 +191,7 @@ export async function loadStableDiffusionModel(folder: string, options: LoadMode
     throw new ModelFileError(folder, 'model folder does not exist');
   }
   const modelIndex = await readJsonFile<Record<string, unknown>>(root, 'model_index.json');
-  const schedulerConfig = await readJsonFile<SchedulerConfig>(root, 'scheduler/scheduler_config.json');
+  const schedulerConfig = await readSchedulerConfig(root);
   const tokenizer = await loadClipTokenizer(join(root, 'tokenizer'));
 
   const wantSafety = (options.safetyChecker ?? true) && (await isFile(join(root, 'safety_checker/model.onnx')));

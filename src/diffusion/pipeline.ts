@@ -63,6 +63,8 @@ export interface GenerationResult {
   latents: Float32Array;
   latentShape: LatentShape;
   scheduler: SchedulerName;
+  /** A1111-style sampler name of what actually ran (e.g. "DPM++ 2M Karras", Karras included when the config set it). */
+  sampler: string;
   timesteps: Float64Array;
   /** Prompt tokens beyond the encoder's context length, dropped as diffusers drops them. */
   truncatedTokens: number;
@@ -71,8 +73,13 @@ export interface GenerationResult {
     denoiseMs: number;
     /** Time inside the UNet's session.run over all steps. */
     unetMs: number;
-    /** Denoising time spent in Node around the UNet (input prep, guidance, scheduler), callbacks excluded. */
+    /**
+     * Denoising time spent in Node on the critical path, outside session.run (input prep, guidance, scheduler step),
+     * callbacks excluded.
+     */
     nodeStepMs: number;
+    /** Node work done while session.run was in flight (ancestral step noise): hidden behind a UNet slower than it. */
+    overlappedMs: number;
     decodeMs: number;
     safetyMs: number;
     totalMs: number;
@@ -209,6 +216,7 @@ export class StableDiffusionPipeline {
 
     const denoiseStarted = performance.now();
     let unetMs = 0;
+    let overlappedMs = 0;
     let callbackMs = 0;
     const timesteps = scheduler.timesteps;
     for (let index = 0; index < timesteps.length; index++) {
@@ -220,7 +228,15 @@ export class StableDiffusionPipeline {
       // Integer timestep inputs take t truncated, as numpy's astype does in diffusers' ONNX pipeline.
       const feeds = { sample: sampleTensor ?? sampleFeed!.setFloats(unetInput), timestep: timestepFeed.fill(t), encoder_hidden_states: textTensor };
       const runStarted = performance.now();
-      const outputs = await unet.session.run(feeds);
+      const running = unet.session.run(feeds);
+      // The UNet runs on ONNX Runtime's threads; meanwhile draw this step's noise (ancestral schedulers) from the
+      // same generator, in the same order as step() would, so it costs nothing when the UNet is the slower one.
+      if (scheduler.prepareStep) {
+        const drawStarted = performance.now();
+        scheduler.prepareStep(generator, latentCount);
+        overlappedMs += performance.now() - drawStarted;
+      }
+      const outputs = await running;
       unetMs += performance.now() - runStarted;
       // A float32 output is used where ORT put it (a fresh array each run); float16 is widened into a reused buffer.
       const output = firstOutput(unet, outputs);
@@ -235,6 +251,7 @@ export class StableDiffusionPipeline {
     }
     const denoiseMs = performance.now() - denoiseStarted;
     const nodeStepMs = denoiseMs - unetMs - callbackMs;
+    const sampler = scheduler.displayName;
     const finalLatents = Float32Array.from(latents);
 
     throwIfAborted(signal);
@@ -262,9 +279,10 @@ export class StableDiffusionPipeline {
       latents: finalLatents,
       latentShape,
       scheduler: scheduler.name,
+      sampler,
       timesteps: Float64Array.from(timesteps),
       truncatedTokens: model.tokenizer.truncatedTokenCount(request.prompt),
-      timings: { textEncoderMs, denoiseMs, unetMs, nodeStepMs, decodeMs, safetyMs, totalMs: performance.now() - started },
+      timings: { textEncoderMs, denoiseMs, unetMs, nodeStepMs, overlappedMs, decodeMs, safetyMs, totalMs: performance.now() - started },
     };
   }
 
