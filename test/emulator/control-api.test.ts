@@ -252,6 +252,37 @@ describe('control API and less common interaction paths', () => {
     assert.match(refused.data.error, /does not have autocomplete/);
   });
 
+  it('files go through every path: multipart callback (reply), follow-up, channel message, and edits that keep or drop them', async () => {
+    const { guild, general, member } = firstGuild(emulator);
+    const a = makePng(10, 10, [1, 2, 3]);
+    const b = makePng(12, 12, [4, 5, 6]);
+    let channelMessageId = '';
+    next = async (interaction) => {
+      if (!interaction.isChatInputCommand()) return;
+      await interaction.reply({ content: 'reply with a file', files: [{ attachment: a, name: 'a.png' }] });
+      await interaction.followUp({ content: 'follow-up with a file', files: [{ attachment: b, name: 'b.png' }] });
+      // Editing only the content keeps the attachment; adding a file with the old one listed keeps both.
+      const edited = await interaction.editReply({ content: 'edited text only' });
+      const both = await interaction.editReply({ files: [{ attachment: b, name: 'b2.png' }], attachments: [...edited.attachments.values()] });
+      assert.equal(both.attachments.size, 2);
+      const posted = await interaction.channel!.send({ content: 'channel post', files: [{ attachment: a, name: 'c.png' }] });
+      channelMessageId = posted.id;
+      await posted.edit({ content: 'channel post, file removed', attachments: [] });
+    };
+    const { interaction_id } = await sandbox.invoke({ user_id: member.id, guild_id: guild.id, channel_id: general.id, name: 'slow' });
+    await emulator.waitFor(() => (channelMessageId && emulator.messages.get(channelMessageId)?.editCount === 1 ? true : null), 15_000, 'the channel post was not edited');
+    const view = await sandbox.interaction(interaction_id);
+    assert.deepEqual(view.original?.attachments.map((x) => x.filename), ['a.png', 'b2.png']);
+    assert.equal(view.original?.content, 'edited text only');
+    assert.deepEqual(view.followups[0]?.attachments.map((x) => [x.filename, x.width]), [['b.png', 12]]);
+    const downloaded = Buffer.from(await (await fetch(view.original!.attachments[0]!.url)).arrayBuffer());
+    assert.ok(downloaded.equals(a));
+    const post = (await sandbox.messages(general.id)).find((m) => m.id === channelMessageId);
+    assert.equal(post?.content, 'channel post, file removed');
+    assert.deepEqual(post?.attachments, []);
+    assert.deepEqual(post?.history.map((h) => h.attachments), [['c.png'], []]);
+  });
+
   it('GET /log records every bot REST call with method, route template, status and time', async () => {
     const log = await sandbox.log();
     assert.ok(log.length > 0);
