@@ -147,16 +147,12 @@ export class JobMessage {
     }
   }
 
-  /** Waits until every wanted state has been sent (tests, shutdown). */
+  /** Waits until every wanted state has been sent, at the usual pace (tests, shutdown). */
   async flush(): Promise<void> {
     await this.readyGate;
     while (this.inFlight || this.timer) {
-      if (this.timer) {
-        clearTimeout(this.timer);
-        this.timer = null;
-        this.sendPending();
-      }
-      await this.inFlight;
+      if (this.inFlight) await this.inFlight;
+      else await new Promise((resolve) => setTimeout(resolve, 10));
     }
   }
 
