@@ -265,7 +265,9 @@ describe('control API and less common interaction paths', () => {
       const edited = await interaction.editReply({ content: 'edited text only' });
       const both = await interaction.editReply({ files: [{ attachment: b, name: 'b2.png' }], attachments: [...edited.attachments.values()] });
       assert.equal(both.attachments.size, 2);
-      const posted = await interaction.channel!.send({ content: 'channel post', files: [{ attachment: a, name: 'c.png' }] });
+      const channel = interaction.channel;
+      assert.ok(channel?.isSendable());
+      const posted = await channel.send({ content: 'channel post', files: [{ attachment: a, name: 'c.png' }] });
       channelMessageId = posted.id;
       await posted.edit({ content: 'channel post, file removed', attachments: [] });
     };
