@@ -63,6 +63,8 @@ export interface SandboxOptions {
   /** Where the bot's output lines go (default: printed with a `[bot]` prefix). */
   botOutput?: (line: string) => void;
   readyTimeoutMs?: number;
+  /** Extra environment for the bot and deploy processes (e.g. IMAGINE_CONFIG from the CLI's global --config). */
+  env?: Record<string, string>;
 }
 
 export interface RunningSandbox {
@@ -73,23 +75,23 @@ export interface RunningSandbox {
 }
 
 /** The model the configuration (IMAGINE_MODEL, .env, config/local.json) names, if any. */
-function configuredModel(): string | null {
+function configuredModel(configPath?: string): string | null {
   try {
-    return loadConfig().model.path || null;
+    return loadConfig(configPath ? { configPath } : {}).model.path || null;
   } catch {
     return process.env.IMAGINE_MODEL || null;
   }
 }
 
 /** How a model was chosen, for the one line the sandbox prints about it. */
-function chooseModel(explicit: string | null | undefined): { model: string | null; note: string } {
+function chooseModel(explicit: string | null | undefined, configPath?: string): { model: string | null; note: string } {
   const tiny = findTinyModel();
   const tinyNote = (path: string) => `Model: ${path} — the tiny test model: its images are noise. Pass --model DIR (a diffusers ONNX SD 1.5 folder) for real pictures.`;
   if (explicit) {
     const path = resolve(explicit);
     return { model: path, note: tiny && path === resolve(tiny) ? tinyNote(path) : `Model: ${path}` };
   }
-  const configured = configuredModel();
+  const configured = configuredModel(configPath);
   if (configured) return { model: null, note: `Model: ${configured} (configured)` };
   if (!tiny) return { model: null, note: 'Model: the configured one (the tiny test model was not found)' };
   return { model: tiny, note: tinyNote(tiny) };
@@ -110,11 +112,11 @@ export async function runSandbox(options: SandboxOptions): Promise<RunningSandbo
     return { emulator, supervisor, url, stop };
   }
 
-  const { model, note } = chooseModel(options.model);
+  const { model, note } = chooseModel(options.model, options.env?.IMAGINE_CONFIG);
   print(note);
   const dataDir = options.dataDir ? resolve(options.dataDir) : mkdtempSync(join(tmpdir(), 'imagine-sandbox-'));
   print(`Data: ${dataDir}`);
-  const env = sandboxBotEnv(emulator, { model, dataDir });
+  const env = { ...(options.env ?? {}), ...sandboxBotEnv(emulator, { model, dataDir }) };
   const botCommand = options.botCommand ?? imagineBotCommand('start');
   const botOutput = options.botOutput ?? ((line: string) => process.stdout.write(`[bot] ${line}\n`));
   supervisor = new BotSupervisor({ ...botCommand, env, emulator, output: botOutput, readyTimeoutMs: options.readyTimeoutMs ?? 180_000 });
@@ -204,6 +206,8 @@ export function registerSandboxCommand(program: Command): void {
         botCommand: options.bot ? options.botCommand : false,
         deployFallback: options.deploy,
         ...(options.deployCommand ? { deployCommand: options.deployCommand } : {}),
+        // The CLI's global --config applies to the bot too.
+        ...(program.opts<{ config?: string }>().config ? { env: { IMAGINE_CONFIG: resolve(program.opts<{ config: string }>().config) } } : {}),
       });
       let stopping = false;
       // The bot dying on its own is reported, and the page keeps working so the person can read what happened.
