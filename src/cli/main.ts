@@ -7,6 +7,7 @@ import { registerDeployCommandsCommand } from './deploy-commands.js';
 import { registerDoctorCommand } from './doctor.js';
 import { registerGenerateCommand } from './generate.js';
 import { registerModelsCommand } from './models.js';
+import { registerSandboxCommand } from './sandbox.js';
 import { registerSetupCommand } from './setup.js';
 import { registerStartCommand } from './start.js';
 
@@ -30,6 +31,7 @@ export function buildProgram(): Command {
   registerModelsCommand(program);
   registerSetupCommand(program);
   registerDoctorCommand(program);
+  registerSandboxCommand(program);
   return program;
 }
 
