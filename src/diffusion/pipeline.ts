@@ -6,6 +6,7 @@ import { MAX_SEED, type NoiseGenerator, type RngDevice } from './rng/types.js';
 import { createScheduler } from './schedulers/index.js';
 import type { Scheduler, SchedulerName, TimestepSpacing } from './schedulers/types.js';
 import { checkSafety } from './safety.js';
+import { toFloat16Into } from './fp16.js';
 import { readFloats, TensorFeeder } from './tensors.js';
 
 export interface GenerationRequest {
@@ -80,6 +81,8 @@ export interface GenerationResult {
     nodeStepMs: number;
     /** Node work done while session.run was in flight (ancestral step noise): hidden behind a UNet slower than it. */
     overlappedMs: number;
+    /** nodeStepMs step by step, for medians (a GC pause lands on one step). */
+    nodeStepMsPerStep: number[];
     decodeMs: number;
     safetyMs: number;
     totalMs: number;
@@ -204,10 +207,12 @@ export class StableDiffusionPipeline {
     const unetBatch = guidance ? 2 * batch : batch;
     // Feeds in the dtypes the UNet's metadata declares (float16 for fp16 exports), allocated once per generation.
     const sampleDims = [unetBatch, 4, latentHeight, latentWidth];
-    const unetInput = new Float32Array(unetBatch * (latentCount / batch));
-    // A float32 UNet reads unetInput itself (no copy per step); an fp16 one gets it converted by its feeder.
-    const sampleTensor = unet.inputs.get('sample')!.dtype === 'float32' ? new ort.Tensor('float32', unetInput, sampleDims) : null;
-    const sampleFeed = sampleTensor ? null : TensorFeeder.forInput(unet.session, 'sample', sampleDims);
+    const sampleDtype = unet.inputs.get('sample')!.dtype;
+    if (sampleDtype !== 'float32' && sampleDtype !== 'float16') throw new InvalidRequestError(`unet sample input has type ${sampleDtype}; float32 or float16 expected.`);
+    // The UNet reads our buffer directly (no copy per step). For fp16 the latents are narrowed once and the half
+    // copied for the guidance batch, rather than narrowing the same values twice.
+    const unetInput = sampleDtype === 'float32' ? new Float32Array(unetBatch * (latentCount / batch)) : new Uint16Array(unetBatch * (latentCount / batch));
+    const sampleTensor = new ort.Tensor(sampleDtype, unetInput, sampleDims);
     const timestepFeed = TensorFeeder.forInput(unet.session, 'timestep', [unetBatch]);
     const textTensor = TensorFeeder.forInput(unet.session, 'encoder_hidden_states', text.dims).setFloats(text.embeddings);
     const halfOutput = new Float32Array(unetInput.length);
@@ -219,14 +224,17 @@ export class StableDiffusionPipeline {
     let overlappedMs = 0;
     let callbackMs = 0;
     const timesteps = scheduler.timesteps;
+    const nodeStepMsPerStep: number[] = [];
     for (let index = 0; index < timesteps.length; index++) {
       throwIfAborted(signal);
+      const stepStarted = performance.now();
       const t = timesteps[index]!;
       const scaled = scheduler.scaleModelInput(latents, t);
-      unetInput.set(scaled, 0);
-      if (guidance) unetInput.set(scaled, latentCount);
+      if (unetInput instanceof Float32Array) unetInput.set(scaled, 0);
+      else toFloat16Into(scaled, unetInput);
+      if (guidance) unetInput.copyWithin(latentCount, 0, latentCount);
       // Integer timestep inputs take t truncated, as numpy's astype does in diffusers' ONNX pipeline.
-      const feeds = { sample: sampleTensor ?? sampleFeed!.setFloats(unetInput), timestep: timestepFeed.fill(t), encoder_hidden_states: textTensor };
+      const feeds = { sample: sampleTensor, timestep: timestepFeed.fill(t), encoder_hidden_states: textTensor };
       const runStarted = performance.now();
       const running = unet.session.run(feeds);
       // The UNet runs on ONNX Runtime's threads; meanwhile draw this step's noise (ancestral schedulers) from the
@@ -237,12 +245,14 @@ export class StableDiffusionPipeline {
         overlappedMs += performance.now() - drawStarted;
       }
       const outputs = await running;
-      unetMs += performance.now() - runStarted;
+      const runMs = performance.now() - runStarted;
+      unetMs += runMs;
       // A float32 output is used where ORT put it (a fresh array each run); float16 is widened into a reused buffer.
       const output = firstOutput(unet, outputs);
       const noise = output.type === 'float32' ? (output.data as Float32Array) : readFloats(output, halfOutput);
       if (guided) applyGuidance(noise, guided, latentCount, cfg);
       latents = scheduler.step(guided ?? noise, t, latents, generator);
+      nodeStepMsPerStep.push(performance.now() - stepStarted - runMs);
       if (onProgress) {
         const callbackStarted = performance.now();
         await onProgress({ step: index + 1, totalSteps: timesteps.length, timestep: t, latents, shape: latentShape });
@@ -250,7 +260,7 @@ export class StableDiffusionPipeline {
       }
     }
     const denoiseMs = performance.now() - denoiseStarted;
-    const nodeStepMs = denoiseMs - unetMs - callbackMs;
+    const nodeStepMs = nodeStepMsPerStep.reduce((sum, ms) => sum + ms, 0);
     const sampler = scheduler.displayName;
     const finalLatents = Float32Array.from(latents);
 
@@ -282,7 +292,7 @@ export class StableDiffusionPipeline {
       sampler,
       timesteps: Float64Array.from(timesteps),
       truncatedTokens: model.tokenizer.truncatedTokenCount(request.prompt),
-      timings: { textEncoderMs, denoiseMs, unetMs, nodeStepMs, overlappedMs, decodeMs, safetyMs, totalMs: performance.now() - started },
+      timings: { textEncoderMs, denoiseMs, unetMs, nodeStepMs, overlappedMs, nodeStepMsPerStep, decodeMs, safetyMs, totalMs: performance.now() - started },
     };
   }
 
