@@ -28,6 +28,7 @@ import { deployCommands } from './command-data.js';
 import type { ReplyTarget } from './job-message.js';
 import { JobPresenter, type PresentedJob } from './presenter.js';
 import { decodeCustomId, formatDuration } from './render.js';
+import { loggableError } from './errors.js';
 
 export interface EngineInfo {
   modelName: string;
@@ -138,7 +139,7 @@ export class ImagineBot {
     this.accepting = true;
 
     this.client.on(Events.InteractionCreate, (interaction) => this.track(this.route(interaction)));
-    this.client.on(Events.Error, (error) => this.log.error({ err: error }, 'discord client error'));
+    this.client.on(Events.Error, (error) => this.log.error({ err: loggableError(error) }, 'discord client error'));
     this.client.on(Events.ShardDisconnect, (event) => this.log.warn({ code: event.code }, 'gateway disconnected'));
     const ready = new Promise<void>((resolve) => this.client.once(Events.ClientReady, () => resolve()));
     await this.client.login(config.discord.token);
@@ -197,7 +198,7 @@ export class ImagineBot {
           'status',
         ),
       )
-      .catch((error: unknown) => this.log.warn({ err: error }, 'could not read the queue status'));
+      .catch((error: unknown) => this.log.warn({ err: loggableError(error) }, 'could not read the queue status'));
   }
 
   private track<T>(promise: Promise<T>): void {
@@ -213,7 +214,7 @@ export class ImagineBot {
     const withTarget = (job: JobRecord, act: (reply: ReplyTarget) => unknown) => {
       const reply = replyTargetOf(job);
       if (!reply) return; // a job queued by something other than this bot (e.g. a CLI): nothing to show
-      Promise.resolve(act(reply)).catch((error: unknown) => this.log.warn({ err: error, jobId: job.id }, 'could not update a job message'));
+      Promise.resolve(act(reply)).catch((error: unknown) => this.log.warn({ err: loggableError(error), jobId: job.id }, 'could not update a job message'));
     };
     this.unsubscribe.push(
       queue.on('queued', ({ job, position, restored }) => {
@@ -277,7 +278,7 @@ export class ImagineBot {
         return await this.onButton(interaction);
       }
     } catch (error) {
-      this.log.error({ err: error, interactionId: interaction.id }, 'interaction failed');
+      this.log.error({ err: loggableError(error), interactionId: interaction.id }, 'interaction failed');
       if (interaction.isRepliable()) await this.replyEphemeral(interaction, userMessage(error) ?? INTERNAL_ERROR).catch(() => undefined);
     }
   }

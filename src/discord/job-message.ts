@@ -16,6 +16,7 @@ import { DiscordAPIError, type REST, type RawFile } from 'discord.js';
 import { MessageFlags, Routes, type APIActionRowComponent, type APIButtonComponent, type APIEmbed, type APIMessage } from 'discord-api-types/v10';
 import type { Logger } from '../log.js';
 import { messageLink } from './render.js';
+import { loggableError } from './errors.js';
 
 /** Interaction tokens are valid for 15 minutes after the interaction was created. */
 export const INTERACTION_TOKEN_LIFETIME_MS = 15 * 60_000;
@@ -143,7 +144,7 @@ export class JobMessage {
     try {
       await this.send(payload, options.announce ?? false);
     } catch (error) {
-      this.log.warn({ err: error }, 'could not show the final state of a job');
+      this.log.warn({ err: loggableError(error) }, 'could not show the final state of a job');
     }
   }
 
@@ -184,7 +185,7 @@ export class JobMessage {
         () => {
           this.shownKey = wanted.key;
         },
-        (error: unknown) => this.log.warn({ err: error }, 'could not update a job message'),
+        (error: unknown) => this.log.warn({ err: loggableError(error) }, 'could not update a job message'),
       )
       .finally(() => {
         this.lastSentAt = this.now();
@@ -243,7 +244,7 @@ export class JobMessage {
       try {
         await this.rest.patch(Routes.channelMessage(channelId, messageId), { body: pointer });
       } catch (error) {
-        this.log.debug({ err: error, messageId }, 'could not point the old reply at the new message');
+        this.log.debug({ err: loggableError(error), messageId }, 'could not point the old reply at the new message');
       }
     }
   }
@@ -253,7 +254,7 @@ export class JobMessage {
     try {
       await this.onTargetChange?.(this.current);
     } catch (error) {
-      this.log.warn({ err: error }, 'could not persist where a job message lives');
+      this.log.warn({ err: loggableError(error) }, 'could not persist where a job message lives');
     }
   }
 }

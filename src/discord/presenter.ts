@@ -19,6 +19,7 @@ import {
   resultEmbed,
   STARTING_CONTENT,
 } from './render.js';
+import { loggableError } from './errors.js';
 
 /** What the presenter needs to know about a job; the queue adapter fills it from the job store. */
 export interface PresentedJob {
@@ -104,7 +105,9 @@ export class JobPresenter {
 
   queued(job: PresentedJob, position: number, total?: number): void {
     const live = this.ensure(job);
-    live.message.update({ content: queuedContent(position, { total }), components: pendingButtons(job.id) });
+    // Position 0 is the job the worker is taking right now.
+    const content = position <= 0 ? STARTING_CONTENT : queuedContent(position, { total });
+    live.message.update({ content, components: pendingButtons(job.id) });
   }
 
   started(job: PresentedJob): void {
@@ -137,7 +140,7 @@ export class JobPresenter {
         live.preview = { name: `preview.${preview.format === 'jpeg' ? 'jpg' : 'webp'}`, data: image };
         this.showProgress(job.id, live);
       })
-      .catch((error: unknown) => this.options.log.warn({ err: error, jobId: job.id }, 'preview encoding failed'))
+      .catch((error: unknown) => this.options.log.warn({ err: loggableError(error), jobId: job.id }, 'preview encoding failed'))
       .finally(() => {
         live.encodingPreview = false;
       });

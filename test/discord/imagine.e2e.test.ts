@@ -189,4 +189,15 @@ describe('/imagine end to end', () => {
     const oldReply = sb.channelMessages(channelA).find((m) => m.id === queued.original!.id);
     assert.ok(oldReply?.content.includes(message.id), `the old reply links to the result: ${oldReply?.content}`);
   });
+
+  test('no secrets in the logs: neither the bot token nor interaction tokens', () => {
+    const output = sb.bot.output.join('\n');
+    assert.ok(sb.logs.length > 50, 'the bot logged its work');
+    assert.ok(sb.logs.every((line) => typeof line.msg === 'string'), 'structured JSON lines');
+    assert.ok(!output.includes(sb.emulator.token), 'the bot token never appears');
+    // The emulator's interaction tokens, like Discord's, start with base64("interaction:").
+    assert.ok(!output.includes('aW50ZXJhY3Rpb246'), 'no interaction token appears');
+    const jobLines = sb.logs.filter((l) => /^job (queued|started|finished|cancelled|failed)$/.test(l.msg) && l['module'] === 'discord');
+    assert.ok(jobLines.length > 10 && jobLines.every((l) => typeof l['jobId'] === 'string'), 'job lines carry the job id');
+  });
 });
