@@ -1,4 +1,4 @@
-import { Command } from 'commander';
+import { Command, CommanderError } from 'commander';
 import { loadConfig, type Config } from '../config/index.js';
 import { createLoggerFromConfig } from '../log.js';
 import { firstRunGuide, missingModelGuide } from './first-run.js';
@@ -31,8 +31,7 @@ export function registerStartCommand(program: Command): void {
       const config = loadConfig(configPath ? { configPath } : {});
       if (!config.discord.token) {
         process.stdout.write(`${firstRunGuide({ appId: config.discord.appId })}\n`);
-        process.exitCode = 1;
-        return;
+        throw notStarted();
       }
       let modelFolder: string;
       try {
@@ -40,11 +39,18 @@ export function registerStartCommand(program: Command): void {
       } catch (error) {
         if (!isImagineError(error)) throw error;
         process.stdout.write(`${missingModelGuide({ problem: config.model.path ? error.message : undefined })}\n`);
-        process.exitCode = 1;
-        return;
+        throw notStarted();
       }
       await runUntilSignal(config, modelFolder, options.deploy);
     });
+}
+
+/**
+ * Exit status 1 after a guide was printed: the bot did not start (a supervisor should not count it as running).
+ * A CommanderError is how a command tells main.ts "already explained, just exit with this code".
+ */
+function notStarted(): CommanderError {
+  return new CommanderError(1, 'imagine.notStarted', 'the bot was not started');
 }
 
 async function runUntilSignal(config: Config, modelFolder: string, deploy: boolean): Promise<void> {
