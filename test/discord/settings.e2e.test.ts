@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, afterEach, before, describe, test } from 'node:test';
-import { hasPngs, pngParameters, Sandbox } from './harness.js';
+import { buttonId, hasPngs, pngParameters, Sandbox } from './harness.js';
 
 describe('/imagine-settings end to end', () => {
   let sb: Sandbox;
@@ -81,6 +81,21 @@ describe('/imagine-settings end to end', () => {
     const badSize = await settings(admin, 'limits', { sizes: '65x65' });
     assert.match(badSize, /"65x65" is not a size/);
     assert.match(await settings(admin, 'show'), /sizes 64×64\./, 'the refused change left the limits as they were');
+  });
+
+  test('a default negative prompt joins every job; the queue cap per user refuses with a clear sentence', async () => {
+    const { admin, bruno, chloe } = sb.people;
+    assert.match(await settings(admin, 'negative', { text: 'watermark' }), /`watermark`/);
+    const view = await sb.waitForResult(sb.imagine(chloe, { prompt: 'a boat', negative: 'blurry' }));
+    assert.equal((await pngParameters(view.original!))[0]!.split('\n')[1], 'Negative prompt: blurry, watermark');
+
+    assert.match(await settings(admin, 'queue', { 'per-user': 1 }), /1 per user/);
+    const long = sb.imagine(bruno, { prompt: 'takes a while', steps: 100, size: '128x128', count: 4 });
+    const running = await sb.waitForInteraction(long, (v) => /Generating|Starting/.test(v.original?.content ?? ''));
+    assert.match(await sb.ephemeralAnswer(sb.imagine(bruno, { prompt: 'one more' })), /You already have 1 job queued or running/);
+    const cancel = sb.click(bruno, running.original!.id, buttonId(running.original!, 'cancel'));
+    await sb.waitForInteraction(cancel, (v) => v.acked);
+    await sb.waitForInteraction(long, (v) => (v.original?.content ?? '').includes('Cancelled'));
   });
 
   test('/imagine-status and /imagine-queue answer ephemerally', async () => {
