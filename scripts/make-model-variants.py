@@ -1,0 +1,277 @@
+#!/usr/bin/python3
+"""Make model-folder variants of the tiny SD 1.5 fixture, shaped like the real exports users bring.
+
+Why: the engine must read every model fact (tensor dtypes, external-data file names, tokenizer format) from the
+model folder itself, never assume the layout of the one fixture it was written against. Real SD 1.5 ONNX folders
+differ from `test/fixtures/tiny-sd` in ways we cannot download here, so this script derives them from it:
+
+  test/fixtures/variants/fp16/            UNet, VAE decoder, VAE encoder and safety checker with a float16
+                                          interface (inputs declared float16 -> Cast to float -> the original fp32
+                                          graph -> outputs Cast to float16), which is how an fp16 export presents
+                                          itself to ONNX Runtime. The text encoder stays fp32 (the common case: an
+                                          fp32 encoder feeding an fp16 UNet). Weights stay fp32 inside, so the only
+                                          numeric difference from tiny-sd is the rounding of each tensor crossing
+                                          a model boundary to half precision.
+  test/fixtures/variants/int64-timestep/  UNet whose `timestep` input is int64, cast to float inside (SD 1.4's
+                                          official export, optimum's older exports).
+  test/fixtures/variants/optimum-layout/  optimum's layout: model_index.json `_class_name: ORTStableDiffusionPipeline`,
+                                          UNet external data in `model.onnx_data` (not `weights.pb`), component
+                                          config.json files, a tokenizer folder with `tokenizer.json` and no
+                                          vocab.json/merges.txt, and no exported safety checker.
+
+How: it is a fixture generator, run by hand when tiny-sd or a variant's definition changes; CI and the tests use
+the committed output and never run it. It needs Debian's python3-onnx (numpy comes with it):
+
+    apt-get install -y python3-onnx
+    /usr/bin/python3 scripts/make-model-variants.py      # from the repository root
+
+It is deterministic (same input bytes give the same output bytes) and rewrites test/fixtures/variants/ from
+scratch. Files that a variant does not change are copied byte for byte (never symlinked: git and CI must see plain
+files), so git stores each of them once, as the same blob as in tiny-sd; the UNet's external weights are reused
+unchanged, only renamed for the optimum layout. The new bytes per variant are the rewritten graphs (under 2.5 MB).
+"""
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+
+import onnx
+from onnx import TensorProto, helper
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SOURCE = os.path.join(ROOT, "test", "fixtures", "tiny-sd")
+REFERENCE_TOKENIZER = os.path.join(ROOT, "test", "fixtures", "reference", "clip-tokenizer.json")
+VARIANTS = os.path.join(ROOT, "test", "fixtures", "variants")
+
+TYPE_NAMES = {TensorProto.FLOAT: "float32", TensorProto.FLOAT16: "float16", TensorProto.INT64: "int64",
+              TensorProto.INT32: "int32", TensorProto.BOOL: "bool"}
+
+
+def log(message):
+    print(message, flush=True)
+
+
+def load_graph(path):
+    """The model proto only: external initializers stay references (location/offset/length) to their data file."""
+    return onnx.load(path, load_external_data=False)
+
+
+def subgraphs(node):
+    for attribute in node.attribute:
+        if attribute.type == onnx.AttributeProto.GRAPH:
+            yield attribute.g
+        elif attribute.type == onnx.AttributeProto.GRAPHS:
+            yield from attribute.graphs
+
+
+def rename_value(graph, old, new):
+    """Renames one value everywhere it is produced or consumed, subgraphs included (they can read outer values)."""
+    for node in graph.node:
+        for i, name in enumerate(node.input):
+            if name == old:
+                node.input[i] = new
+        for i, name in enumerate(node.output):
+            if name == old:
+                node.output[i] = new
+        for sub in subgraphs(node):
+            rename_value(sub, old, new)
+    for info in graph.value_info:
+        if info.name == old:
+            info.name = new
+
+
+def retype_interface(model, inputs, outputs, tag):
+    """Changes the declared element type of graph inputs and outputs, converting at the boundary with Cast nodes.
+
+    inputs / outputs: {name: new elem_type}. The original graph keeps computing in its own types: an input `x` of
+    new type T becomes `x` (T) -> Cast -> `x__<tag>` (original type), and every node that read `x` reads that;
+    an output `y` is produced as `y__<tag>` (original type) and cast to `y` (T).
+    """
+    graph = model.graph
+    head, tail = [], []
+    for value in graph.input:
+        if value.name not in inputs:
+            continue
+        original = value.type.tensor_type.elem_type
+        inner = f"{value.name}__{tag}"
+        rename_value(graph, value.name, inner)
+        value.type.tensor_type.elem_type = inputs[value.name]
+        head.append(helper.make_node("Cast", [value.name], [inner], name=f"{inner}_cast", to=original))
+    for value in graph.output:
+        if value.name not in outputs:
+            continue
+        inner = f"{value.name}__{tag}"
+        rename_value(graph, value.name, inner)
+        value.type.tensor_type.elem_type = outputs[value.name]
+        tail.append(helper.make_node("Cast", [inner], [value.name], name=f"{inner}_cast", to=outputs[value.name]))
+    missing = (set(inputs) - {v.name for v in graph.input}) | (set(outputs) - {v.name for v in graph.output})
+    if missing:
+        raise SystemExit(f"no graph input/output named {sorted(missing)}")
+    nodes = head + list(graph.node) + tail
+    del graph.node[:]
+    graph.node.extend(nodes)
+
+
+def float_values(values):
+    return [v.name for v in values if v.type.tensor_type.elem_type == TensorProto.FLOAT]
+
+
+def to_half_interface(model):
+    """Every float32 input and output becomes float16 (integer and bool ones, e.g. has_nsfw_concepts, stay)."""
+    half = TensorProto.FLOAT16
+    retype_interface(model, {n: half for n in float_values(model.graph.input)},
+                     {n: half for n in float_values(model.graph.output)}, "float32")
+
+
+def set_external_location(model, location):
+    for tensor in model.graph.initializer:
+        if tensor.data_location == TensorProto.EXTERNAL:
+            for entry in tensor.external_data:
+                if entry.key == "location":
+                    entry.value = location
+
+
+def external_locations(model):
+    return sorted({entry.value for tensor in model.graph.initializer if tensor.data_location == TensorProto.EXTERNAL
+                   for entry in tensor.external_data if entry.key == "location"})
+
+
+def note(model, text):
+    model.doc_string = text
+    model.producer_name = "imagine scripts/make-model-variants.py"
+    model.producer_version = "1"
+
+
+def describe(model):
+    def side(values):
+        return ", ".join(f"{v.name} {TYPE_NAMES.get(v.type.tensor_type.elem_type, v.type.tensor_type.elem_type)}"
+                         for v in values)
+    return f"({side(model.graph.input)}) -> ({side(model.graph.output)})"
+
+
+def save_model(model, folder, relative):
+    """Writes the proto (external data stays where its references point) and checks it against ONNX's checker."""
+    path = os.path.join(folder, relative)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    onnx.save(model, path)
+    # With a path the checker resolves external data files next to the model, so a wrong location fails here.
+    onnx.checker.check_model(path)
+    log(f"  wrote   {relative}  {describe(model)}")
+
+
+def copy(folder, relative, source_relative=None):
+    source = os.path.join(SOURCE, source_relative or relative)
+    target = os.path.join(folder, relative)
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    shutil.copyfile(source, target)
+    log(f"  copied  {relative}" + (f"  (from tiny-sd/{source_relative})" if source_relative else ""))
+
+
+def write_json(folder, relative, data):
+    path = os.path.join(folder, relative)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=2, sort_keys=False)
+        handle.write("\n")
+    log(f"  wrote   {relative}")
+
+
+def source_json(relative):
+    with open(os.path.join(SOURCE, relative), encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def copy_shared(folder, parts):
+    for relative in parts:
+        copy(folder, relative)
+
+
+TOKENIZER_FILES = ["tokenizer/vocab.json", "tokenizer/merges.txt", "tokenizer/tokenizer_config.json",
+                   "tokenizer/special_tokens_map.json"]
+COMMON = ["scheduler/scheduler_config.json", "feature_extractor/preprocessor_config.json"] + TOKENIZER_FILES
+
+
+def make_fp16(folder):
+    log("fp16: float16 interface on the UNet, the VAE decoder and encoder and the safety checker; fp32 text encoder")
+    copy_shared(folder, ["model_index.json", "text_encoder/model.onnx", "unet/weights.pb"] + COMMON)
+    for part in ["unet", "vae_decoder", "vae_encoder", "safety_checker"]:
+        model = load_graph(os.path.join(SOURCE, part, "model.onnx"))
+        to_half_interface(model)
+        note(model, f"tiny-sd {part} with a float16 interface (Cast at the boundary, fp32 inside)")
+        save_model(model, folder, f"{part}/model.onnx")
+
+
+def make_int64_timestep(folder):
+    log("int64-timestep: UNet timestep input int64, cast to float inside")
+    copy_shared(folder, ["model_index.json", "text_encoder/model.onnx", "vae_decoder/model.onnx",
+                         "vae_encoder/model.onnx", "safety_checker/model.onnx", "unet/weights.pb"] + COMMON)
+    model = load_graph(os.path.join(SOURCE, "unet", "model.onnx"))
+    retype_interface(model, {"timestep": TensorProto.INT64}, {}, "float")
+    note(model, "tiny-sd unet with an int64 timestep input (cast to float inside), as SD 1.4's official export")
+    save_model(model, folder, "unet/model.onnx")
+
+
+def make_optimum_layout(folder):
+    log("optimum-layout: ORTStableDiffusionPipeline, unet/model.onnx_data, tokenizer.json only, no safety checker")
+    copy_shared(folder, ["text_encoder/model.onnx", "vae_decoder/model.onnx", "vae_encoder/model.onnx",
+                         "scheduler/scheduler_config.json", "feature_extractor/preprocessor_config.json",
+                         "tokenizer/tokenizer_config.json", "tokenizer/special_tokens_map.json"])
+    index = source_json("model_index.json")
+    index["_class_name"] = "ORTStableDiffusionPipeline"
+    # optimum exports no safety checker; the pipeline config says so with nulls.
+    index["safety_checker"] = [None, None]
+    index["requires_safety_checker"] = False
+    for part in ["text_encoder", "unet", "vae_decoder", "vae_encoder"]:
+        index[part] = ["optimum", "ORTModel"]
+    write_json(folder, "model_index.json", index)
+    # optimum writes each component's config next to its model; the engine reads the VAE's scaling_factor from here.
+    write_json(folder, "vae_decoder/config.json", {"_class_name": "AutoencoderKL", "latent_channels": 4,
+                                                   "scaling_factor": 0.18215})
+    write_json(folder, "unet/config.json", {"_class_name": "UNet2DConditionModel", "in_channels": 4,
+                                            "out_channels": 4, "cross_attention_dim": 32})
+    shutil.copyfile(REFERENCE_TOKENIZER, os.path.join(folder, "tokenizer", "tokenizer.json"))
+    log("  copied  tokenizer/tokenizer.json  (from reference/clip-tokenizer.json; no vocab.json or merges.txt)")
+
+    model = load_graph(os.path.join(SOURCE, "unet", "model.onnx"))
+    set_external_location(model, "model.onnx_data")
+    note(model, "tiny-sd unet with its external data named model.onnx_data, as optimum saves it")
+    # Same weight bytes, same offsets: only the file name the initializers point to changes.
+    copy(folder, "unet/model.onnx_data", "unet/weights.pb")
+    save_model(model, folder, "unet/model.onnx")
+    assert external_locations(model) == ["model.onnx_data"], external_locations(model)
+
+
+def summarize(folder):
+    total = 0
+    digest = hashlib.sha256()
+    for base, dirs, files in sorted(os.walk(folder)):
+        dirs.sort()
+        for name in sorted(files):
+            path = os.path.join(base, name)
+            with open(path, "rb") as handle:
+                data = handle.read()
+            total += len(data)
+            digest.update(os.path.relpath(path, folder).encode() + b"\0" + hashlib.sha256(data).digest())
+    return total, digest.hexdigest()[:16]
+
+
+def main():
+    if not os.path.isfile(os.path.join(SOURCE, "model_index.json")):
+        raise SystemExit(f"tiny model not found at {SOURCE}")
+    log(f"onnx {onnx.__version__}; source {os.path.relpath(SOURCE, ROOT)}")
+    if os.path.isdir(VARIANTS):
+        shutil.rmtree(VARIANTS)
+    builders = {"fp16": make_fp16, "int64-timestep": make_int64_timestep, "optimum-layout": make_optimum_layout}
+    for name, build in builders.items():
+        folder = os.path.join(VARIANTS, name)
+        os.makedirs(folder)
+        build(folder)
+        size, digest = summarize(folder)
+        log(f"  => {os.path.relpath(folder, ROOT)}: {size / 1e6:.1f} MB on disk, content digest {digest}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
