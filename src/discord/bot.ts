@@ -163,8 +163,10 @@ export class ImagineBot {
     this.accepting = false;
     if (this.statusTimer) clearInterval(this.statusTimer);
     this.statusTimer = null;
-    await Promise.allSettled([...this.inFlight]);
+    // No new jobs start after this; a running job is interrupted and stays persisted for the next start.
     await this.options.queue.close();
+    // Interactions being answered and results being posted (a job that finished just before) complete first.
+    await Promise.allSettled([...this.inFlight]);
     await this.presenter.closeAll();
     for (const off of this.unsubscribe.splice(0)) off();
     await this.client.destroy();
@@ -214,7 +216,9 @@ export class ImagineBot {
     const withTarget = (job: JobRecord, act: (reply: ReplyTarget) => unknown) => {
       const reply = replyTargetOf(job);
       if (!reply) return; // a job queued by something other than this bot (e.g. a CLI): nothing to show
-      Promise.resolve(act(reply)).catch((error: unknown) => this.log.warn({ err: loggableError(error), jobId: job.id }, 'could not update a job message'));
+      this.track(
+        Promise.resolve(act(reply)).catch((error: unknown) => this.log.warn({ err: loggableError(error), jobId: job.id }, 'could not update a job message')),
+      );
     };
     this.unsubscribe.push(
       queue.on('queued', ({ job, position, restored }) => {
