@@ -1,0 +1,63 @@
+/**
+ * The real pipeline behind the queue's ImageGenerator contract, on the tiny model: one seed per image, progress over
+ * the whole job, A1111 parameters in every PNG, and cancellation between steps.
+ */
+import assert from 'node:assert/strict';
+import { before, describe, test } from 'node:test';
+import { CancelledError } from '../../src/diffusion/errors.js';
+import { loadPipeline } from '../../src/diffusion/load.js';
+import type { StableDiffusionPipeline } from '../../src/diffusion/pipeline.js';
+import { readTextChunks } from '../../src/diffusion/png.js';
+import { offsetSeed, PipelineImageGenerator } from '../../src/discord/engine-adapter.js';
+import type { GenerationProgress, GenerationRequest } from '../../src/queue/types.js';
+import { TINY_MODEL } from './harness.js';
+
+describe('PipelineImageGenerator', () => {
+  let pipeline: StableDiffusionPipeline;
+  const request: GenerationRequest = {
+    prompt: 'a tiny test', negative: 'noise', seed: 41n, steps: 3, cfg: 5, width: 64, height: 64, scheduler: 'euler', count: 2, rng: 'cpu',
+  };
+
+  before(async () => {
+    pipeline = await loadPipeline(TINY_MODEL, { provider: 'cpu', safetyChecker: true });
+  });
+
+  test('each image has its own seed, reproducible alone; progress spans the whole job', async () => {
+    const generator = new PipelineImageGenerator(pipeline, { safetyCheck: true });
+    const progress: GenerationProgress[] = [];
+    const result = await generator.generate(request, { signal: new AbortController().signal, onProgress: (p) => void progress.push({ ...p }) });
+    assert.deepEqual(result.images.map((image) => image.seed), [41n, 42n]);
+    assert.equal(result.model, 'tiny-sd');
+    assert.deepEqual(progress.map((p) => p.step), [1, 2, 3, 4, 5, 6]);
+    assert.ok(progress.every((p) => p.totalSteps === 6 && p.latents?.shape.join() === '1,4,8,8'));
+    const parameters = result.images.map((image) => readTextChunks(Buffer.from(image.png))['parameters']);
+    assert.match(parameters[1]!, /^a tiny test\nNegative prompt: noise\nSteps: 3, Sampler: Euler, CFG scale: 5, Seed: 42, Size: 64x64, Model: tiny-sd$/);
+    assert.ok(result.images.every((image) => typeof image.nsfw === 'boolean'), 'the safety checker ran');
+
+    // The second image alone, from its own seed, is the same PNG.
+    const alone = await generator.generate({ ...request, seed: 42n, count: 1 }, { signal: new AbortController().signal });
+    assert.ok(Buffer.from(alone.images[0]!.png).equals(Buffer.from(result.images[1]!.png)));
+  });
+
+  test('stops between steps when the job is cancelled', async () => {
+    const generator = new PipelineImageGenerator(pipeline, { safetyCheck: false });
+    const controller = new AbortController();
+    let steps = 0;
+    await assert.rejects(
+      generator.generate({ ...request, steps: 20 }, {
+        signal: controller.signal,
+        onProgress: () => {
+          steps += 1;
+          if (steps === 2) controller.abort();
+        },
+      }),
+      CancelledError,
+    );
+    assert.ok(steps < 20, `stopped after ${steps} steps`);
+  });
+
+  test('seeds wrap inside the 64-bit range', () => {
+    assert.equal(offsetSeed((1n << 64n) - 1n, 1), 0n);
+    assert.equal(offsetSeed(5n, 3), 8n);
+  });
+});
