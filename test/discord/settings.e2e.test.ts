@@ -98,6 +98,12 @@ describe('/imagine-settings end to end', () => {
     await sb.waitForInteraction(long, (v) => (v.original?.content ?? '').includes('Cancelled'));
   });
 
+  test('NSFW policy is set and shown', async () => {
+    const { admin } = sb.people;
+    assert.match(await settings(admin, 'nsfw', { policy: 'withhold', 'check-nsfw-channels': true }), /withheld; NSFW channels are checked too/);
+    assert.match(await settings(admin, 'show'), /withheld; NSFW channels are checked too/);
+  });
+
   test('/imagine-status and /imagine-queue answer ephemerally', async () => {
     const { bruno } = sb.people;
     const status = await sb.ephemeralAnswer(sb.invoke({ user_id: bruno, name: 'imagine-status' }));
