@@ -5,13 +5,12 @@ Why: the engine must read every model fact (tensor dtypes, external-data file na
 model folder itself, never assume the layout of the one fixture it was written against. Real SD 1.5 ONNX folders
 differ from `test/fixtures/tiny-sd` in ways we cannot download here, so this script derives them from it:
 
-  test/fixtures/variants/fp16/            UNet, VAE decoder, VAE encoder and safety checker with a float16
-                                          interface (inputs declared float16 -> Cast to float -> the original fp32
-                                          graph -> outputs Cast to float16), which is how an fp16 export presents
-                                          itself to ONNX Runtime. The text encoder stays fp32 (the common case: an
-                                          fp32 encoder feeding an fp16 UNet). Weights stay fp32 inside, so the only
-                                          numeric difference from tiny-sd is the rounding of each tensor crossing
-                                          a model boundary to half precision.
+  test/fixtures/variants/fp16/            UNet, VAE decoder, VAE encoder and safety checker converted to float16
+                                          (weights, activations, Cast targets and interface: every float32 tensor
+                                          of the graph becomes float16, as in an fp16 export). The text encoder
+                                          stays fp32 (the common case: an fp32 encoder feeding an fp16 UNet). The
+                                          results differ from tiny-sd's by half-precision rounding of the weights
+                                          and of every tensor crossing a model boundary.
   test/fixtures/variants/int64-timestep/  UNet whose `timestep` input is int64, cast to float inside (SD 1.4's
                                           official export, optimum's older exports).
   test/fixtures/variants/optimum-layout/  optimum's layout: model_index.json `_class_name: ORTStableDiffusionPipeline`,
@@ -28,7 +27,8 @@ the committed output and never run it. It needs Debian's python3-onnx (numpy com
 It is deterministic (same input bytes give the same output bytes) and rewrites test/fixtures/variants/ from
 scratch. Files that a variant does not change are copied byte for byte (never symlinked: git and CI must see plain
 files), so git stores each of them once, as the same blob as in tiny-sd; the UNet's external weights are reused
-unchanged, only renamed for the optimum layout. The new bytes per variant are the rewritten graphs (under 2.5 MB).
+unchanged where the variant keeps fp32 weights, only renamed for the optimum layout. The new bytes are the rewritten
+graphs: about 3.5 MB for fp16 (its halved weights), under 0.5 MB for each of the others.
 """
 
 import hashlib
@@ -37,8 +37,9 @@ import os
 import shutil
 import sys
 
+import numpy
 import onnx
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SOURCE = os.path.join(ROOT, "test", "fixtures", "tiny-sd")
@@ -114,15 +115,38 @@ def retype_interface(model, inputs, outputs, tag):
     graph.node.extend(nodes)
 
 
-def float_values(values):
-    return [v.name for v in values if v.type.tensor_type.elem_type == TensorProto.FLOAT]
+def convert_to_float16(model):
+    """A true fp16 model, as an fp16 export is: every float32 tensor of the graph becomes float16.
 
-
-def to_half_interface(model):
-    """Every float32 input and output becomes float16 (integer and bool ones, e.g. has_nsfw_concepts, stay)."""
-    half = TensorProto.FLOAT16
-    retype_interface(model, {n: half for n in float_values(model.graph.input)},
-                     {n: half for n in float_values(model.graph.output)}, "float32")
+    Initializers, Constant / ConstantOfShape values, Cast targets, random-op dtypes, graph inputs, outputs and
+    value_info all switch from float to float16, so the file holds half-precision weights and declares float16
+    everywhere. The exceptions are inputs that ONNX requires to be float32 whatever the data type: Resize's `scales`
+    (and its `roi`, kept as exported). ONNX Runtime's CPU provider runs such a graph by inserting its own Casts around
+    the ops it has no float16 kernel for; GPU providers run it in half precision.
+    """
+    graph = model.graph
+    FLOAT, HALF = TensorProto.FLOAT, TensorProto.FLOAT16
+    keep_float = set()
+    for node in graph.node:
+        if node.op_type == "Resize":
+            keep_float.update(name for name in node.input[1:3] if name)
+    for index, tensor in enumerate(graph.initializer):
+        if tensor.data_type == FLOAT and tensor.name not in keep_float:
+            graph.initializer[index].CopyFrom(numpy_helper.from_array(numpy_helper.to_array(tensor).astype(numpy.float16), tensor.name))
+    for node in graph.node:
+        if list(subgraphs(node)):
+            raise SystemExit(f"{node.op_type} {node.name} has a subgraph; this converter does not descend into them")
+        for attribute in node.attribute:
+            if node.op_type in ("Constant", "ConstantOfShape") and attribute.name == "value":
+                if attribute.t.data_type == FLOAT and node.output[0] not in keep_float:
+                    attribute.t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(attribute.t).astype(numpy.float16), attribute.t.name))
+            elif node.op_type == "Cast" and attribute.name == "to" and attribute.i == FLOAT:
+                attribute.i = HALF
+            elif node.op_type.startswith("Random") and attribute.name == "dtype" and attribute.i == FLOAT:
+                attribute.i = HALF
+    for value in list(graph.input) + list(graph.output) + list(graph.value_info):
+        if value.type.tensor_type.elem_type == FLOAT and value.name not in keep_float:
+            value.type.tensor_type.elem_type = HALF
 
 
 def set_external_location(model, location):
@@ -151,11 +175,18 @@ def describe(model):
     return f"({side(model.graph.input)}) -> ({side(model.graph.output)})"
 
 
-def save_model(model, folder, relative):
-    """Writes the proto (external data stays where its references point) and checks it against ONNX's checker."""
+def save_model(model, folder, relative, external_data=None):
+    """Writes the proto and checks it with ONNX's checker. Without external_data, external initializers stay
+    references to the data file they already point to; with it, every initializer over 1 KiB is written to that file
+    beside the model (as diffusers' exporter writes the UNet's weights.pb)."""
     path = os.path.join(folder, relative)
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    onnx.save(model, path)
+    if external_data:
+        onnx.save(model, path, save_as_external_data=True, all_tensors_to_one_file=True, location=external_data,
+                  size_threshold=1024)
+        log(f"  wrote   {os.path.join(os.path.dirname(relative), external_data)}")
+    else:
+        onnx.save(model, path)
     # With a path the checker resolves external data files next to the model, so a wrong location fails here.
     onnx.checker.check_model(path)
     log(f"  wrote   {relative}  {describe(model)}")
@@ -194,13 +225,14 @@ COMMON = ["scheduler/scheduler_config.json", "feature_extractor/preprocessor_con
 
 
 def make_fp16(folder):
-    log("fp16: float16 interface on the UNet, the VAE decoder and encoder and the safety checker; fp32 text encoder")
-    copy_shared(folder, ["model_index.json", "text_encoder/model.onnx", "unet/weights.pb"] + COMMON)
+    log("fp16: UNet, VAE decoder and encoder and safety checker converted to float16; fp32 text encoder")
+    copy_shared(folder, ["model_index.json", "text_encoder/model.onnx"] + COMMON)
     for part in ["unet", "vae_decoder", "vae_encoder", "safety_checker"]:
-        model = load_graph(os.path.join(SOURCE, part, "model.onnx"))
-        to_half_interface(model)
-        note(model, f"tiny-sd {part} with a float16 interface (Cast at the boundary, fp32 inside)")
-        save_model(model, folder, f"{part}/model.onnx")
+        # The UNet's weights come in from weights.pb and go out, halved, to a new weights.pb.
+        model = onnx.load(os.path.join(SOURCE, part, "model.onnx"), load_external_data=(part == "unet"))
+        convert_to_float16(model)
+        note(model, f"tiny-sd {part} converted to float16 (weights, activations and interface)")
+        save_model(model, folder, f"{part}/model.onnx", external_data="weights.pb" if part == "unet" else None)
 
 
 def make_int64_timestep(folder):

@@ -17,7 +17,7 @@ import { loadPipeline } from '../../src/diffusion/load.js';
 import type { ModelPart, StableDiffusionModel } from '../../src/diffusion/model.js';
 import { StableDiffusionPipeline, type GenerationResult } from '../../src/diffusion/pipeline.js';
 import type { SchedulerName } from '../../src/diffusion/schedulers/types.js';
-import { runCli } from '../helpers/cli.js';
+import { runCli, type CliResult } from '../helpers/cli.js';
 import { caseIds, FIXTURES, fractionWithin, loadCase, maxAbs, maxAbsDiff, readF32, readReferencePng, TINY_MODEL, type ReferenceCase } from '../helpers/reference.js';
 
 const VARIANTS = join(FIXTURES, 'variants');
@@ -26,14 +26,17 @@ const INT64_TIMESTEP = join(VARIANTS, 'int64-timestep');
 const OPTIMUM = join(VARIANTS, 'optimum-layout');
 
 /**
- * fp16 tolerances. The fp16 variant computes in float32 inside but every tensor crossing a model boundary is rounded to
- * half (relative error ≤ 2^-11 ≈ 4.9e-4): the UNet's sample, timestep, text embeddings and noise prediction each step,
- * the VAE's input and output. Measured over all six reference cases on tiny-sd (onnxruntime-node 1.30, CPU): final
- * latents within 2.2e-4 … 6.5e-4 of their largest magnitude, 100 % of 8-bit values within ±1, none further than 1.
- * The bounds below leave ~3× room for other CPUs' kernels while still failing on any real dtype mistake (a byte-order
- * or conversion error, or feeding float32 bits as halves, moves latents by whole units and pixels by tens of levels).
+ * fp16 tolerances. The fp16 variant is a true float16 conversion (weights and declared activations; the text encoder
+ * stays fp32), so it differs from diffusers' fp32 run by the rounding of every weight to half (relative error
+ * ≤ 2^-11 ≈ 4.9e-4 each) and of every tensor crossing a model boundary: the UNet's sample, timestep, text embeddings
+ * and noise prediction each step, the VAE's input and output. Measured over all six reference cases (onnxruntime-node
+ * 1.30 on CPU, which runs the float16 graph by casting around the ops it has no float16 kernel for): final latents
+ * within 5.5e-4 … 1.4e-3 of their largest magnitude (after step 1: 3.4e-4 … 1.1e-3), 100 % of 8-bit values within ±1,
+ * none further than 1. The bounds leave ~3.5× room for other CPUs' kernels and ORT releases with more float16 kernels,
+ * and still fail on any real dtype mistake (a byte-order or conversion error, or float32 bits fed as halves, moves
+ * latents by whole units and pixels by tens of levels).
  */
-const FP16_LATENT_RELATIVE = 2e-3;
+const FP16_LATENT_RELATIVE = 5e-3;
 const FP16_WITHIN_ONE = 0.995;
 const FP16_MAX_LEVELS = 3;
 
@@ -140,6 +143,7 @@ function dtypes(part: ModelPart): Record<string, string> {
 const TEXT_ENCODER_FP32 = { 'in input_ids': 'int32', 'out last_hidden_state': 'float32', 'out pooler_output': 'float32' };
 
 describe('fp16 export: float16 UNet, VAE and safety checker fed by an fp32 text encoder', () => {
+  let cli: CliResult | undefined;
   let pipeline: StableDiffusionPipeline;
   before(async () => {
     pipeline = await loadPipeline(FP16, { provider: 'cpu' });
@@ -196,6 +200,7 @@ describe('fp16 export: float16 UNet, VAE and safety checker fed by an fp32 text 
         '--steps', String(reference.steps), '--cfg', String(reference.cfg), '--width', String(reference.width),
         '--height', String(reference.height), '--scheduler', 'euler', '--rng', 'cpu', '--provider', 'cpu', '--out', out,
       ]);
+      cli = result;
       assert.equal(result.code, 0, `exit code; stderr:\n${result.stderr}`);
       const { data, info } = await sharp(await readFile(join(out, '0.png'))).removeAlpha().raw().toBuffer({ resolveWithObject: true });
       assert.equal(info.width, reference.width);
@@ -210,6 +215,14 @@ describe('fp16 export: float16 UNet, VAE and safety checker fed by an fp32 text 
     } finally {
       await rm(work, { recursive: true, force: true });
     }
+  });
+
+  // ONNX Runtime's CPU provider warns (in colour, on stderr) that it cannot constant-fold float16 Div nodes of the
+  // safety checker; those lines mean nothing to a user. Fixed when providers.ts opens sessions at log severity 3.
+  test('imagine-bot generate on the fp16 folder prints no ONNX Runtime warnings', { todo: 'providers.ts sessionOptionsFor logs at severity 2' }, () => {
+    assert.ok(cli, 'the CLI test ran');
+    const warnings = cli.stderr.split('\n').filter((line) => /onnxruntime/.test(line));
+    assert.deepEqual(warnings, []);
   });
 });
 
