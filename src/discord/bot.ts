@@ -292,10 +292,14 @@ export class ImagineBot {
     const member = interaction.member;
     const roleIds = member ? (Array.isArray(member.roles) ? member.roles : [...member.roles.cache.keys()]) : [];
     const channel = interaction.channel;
-    const channelNsfw = channel !== null && 'nsfw' in channel ? channel.nsfw === true : false;
+    // A thread follows its parent channel: the allow-list and the NSFW flag are the parent's.
+    const parent = channel?.isThread() ? channel.parent : null;
+    const nsfwSource = parent ?? channel;
+    const channelNsfw = nsfwSource !== null && 'nsfw' in nsfwSource ? nsfwSource.nsfw === true : false;
     return {
       guildId: interaction.guildId,
       channelId: interaction.channelId,
+      ...(channel?.isThread() && channel.parentId ? { parentChannelId: channel.parentId } : {}),
       channelNsfw,
       userId: interaction.user.id,
       roleIds,
