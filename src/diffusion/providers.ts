@@ -115,7 +115,9 @@ export function sessionOptionsFor(provider: ProviderName, options: OpenSessionOp
     // graph of an SD model is one long chain, so running independent nodes in parallel (inter-op) gains nothing.
     intraOpNumThreads: options.intraOpNumThreads ?? availableParallelism(),
     interOpNumThreads: 1,
-    logSeverityLevel: options.logSeverityLevel ?? 2,
+    // ORT's warnings (e.g. "could not constant-fold a float16 Div on the CPU") are noise to a user; errors still
+    // surface as exceptions. IMAGINE_DEBUG brings them back for diagnosis.
+    logSeverityLevel: options.logSeverityLevel ?? (process.env['IMAGINE_DEBUG'] ? 2 : 3),
   };
   switch (provider) {
     case 'cpu':

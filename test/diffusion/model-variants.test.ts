@@ -218,8 +218,8 @@ describe('fp16 export: float16 UNet, VAE and safety checker fed by an fp32 text 
   });
 
   // ONNX Runtime's CPU provider warns (in colour, on stderr) that it cannot constant-fold float16 Div nodes of the
-  // safety checker; those lines mean nothing to a user. Fixed when providers.ts opens sessions at log severity 3.
-  test('imagine-bot generate on the fp16 folder prints no ONNX Runtime warnings', { todo: 'providers.ts sessionOptionsFor logs at severity 2' }, () => {
+  // safety checker; those lines mean nothing to a user, so providers.ts opens sessions at log severity 3.
+  test('imagine-bot generate on the fp16 folder prints no ONNX Runtime warnings', () => {
     assert.ok(cli, 'the CLI test ran');
     const warnings = cli.stderr.split('\n').filter((line) => /onnxruntime/.test(line));
     assert.deepEqual(warnings, []);
