@@ -238,7 +238,7 @@ export class JobMessage {
     const link = messageLink(this.target.guildId, channelId, posted.id);
     // Point what the requester saw before at the new message: our own earlier channel message always, the
     // interaction reply if Discord still lets the bot edit it.
-    const pointer = { content: `➡️ The result is here: ${link}`, embeds: [], components: [], attachments: [], allowed_mentions: { parse: [] } };
+    const pointer = { content: `➡️ ${announce ? 'The result is here' : 'Continued here'}: ${link}`, embeds: [], components: [], attachments: [], allowed_mentions: { parse: [] } };
     for (const messageId of [previous, replyTo]) {
       if (!messageId) continue;
       try {

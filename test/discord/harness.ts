@@ -122,7 +122,7 @@ export class Sandbox {
 
   waitForLog(predicate: (line: LogLine) => boolean, options: { after?: number; timeoutMs?: number } = {}): Promise<LogLine> {
     const after = options.after ?? 0;
-    return waitUntil(() => this.logs.slice(after).find(predicate) ?? null, options.timeoutMs ?? 30_000, 'expected bot log line');
+    return waitUntil(() => this.logs.slice(after).find(predicate) ?? null, options.timeoutMs ?? 60_000, 'expected bot log line');
   }
 
   invoke(request: Omit<InvokeRequest, 'guild_id' | 'channel_id'> & { guild_id?: string; channel_id?: string }): string {

@@ -146,7 +146,7 @@ describe('/imagine end to end', () => {
       const user = [bruno, chloe, admin][i % 3]!;
       aJobs.push(sb.imagine(user, { prompt: `guild A job ${i}`, steps: 4 }));
     }
-    await waitUntil(() => (sb.logs.slice(logStart).filter((l) => l.msg === 'job queued' && l['module'] === 'discord').length >= 10 ? true : null), 30_000, 'ten queued jobs');
+    await waitUntil(() => (sb.logs.slice(logStart).filter((l) => l.msg === 'job queued' && l['module'] === 'discord').length >= 10 ? true : null), 90_000, 'ten queued jobs');
     const bJob = sb.imagine(bruno, { prompt: 'guild B job', steps: 4 }, { guild: guildB, channel: channelB });
     const bQueued = await sb.waitForLog((line) => line.msg === 'job queued' && line['module'] === 'discord' && line['guildId'] === guildB, { after: logStart });
     await waitUntil(() => (sb.jobStarts(logStart).some((l) => l.jobId === bQueued['jobId']) ? true : null), 90_000, 'guild B’s job to start');
@@ -185,9 +185,12 @@ describe('/imagine end to end', () => {
     assert.ok(ephemeralText(sb.interaction(late)) === null, 'nothing ephemeral was needed');
     buttonId(message, 'reroll');
     assert.notEqual(message.id, queued.original!.id);
-    // The old reply points at the new message.
-    const oldReply = sb.channelMessages(channelA).find((m) => m.id === queued.original!.id);
-    assert.ok(oldReply?.content.includes(message.id), `the old reply links to the result: ${oldReply?.content}`);
+    // The old reply is pointed at the new message (an edit made right after the post).
+    const oldReply = () => sb.channelMessages(channelA).find((m) => m.id === queued.original!.id);
+    await waitUntil(() => (oldReply()?.content.includes(message.id) ? true : null), 20_000, 'the old reply to link to the result').catch(() => {
+      assert.fail(`the old reply links to the result: ${oldReply()?.content}`);
+    });
+    assert.match(oldReply()!.content, /^➡️ The result is here: https:\/\/discord\.com\/channels\//);
   });
 
   test('no secrets in the logs: neither the bot token nor interaction tokens', () => {
