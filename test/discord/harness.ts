@@ -92,7 +92,8 @@ export class Sandbox {
         IMAGINE_PROVIDER: 'cpu',
         IMAGINE_DATA_DIR: dataDir,
         IMAGINE_CONFIG: configFile,
-        KEYV_URL: undefined as unknown as string,
+        // Always the SQLite file in dataDir, whatever the calling shell has set.
+        KEYV_URL: undefined,
         LOG_LEVEL: 'debug',
         ...options.env,
       },
