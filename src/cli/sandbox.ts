@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -83,6 +83,11 @@ function configuredModel(configPath?: string): string | null {
   }
 }
 
+/** Sizes and steps that keep the tiny model quick on a CPU. */
+const TINY_MODEL_CONFIG = {
+  generation: { defaults: { size: '128x128', steps: 20 }, limits: { sizes: ['128x128', '256x256', '512x512'] } },
+};
+
 /** How a model was chosen, for the one line the sandbox prints about it. */
 function chooseModel(explicit: string | null | undefined, configPath?: string): { model: string | null; note: string } {
   const tiny = findTinyModel();
@@ -116,7 +121,16 @@ export async function runSandbox(options: SandboxOptions): Promise<RunningSandbo
   print(note);
   const dataDir = options.dataDir ? resolve(options.dataDir) : mkdtempSync(join(tmpdir(), 'imagine-sandbox-'));
   print(`Data: ${dataDir}`);
-  const env = { ...(options.env ?? {}), ...sandboxBotEnv(emulator, { model, dataDir }) };
+  const env: Record<string, string | undefined> = { ...(options.env ?? {}), ...sandboxBotEnv(emulator, { model, dataDir }) };
+  const tiny = findTinyModel();
+  if (model && tiny && resolve(model) === resolve(tiny) && !env['IMAGINE_CONFIG']) {
+    // The tiny model's UNet is cheap at 128² but takes seconds per step at 512² on a CPU: offer small sizes so
+    // trying the sandbox takes seconds, not minutes. A --config given by the user wins.
+    const configPath = join(dataDir, 'sandbox-tiny-model.json');
+    writeFileSync(configPath, `${JSON.stringify(TINY_MODEL_CONFIG, null, 2)}\n`);
+    env['IMAGINE_CONFIG'] = configPath;
+    print(`Config: ${configPath} (small sizes for the tiny model)`);
+  }
   const botCommand = options.botCommand ?? imagineBotCommand('start');
   const botOutput = options.botOutput ?? ((line: string) => process.stdout.write(`[bot] ${line}\n`));
   supervisor = new BotSupervisor({ ...botCommand, env, emulator, output: botOutput, readyTimeoutMs: options.readyTimeoutMs ?? 180_000 });

@@ -87,7 +87,8 @@ export const configSchema = z.strictObject({
     limits: z.strictObject({
       maxSteps: intBetween(1, 150),
       maxCfg: numberBetween(0, 30),
-      maxCount: intBetween(1, 8),
+      /** /imagine's count option offers 1–4 (four attachments per message keep the reply readable). */
+      maxCount: intBetween(1, 4),
       sizes: rule((m) => z.array(imageSize(), m).min(1, m), 'must be a non-empty list of sizes such as ["512x512"]'),
     }),
     rng: oneOf(RNG_DEVICES),
@@ -110,7 +111,8 @@ export const configSchema = z.strictObject({
     checkInNsfwChannels: bool(),
   }),
   rateLimit: z.strictObject({
-    jobs: intBetween(1, 1000),
+    /** Jobs per user per window of `minutes`; 0 = no window limit (guild settings use the same convention). */
+    jobs: intBetween(0, 1000),
     minutes: intBetween(1, 1440),
     cooldownSeconds: intBetween(0, 3600),
     daily: intBetween(0, 100000),

@@ -9,7 +9,6 @@
 import { MAX_SEED } from '../diffusion/rng/index.js';
 import { encodePng, formatInfotext } from '../diffusion/png.js';
 import type { StableDiffusionPipeline } from '../diffusion/pipeline.js';
-import { schedulerDisplayName } from '../diffusion/schedulers/index.js';
 import type { GenerateOptions, GeneratedImage, GeneratedImages, GenerationRequest, ImageGenerator } from '../queue/types.js';
 
 export interface PipelineGeneratorOptions {
@@ -35,7 +34,6 @@ export class PipelineImageGenerator implements ImageGenerator {
   async generate(request: GenerationRequest, options: GenerateOptions): Promise<GeneratedImages> {
     const images: GeneratedImage[] = [];
     const count = Math.max(1, request.count);
-    const totalSteps = request.steps * count;
     for (let index = 0; index < count; index++) {
       const seed = offsetSeed(request.seed, index);
       const result = await this.pipeline.generate(
@@ -54,10 +52,11 @@ export class PipelineImageGenerator implements ImageGenerator {
         },
         {
           signal: options.signal,
+          // Count the scheduler's own steps: PNDM runs steps + 1 UNet calls (its first timestep repeats).
           onProgress: (progress) =>
             options.onProgress?.({
-              step: index * request.steps + progress.step,
-              totalSteps,
+              step: index * progress.totalSteps + progress.step,
+              totalSteps: count * progress.totalSteps,
               latents: { data: progress.latents, shape: progress.shape },
             }),
         },
@@ -68,7 +67,7 @@ export class PipelineImageGenerator implements ImageGenerator {
         prompt: request.prompt,
         negativePrompt: request.negative,
         steps: request.steps,
-        sampler: schedulerDisplayName(result.scheduler),
+        sampler: result.sampler,
         cfg: request.cfg,
         seed,
         width: image.width,

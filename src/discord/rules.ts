@@ -41,7 +41,7 @@ export function settingsFromConfig(config: Config): GuildSettings {
     rateLimit: { ...config.rateLimit },
     queue: { maxPerUser: config.queue.maxPerUser, maxPerGuild: config.queue.maxPerGuild },
     // Guild settings allow at most 4 images per job (one message holds them well) and a CFG ceiling of at least 1.
-    limits: { maxSteps: limits.maxSteps, maxCount: Math.min(limits.maxCount, 4), maxCfg: Math.max(1, limits.maxCfg), sizes: [...limits.sizes] },
+    limits: { maxSteps: limits.maxSteps, maxCount: limits.maxCount, maxCfg: Math.max(1, limits.maxCfg), sizes: [...limits.sizes] },
     channels: [],
     nsfw: { policy: config.safety.nsfwPolicy, skipCheckerInNsfwChannels: !config.safety.checkInNsfwChannels },
     negative: defaults.negative,
