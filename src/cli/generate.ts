@@ -7,7 +7,7 @@ import { DEFAULT_CFG, DEFAULT_STEPS, type GenerationRequest } from '../diffusion
 import { encodePng, formatInfotext } from '../diffusion/png.js';
 import { parseSeed, randomSeed } from '../diffusion/rng/index.js';
 import { RNG_DEVICES, type RngDevice } from '../diffusion/rng/types.js';
-import { SCHEDULER_NAMES, TIMESTEP_SPACINGS, type SchedulerName, type TimestepSpacing } from '../diffusion/schedulers/types.js';
+import { SCHEDULER_NAMES, TIMESTEP_SPACINGS } from '../diffusion/schedulers/types.js';
 import { parseProviderChoice, type ProviderChoice } from '../diffusion/providers.js';
 import { resolveModelPath } from '../hub/cache.js';
 import { ProgressBar } from './progress.js';
@@ -29,18 +29,11 @@ function decimal(label: string) {
   };
 }
 
-interface GenerateOptions {
+/** What commander parses: the request's own fields under their flag names, plus the command's own. */
+interface GenerateOptions extends Pick<GenerationRequest, 'prompt' | 'steps' | 'cfg' | 'width' | 'height' | 'scheduler' | 'karras' | 'timestepSpacing'> {
   model?: string;
-  prompt: string;
   negative: string;
   seed?: bigint;
-  steps: number;
-  cfg: number;
-  width: number;
-  height: number;
-  scheduler?: SchedulerName;
-  karras?: boolean;
-  timestepSpacing?: TimestepSpacing;
   rng: RngDevice;
   batch: number;
   promptSyntax: 'plain';

@@ -1,7 +1,9 @@
-import { readFile, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { InferenceSession } from 'onnxruntime-node';
+import { isFile } from '../util/fs.js';
 import { ModelFileError } from './errors.js';
+import { readModelJson } from './model-json.js';
 import { loadClipTokenizer, type ClipTokenizer } from './tokenizer.js';
 import { parseSchedulerConfig } from './schedulers/index.js';
 import type { SchedulerConfig } from './schedulers/types.js';
@@ -73,42 +75,14 @@ export interface LoadModelOptions {
 
 const SD15_VAE_SCALING_FACTOR = 0.18215;
 
-async function isFile(path: string): Promise<boolean> {
-  try {
-    return (await stat(path)).isFile();
-  } catch {
-    return false;
-  }
-}
-
-async function readJsonFile<T>(folder: string, relative: string): Promise<T> {
-  let text: string;
-  try {
-    text = await readFile(join(folder, relative), 'utf8');
-  } catch {
-    throw new ModelFileError(relative, 'file is missing');
-  }
-  try {
-    return JSON.parse(text) as T;
-  } catch (error) {
-    throw new ModelFileError(relative, `is not valid JSON (${(error as Error).message})`);
-  }
+function readJsonFile<T>(folder: string, relative: string): Promise<T> {
+  return readModelJson<T>(join(folder, relative), relative);
 }
 
 /** diffusers writes Python's -Infinity/NaN tokens into some scheduler configs, which JSON.parse rejects. */
-async function readSchedulerConfig(folder: string): Promise<SchedulerConfig> {
+function readSchedulerConfig(folder: string): Promise<SchedulerConfig> {
   const relative = 'scheduler/scheduler_config.json';
-  let text: string;
-  try {
-    text = await readFile(join(folder, relative), 'utf8');
-  } catch {
-    throw new ModelFileError(relative, 'file is missing');
-  }
-  try {
-    return parseSchedulerConfig(text);
-  } catch (error) {
-    throw new ModelFileError(relative, `is not valid JSON (${(error as Error).message})`);
-  }
+  return readModelJson(join(folder, relative), relative, parseSchedulerConfig);
 }
 
 function toDtype(type: string, file: string, name: string): TensorDtype {

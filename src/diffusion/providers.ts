@@ -43,7 +43,6 @@
  * `session.run(feeds, { out_sample: preallocatedTensor })` makes ORT write into the caller's buffer (checked on CPU
  * with 1.30); the tensor the call returns is a separate copy, so read the preallocated buffer.
  */
-import { access } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -51,6 +50,7 @@ import { execFile } from 'node:child_process';
 import * as ort from 'onnxruntime-node';
 import type { InferenceSession } from 'onnxruntime-node';
 
+import { pathExists } from '../util/fs.js';
 import { ImagineError } from './errors.js';
 import { identityModel, probeModel, type OnnxElementTypeName } from './onnx-builder.js';
 
@@ -256,20 +256,12 @@ export function cudaProviderFiles(): string[] {
   return ['libonnxruntime_providers_cuda.so', 'libonnxruntime_providers_shared.so'];
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await access(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** The CUDA provider library files that are not installed (empty when all are there). */
 export async function missingCudaProviderFiles(): Promise<string[]> {
   const folder = onnxruntimeBinaryFolder();
   const missing: string[] = [];
-  for (const file of cudaProviderFiles()) if (!(await exists(join(folder, file)))) missing.push(file);
+  for (const file of cudaProviderFiles()) if (!(await pathExists(join(folder, file)))) missing.push(file);
   return missing;
 }
 

@@ -1,7 +1,9 @@
-import { readFile, access } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CLIPTokenizer } from '@huggingface/transformers';
+import { pathExists } from '../util/fs.js';
 import { ModelFileError } from './errors.js';
+import { readModelJson } from './model-json.js';
 
 /** Token ids for one prompt, padded or truncated to the text encoder's context length, as diffusers does. */
 export interface ClipTokenizer {
@@ -27,28 +29,8 @@ interface TokenizerConfigFile {
   [key: string]: unknown;
 }
 
-async function readJson<T>(folder: string, name: string, label: string): Promise<T> {
-  const path = join(folder, name);
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch {
-    throw new ModelFileError(label, 'file is missing');
-  }
-  try {
-    return JSON.parse(text) as T;
-  } catch (error) {
-    throw new ModelFileError(label, `is not valid JSON (${(error as Error).message})`);
-  }
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await access(path);
-    return true;
-  } catch {
-    return false;
-  }
+function readJson<T>(folder: string, name: string, label: string): Promise<T> {
+  return readModelJson<T>(join(folder, name), label);
 }
 
 function tokenContent(token: TokenizerConfigFile['bos_token']): string | undefined {
@@ -134,7 +116,7 @@ function escapeRegex(text: string): string {
 export async function loadClipTokenizer(tokenizerFolder: string): Promise<ClipTokenizer> {
   const config = await readJson<TokenizerConfigFile>(tokenizerFolder, 'tokenizer_config.json', 'tokenizer/tokenizer_config.json');
   let tokenizerJson: Record<string, unknown>;
-  if (await exists(join(tokenizerFolder, 'tokenizer.json'))) {
+  if (await pathExists(join(tokenizerFolder, 'tokenizer.json'))) {
     tokenizerJson = await readJson(tokenizerFolder, 'tokenizer.json', 'tokenizer/tokenizer.json');
   } else {
     const vocab = await readJson<Record<string, number>>(tokenizerFolder, 'vocab.json', 'tokenizer/vocab.json');
