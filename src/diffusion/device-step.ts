@@ -8,12 +8,12 @@
  *
  *     latents' = a·latents + b·guided (+ n·noise),   guided = uncond + g·(cond − uncond)
  *
- * is linear in (latents, uncond, cond, noise): Euler, Euler ancestral (noise from the CPU generator), DDIM (η = 0) and
- * DDPM/PNDM's plain steps with an ε-predicting UNet all are, with a, b, n computed on the CPU from the scheduler's
- * sigmas/alphas. Expanding: latents' = a·latents + b(1−g)·uncond + b·g·cond (+ n·noise). The graph also emits the next
- * UNet input: both CFG halves of `k·latents'` (k = the scheduler's input scale for the next step, e.g.
- * 1/√(σ²+1) for Euler), in the UNet's dtype. Multistep schedulers (DPM++ 2M, LMS) also need earlier predictions and
- * are not covered.
+ * is linear in (latents, uncond, cond, noise): Euler, Euler ancestral (noise from the CPU generator) and DDIM (η = 0,
+ * no clip_sample) are, with a, b, n computed on the CPU from the scheduler's sigmas/alphas by `Scheduler.linearStep`.
+ * Expanding: latents' = a·latents + b(1−g)·uncond + b·g·cond (+ n·noise). The graph also emits the next UNet input:
+ * both CFG halves of `k·latents'` (k = the scheduler's input scale for the next step, e.g. 1/√(σ²+1) for Euler), in
+ * the UNet's dtype. Multistep schedulers (PNDM's PLMS, DPM++ 2M, LMS) also need earlier predictions and are not
+ * covered. The production loop using it is `StableDiffusionPipeline`'s device loop (pipeline.ts).
  *
  * Latents are float32 in the graph whatever the UNet's dtype (casts at the boundary), like the CPU pipeline.
  */
@@ -48,15 +48,17 @@ export interface DeviceStepCoefficients {
 const FLOAT = 1;
 const FLOAT16 = 10;
 
-/** The step graph for a UNet of `unetDtype`; `withNoise` adds the `noise` input. Exported for tests. */
-export function buildStepModel(unetDtype: 'float32' | 'float16', withNoise: boolean): Uint8Array {
+/**
+ * The step graph for a UNet of `unetDtype`; `withNoise` adds the `noise` input. Without guidance (cfg ≤ 1: the UNet
+ * batch is the images alone) the prediction is used as it is and the next input is `k·latents'` once. Exported for
+ * tests.
+ */
+export function buildStepModel(unetDtype: 'float32' | 'float16', withNoise: boolean, withGuidance = true): Uint8Array {
   const half = unetDtype === 'float16';
   const nodes: NodeSpec[] = [];
   const prediction = half ? 'prediction_f32' : 'noise_pred';
   if (half) nodes.push({ opType: 'Cast', inputs: ['noise_pred'], outputs: [prediction], attributes: { to: FLOAT } });
   nodes.push(
-    // Equal split along the batch: the first half is the unconditional prediction, the second the conditional.
-    { opType: 'Split', inputs: [prediction], outputs: ['uncond', 'cond'], attributes: { axis: 0 } },
     {
       opType: 'Split',
       inputs: ['coefficients'],
@@ -64,27 +66,37 @@ export function buildStepModel(unetDtype: 'float32' | 'float16', withNoise: bool
       attributes: { axis: 0 },
     },
     { opType: 'Mul', inputs: ['latents', 'c_latents'], outputs: ['t_latents'] },
-    { opType: 'Mul', inputs: ['uncond', 'c_uncond'], outputs: ['t_uncond'] },
-    { opType: 'Mul', inputs: ['cond', 'c_cond'], outputs: ['t_cond'] },
-    { opType: 'Add', inputs: ['t_latents', 't_uncond'], outputs: ['s_1'] },
   );
+  if (withGuidance) {
+    nodes.push(
+      // Equal split along the batch: the first half is the unconditional prediction, the second the conditional.
+      { opType: 'Split', inputs: [prediction], outputs: ['uncond', 'cond'], attributes: { axis: 0 } },
+      { opType: 'Mul', inputs: ['uncond', 'c_uncond'], outputs: ['t_uncond'] },
+      { opType: 'Mul', inputs: ['cond', 'c_cond'], outputs: ['t_cond'] },
+      { opType: 'Add', inputs: ['t_latents', 't_uncond'], outputs: ['s_1'] },
+      { opType: 'Add', inputs: ['s_1', 't_cond'], outputs: ['s_2'] },
+    );
+  } else {
+    // c_uncond carries the prediction's factor (see DeviceStepper.step).
+    nodes.push(
+      { opType: 'Mul', inputs: [prediction, 'c_uncond'], outputs: ['t_prediction'] },
+      { opType: 'Add', inputs: ['t_latents', 't_prediction'], outputs: ['s_2'] },
+    );
+  }
   if (withNoise) {
     nodes.push(
-      { opType: 'Add', inputs: ['s_1', 't_cond'], outputs: ['s_2'] },
       { opType: 'Mul', inputs: ['noise', 'c_noise'], outputs: ['t_noise'] },
       { opType: 'Add', inputs: ['s_2', 't_noise'], outputs: ['latents_next'] },
     );
   } else {
-    nodes.push({ opType: 'Add', inputs: ['s_1', 't_cond'], outputs: ['latents_next'] });
+    nodes.push({ opType: 'Identity', inputs: ['s_2'], outputs: ['latents_next'] });
   }
   const sample = half ? 'sample_f32' : 'sample_next';
-  nodes.push(
-    { opType: 'Mul', inputs: ['latents_next', 'c_input'], outputs: ['scaled'] },
-    { opType: 'Concat', inputs: ['scaled', 'scaled'], outputs: [sample], attributes: { axis: 0 } },
-  );
+  nodes.push({ opType: 'Mul', inputs: ['latents_next', 'c_input'], outputs: [withGuidance ? 'scaled' : sample] });
+  if (withGuidance) nodes.push({ opType: 'Concat', inputs: ['scaled', 'scaled'], outputs: [sample], attributes: { axis: 0 } });
   if (half) nodes.push({ opType: 'Cast', inputs: [sample], outputs: ['sample_next'], attributes: { to: FLOAT16 } });
   const shape = ['images', 'channels', 'height', 'width'];
-  const batchShape = ['unet_batch', 'channels', 'height', 'width'];
+  const batchShape = withGuidance ? ['unet_batch', 'channels', 'height', 'width'] : shape;
   return buildModel({
     inputs: [
       { name: 'noise_pred', type: unetDtype, shape: batchShape },
@@ -113,6 +125,7 @@ export class DeviceStepper {
   private constructor(
     private readonly session: InferenceSession,
     readonly withNoise: boolean,
+    readonly withGuidance: boolean,
   ) {
     this.coefficientTensor = new ort.Tensor('float32', this.coefficients, [5]);
   }
@@ -120,13 +133,14 @@ export class DeviceStepper {
   static async open(
     provider: ProviderName,
     unetDtype: 'float32' | 'float16',
-    options: { withNoise?: boolean; keepOnDevice?: boolean } = {},
+    options: { withNoise?: boolean; keepOnDevice?: boolean; withGuidance?: boolean } = {},
   ): Promise<DeviceStepper> {
     const withNoise = options.withNoise ?? false;
-    const session = await openSession(buildStepModel(unetDtype, withNoise), provider, {
+    const withGuidance = options.withGuidance ?? true;
+    const session = await openSession(buildStepModel(unetDtype, withNoise, withGuidance), provider, {
       preferGpuOutputs: options.keepOnDevice ? true : undefined,
     });
-    return new DeviceStepper(session, withNoise);
+    return new DeviceStepper(session, withNoise, withGuidance);
   }
 
   /**
@@ -140,7 +154,8 @@ export class DeviceStepper {
     coefficients: DeviceStepCoefficients,
     noise?: ort.Tensor,
   ): Promise<{ latents: ort.Tensor; sample: ort.Tensor }> {
-    const { guidance } = coefficients;
+    // Without guidance the graph multiplies the prediction by the second coefficient alone.
+    const guidance = this.withGuidance ? coefficients.guidance : 0;
     this.coefficients[0] = coefficients.latents;
     this.coefficients[1] = coefficients.prediction * (1 - guidance);
     this.coefficients[2] = coefficients.prediction * guidance;

@@ -4,10 +4,12 @@ import type { ModelPart, StableDiffusionModel } from './model.js';
 import { createNoiseGenerator } from './rng/index.js';
 import { MAX_SEED, type NoiseGenerator, type RngDevice } from './rng/types.js';
 import { createScheduler } from './schedulers/index.js';
-import type { Scheduler, SchedulerName, TimestepSpacing } from './schedulers/types.js';
+import { supportsLinearStep, type Scheduler, type SchedulerName, type TimestepSpacing } from './schedulers/types.js';
 import { checkSafety } from './safety.js';
 import { toFloat16Into } from './fp16.js';
-import { readFloats, TensorFeeder } from './tensors.js';
+import { DeviceStepper } from './device-step.js';
+import { GpuTensorReader, GpuTensorUploader, keepsOutputsOnDevice, type ProviderName } from './providers.js';
+import { floatsFromData, readFloats, TensorFeeder } from './tensors.js';
 
 export interface GenerationRequest {
   prompt: string;
@@ -43,9 +45,51 @@ export interface StepProgress {
   shape: LatentShape;
 }
 
+/**
+ * Which denoising loop runs:
+ * - the JS loop: guidance and the scheduler step in JS on CPU arrays (every scheduler; on WebGPU it reads the UNet
+ *   output back every step);
+ * - the device loop: guidance and the step as a tiny ONNX graph on the UNet's execution provider (device-step.ts), fed
+ *   with coefficients from `Scheduler.linearStep`, so on WebGPU latents stay on the GPU between steps and are read back
+ *   only for previews and the final decode. Only for schedulers with `linearStep` (euler, euler_a, ddim without
+ *   clip_sample).
+ *
+ * `auto` (default) takes the device loop where the provider keeps outputs on the device (webgpu) and the scheduler
+ * can; `always` takes it on any provider when the scheduler can (so it can be tested on the CPU), and otherwise falls
+ * back to the JS loop (reported as `loop: 'js'` in the result; PNDM, DPM++ 2M and LMS are multistep); `never` always
+ * runs the JS loop.
+ */
+export type DeviceLoopMode = 'auto' | 'always' | 'never';
+export const DEVICE_LOOP_MODES: readonly DeviceLoopMode[] = ['auto', 'always', 'never'];
+
+export interface PipelineOptions {
+  /** The execution provider the model's sessions run on (default cpu); decides what `deviceLoop: 'auto'` does. */
+  provider?: ProviderName;
+  /** Default for every generation (default auto). */
+  deviceLoop?: DeviceLoopMode;
+}
+
+export interface StepInfo {
+  /** 1-based index of the step just finished. */
+  step: number;
+  totalSteps: number;
+  timestep: number;
+}
+
 export interface GenerateOptions {
+  /**
+   * Called after each step whose latents the caller wants (`wantsLatents`, default every step), with those latents.
+   * In the device loop each such call costs a read-back from the device, so let `wantsLatents` say when a preview is
+   * actually due; use `onStep` to count steps.
+   */
   onProgress?: (progress: StepProgress) => void | Promise<void>;
+  /** Which steps' latents `onProgress` gets (1-based step); steps it declines get no `onProgress` call. */
+  wantsLatents?: (step: number, totalSteps: number) => boolean;
+  /** Called after every step, without latents (nothing is read back for it). */
+  onStep?: (info: StepInfo) => void;
   signal?: AbortSignal;
+  /** Overrides the pipeline's default loop choice for this generation. */
+  deviceLoop?: DeviceLoopMode;
 }
 
 export interface GeneratedImage {
@@ -64,6 +108,8 @@ export interface GenerationResult {
   latents: Float32Array;
   latentShape: LatentShape;
   scheduler: SchedulerName;
+  /** Which denoising loop ran (see DeviceLoopMode). */
+  loop: 'js' | 'device';
   /** A1111-style sampler name of what actually ran (e.g. "DPM++ 2M Karras", Karras included when the config set it). */
   sampler: string;
   timesteps: Float64Array;
@@ -72,13 +118,21 @@ export interface GenerationResult {
   timings: {
     textEncoderMs: number;
     denoiseMs: number;
-    /** Time inside the UNet's session.run over all steps. */
+    /**
+     * Time inside the UNet's session.run over all steps. (On WebGPU with outputs left on the GPU, run may return once
+     * the work is queued; the wait then shows up in whichever run or read-back comes next.)
+     */
     unetMs: number;
     /**
-     * Denoising time spent in Node on the critical path, outside session.run (input prep, guidance, scheduler step),
-     * callbacks excluded.
+     * Denoising time spent in Node on the critical path, outside session.run (input prep, guidance, scheduler step;
+     * in the device loop: the step's coefficients and tensor bookkeeping), callbacks excluded. In the JS loop on
+     * WebGPU it includes reading the UNet output back.
      */
     nodeStepMs: number;
+    /** Device loop: time inside the step graph's session.run (guidance + scheduler update); 0 in the JS loop. */
+    stepGraphMs: number;
+    /** Device loop: time reading latents back to the CPU for previews and the final decode; 0 in the JS loop. */
+    readBackMs: number;
     /** Node work done while session.run was in flight (ancestral step noise): hidden behind a UNet slower than it. */
     overlappedMs: number;
     /** nodeStepMs step by step, for medians (a GC pause lands on one step). */
@@ -141,13 +195,94 @@ function throwIfAborted(signal: AbortSignal | undefined): void {
   if (signal?.aborted) throw new CancelledError();
 }
 
+/** What both denoising loops start from (made once per generation by `generate`). */
+interface DenoiseLoop {
+  scheduler: Scheduler;
+  generator: NoiseGenerator;
+  /** The initial latents, already scaled by initNoiseSigma. */
+  latents: Float32Array;
+  latentShape: LatentShape;
+  latentCount: number;
+  guidance: boolean;
+  cfg: number;
+  /** The buffer behind `sampleTensor`. */
+  unetInput: Float32Array | Uint16Array;
+  sampleTensor: ort.Tensor;
+  timestepFeed: TensorFeeder;
+  textTensor: ort.Tensor;
+  options: GenerateOptions;
+}
+
+interface DenoiseOutcome {
+  /** Final latents, a copy the caller owns. */
+  latents: Float32Array;
+  unetMs: number;
+  overlappedMs: number;
+  nodeStepMsPerStep: number[];
+  stepGraphMs: number;
+  readBackMs: number;
+}
+
 /**
  * Stable Diffusion text-to-image exactly as diffusers' StableDiffusionPipeline computes it, over ONNX Runtime.
  * One instance holds one loaded model and is shared by every job; `generate` calls must not overlap (the queue's
  * single worker guarantees that).
  */
 export class StableDiffusionPipeline {
-  constructor(readonly model: StableDiffusionModel) {}
+  readonly provider: ProviderName;
+  readonly deviceLoop: DeviceLoopMode;
+  /** Step graphs by UNet dtype, noise input and guidance, opened on first use and kept (they are tiny). */
+  private readonly steppers = new Map<string, Promise<DeviceStepper>>();
+  private readonly reader: GpuTensorReader;
+  private readonly uploader: GpuTensorUploader;
+
+  constructor(
+    readonly model: StableDiffusionModel,
+    options: PipelineOptions = {},
+  ) {
+    this.provider = options.provider ?? 'cpu';
+    this.deviceLoop = options.deviceLoop ?? 'auto';
+    this.reader = new GpuTensorReader(this.provider);
+    this.uploader = new GpuTensorUploader(this.provider);
+  }
+
+  /** Releases the pipeline's own small sessions (step graphs, read-back/upload helpers); the model is released apart. */
+  async release(): Promise<void> {
+    const steppers = [...this.steppers.values()];
+    this.steppers.clear();
+    for (const stepper of steppers) await (await stepper.catch(() => null))?.release();
+    await this.reader.release();
+    await this.uploader.release();
+  }
+
+  /** Whether a generation with this scheduler runs the device loop, given the mode and the UNet's dtypes. */
+  usesDeviceLoop(scheduler: Scheduler, mode: DeviceLoopMode = this.deviceLoop): boolean {
+    if (mode === 'never') return false;
+    if (mode === 'auto' && !keepsOutputsOnDevice(this.provider)) return false;
+    if (!supportsLinearStep(scheduler)) return false;
+    return this.stepGraphDtype() !== null;
+  }
+
+  /** The step graph takes the UNet's output and feeds its sample input: both must be the same float type. */
+  private stepGraphDtype(): 'float32' | 'float16' | null {
+    const unet = this.model.unet;
+    const input = unet.inputs.get('sample')?.dtype;
+    const output = unet.outputs.get(unet.session.outputNames[0]!)?.dtype;
+    if ((input === 'float32' || input === 'float16') && input === output) return input;
+    return null;
+  }
+
+  private stepper(dtype: 'float32' | 'float16', withNoise: boolean, withGuidance: boolean): Promise<DeviceStepper> {
+    const key = `${dtype}/${withNoise}/${withGuidance}`;
+    let stepper = this.steppers.get(key);
+    if (!stepper) {
+      stepper = DeviceStepper.open(this.provider, dtype, { withNoise, withGuidance, keepOnDevice: keepsOutputsOnDevice(this.provider) });
+      // A failed open is not cached, so the next generation tries again.
+      stepper.catch(() => this.steppers.delete(key));
+      this.steppers.set(key, stepper);
+    }
+    return stepper;
+  }
 
   /** The scheduler the model's own config names, used when a request names none. */
   createScheduler(request: Pick<GenerationRequest, 'scheduler' | 'karras' | 'timestepSpacing'>): Scheduler {
@@ -181,7 +316,7 @@ export class StableDiffusionPipeline {
   async generate(request: GenerationRequest, options: GenerateOptions = {}): Promise<GenerationResult> {
     validateRequest(request);
     const started = performance.now();
-    const { signal, onProgress } = options;
+    const { signal } = options;
     const batch = request.batch ?? 1;
     const guidance = request.cfg > 1;
     const { model } = this;
@@ -215,54 +350,30 @@ export class StableDiffusionPipeline {
     const sampleTensor = new ort.Tensor(sampleDtype, unetInput, sampleDims);
     const timestepFeed = TensorFeeder.forInput(unet.session, 'timestep', [unetBatch]);
     const textTensor = TensorFeeder.forInput(unet.session, 'encoder_hidden_states', text.dims).setFloats(text.embeddings);
-    const halfOutput = new Float32Array(unetInput.length);
-    const guided = guidance ? new Float32Array(latentCount) : null;
-    const cfg = request.cfg;
+    const loop: DenoiseLoop = {
+      scheduler,
+      generator,
+      latents,
+      latentShape,
+      latentCount,
+      guidance,
+      cfg: request.cfg,
+      unetInput,
+      sampleTensor,
+      timestepFeed,
+      textTensor,
+      options,
+    };
 
     const denoiseStarted = performance.now();
-    let unetMs = 0;
-    let overlappedMs = 0;
-    let callbackMs = 0;
-    const timesteps = scheduler.timesteps;
-    const nodeStepMsPerStep: number[] = [];
-    for (let index = 0; index < timesteps.length; index++) {
-      throwIfAborted(signal);
-      const stepStarted = performance.now();
-      const t = timesteps[index]!;
-      const scaled = scheduler.scaleModelInput(latents, t);
-      if (unetInput instanceof Float32Array) unetInput.set(scaled, 0);
-      else toFloat16Into(scaled, unetInput);
-      if (guidance) unetInput.copyWithin(latentCount, 0, latentCount);
-      // Integer timestep inputs take t truncated, as numpy's astype does in diffusers' ONNX pipeline.
-      const feeds = { sample: sampleTensor, timestep: timestepFeed.fill(t), encoder_hidden_states: textTensor };
-      const runStarted = performance.now();
-      const running = unet.session.run(feeds);
-      // The UNet runs on ONNX Runtime's threads; meanwhile draw this step's noise (ancestral schedulers) from the
-      // same generator, in the same order as step() would, so it costs nothing when the UNet is the slower one.
-      if (scheduler.prepareStep) {
-        const drawStarted = performance.now();
-        scheduler.prepareStep(generator, latentCount);
-        overlappedMs += performance.now() - drawStarted;
-      }
-      const outputs = await running;
-      const runMs = performance.now() - runStarted;
-      unetMs += runMs;
-      // A float32 output is used where ORT put it (a fresh array each run); float16 is widened into a reused buffer.
-      const output = firstOutput(unet, outputs);
-      const noise = output.type === 'float32' ? (output.data as Float32Array) : readFloats(output, halfOutput);
-      if (guided) applyGuidance(noise, guided, latentCount, cfg);
-      latents = scheduler.step(guided ?? noise, t, latents, generator);
-      nodeStepMsPerStep.push(performance.now() - stepStarted - runMs);
-      if (onProgress) {
-        const callbackStarted = performance.now();
-        await onProgress({ step: index + 1, totalSteps: timesteps.length, timestep: t, latents, shape: latentShape });
-        callbackMs += performance.now() - callbackStarted;
-      }
-    }
+    const useDevice = this.usesDeviceLoop(scheduler, options.deviceLoop ?? this.deviceLoop);
+    const denoised = useDevice ? await this.denoiseOnDevice(loop) : await this.denoiseInJs(loop);
     const denoiseMs = performance.now() - denoiseStarted;
+    const { unetMs, overlappedMs, nodeStepMsPerStep, stepGraphMs, readBackMs } = denoised;
     const nodeStepMs = nodeStepMsPerStep.reduce((sum, ms) => sum + ms, 0);
     const sampler = scheduler.displayName;
-    const finalLatents = Float32Array.from(latents);
+    const timesteps = scheduler.timesteps;
+    const finalLatents = denoised.latents;
 
     throwIfAborted(signal);
     const decodeStarted = performance.now();
@@ -289,11 +400,173 @@ export class StableDiffusionPipeline {
       latents: finalLatents,
       latentShape,
       scheduler: scheduler.name,
+      loop: useDevice ? 'device' : 'js',
       sampler,
       timesteps: Float64Array.from(timesteps),
       truncatedTokens: model.tokenizer.truncatedTokenCount(request.prompt),
-      timings: { textEncoderMs, denoiseMs, unetMs, nodeStepMs, overlappedMs, nodeStepMsPerStep, decodeMs, safetyMs, totalMs: performance.now() - started },
+      timings: {
+        textEncoderMs,
+        denoiseMs,
+        unetMs,
+        nodeStepMs,
+        overlappedMs,
+        nodeStepMsPerStep,
+        stepGraphMs,
+        readBackMs,
+        decodeMs,
+        safetyMs,
+        totalMs: performance.now() - started,
+      },
     };
+  }
+
+  /**
+   * The JS loop: scaleModelInput → UNet → guidance → scheduler.step, on CPU arrays. Every scheduler; on WebGPU
+   * (a UNet opened with its output on the GPU) the output is read back each step.
+   */
+  private async denoiseInJs(loop: DenoiseLoop): Promise<DenoiseOutcome> {
+    const { scheduler, generator, latentShape, latentCount, guidance, cfg, unetInput, sampleTensor, timestepFeed, textTensor } = loop;
+    const { signal, onProgress, onStep } = loop.options;
+    const wantsLatents = loop.options.wantsLatents ?? (() => true);
+    const unet = this.model.unet;
+    let latents = loop.latents;
+    const halfOutput = new Float32Array(unetInput.length);
+    const guided = guidance ? new Float32Array(latentCount) : null;
+    let unetMs = 0;
+    let overlappedMs = 0;
+    const timesteps = scheduler.timesteps;
+    const nodeStepMsPerStep: number[] = [];
+    for (let index = 0; index < timesteps.length; index++) {
+      throwIfAborted(signal);
+      const stepStarted = performance.now();
+      const t = timesteps[index]!;
+      const scaled = scheduler.scaleModelInput(latents, t);
+      if (unetInput instanceof Float32Array) unetInput.set(scaled, 0);
+      else toFloat16Into(scaled, unetInput);
+      if (guidance) unetInput.copyWithin(latentCount, 0, latentCount);
+      // Integer timestep inputs take t truncated, as numpy's astype does in diffusers' ONNX pipeline.
+      const feeds = { sample: sampleTensor, timestep: timestepFeed.fill(t), encoder_hidden_states: textTensor };
+      const runStarted = performance.now();
+      const running = unet.session.run(feeds);
+      // The UNet runs on ONNX Runtime's threads; meanwhile draw this step's noise (ancestral schedulers) from the
+      // same generator, in the same order as step() would, so it costs nothing when the UNet is the slower one.
+      if (scheduler.prepareStep) {
+        const drawStarted = performance.now();
+        scheduler.prepareStep(generator, latentCount);
+        overlappedMs += performance.now() - drawStarted;
+      }
+      const outputs = await running;
+      const runMs = performance.now() - runStarted;
+      unetMs += runMs;
+      // A float32 output is used where ORT put it (a fresh array each run); float16 is widened into a reused buffer.
+      const output = firstOutput(unet, outputs);
+      let noise: Float32Array;
+      if (output.location === 'gpu-buffer') {
+        noise = floatsFromData(await this.reader.read(output), output.type, halfOutput);
+        output.dispose();
+      } else noise = output.type === 'float32' ? (output.data as Float32Array) : readFloats(output, halfOutput);
+      if (guided) applyGuidance(noise, guided, latentCount, cfg);
+      latents = scheduler.step(guided ?? noise, t, latents, generator);
+      nodeStepMsPerStep.push(performance.now() - stepStarted - runMs);
+      onStep?.({ step: index + 1, totalSteps: timesteps.length, timestep: t });
+      if (onProgress && wantsLatents(index + 1, timesteps.length)) {
+        await onProgress({ step: index + 1, totalSteps: timesteps.length, timestep: t, latents, shape: latentShape });
+      }
+    }
+    return { latents: Float32Array.from(latents), unetMs, overlappedMs, nodeStepMsPerStep, stepGraphMs: 0, readBackMs: 0 };
+  }
+
+  /**
+   * The device loop: UNet → step graph (guidance + `linearStep`'s update, on the UNet's provider) → UNet …, the step
+   * graph's outputs (next latents, next UNet input) fed straight back. On WebGPU both stay on the GPU; latents come
+   * back to the CPU only for `onProgress` on the steps `wantsLatents` picks, and once at the end for the VAE.
+   * Only the first UNet input is made on the CPU (`scaleModelInput` of the initial noise). Euler a's per-step noise is
+   * drawn on the CPU from the same generator as in the JS loop (while the UNet runs) and goes in as an input.
+   */
+  private async denoiseOnDevice(loop: DenoiseLoop): Promise<DenoiseOutcome> {
+    const { generator, latentShape, latentCount, guidance, cfg, unetInput, sampleTensor, timestepFeed } = loop;
+    const { signal, onProgress, onStep } = loop.options;
+    const wantsLatents = loop.options.wantsLatents ?? (() => true);
+    const scheduler = loop.scheduler;
+    if (!supportsLinearStep(scheduler)) throw new Error(`${scheduler.name} has no linear step`);
+    const dtype = this.stepGraphDtype();
+    if (dtype === null) throw new Error('the UNet\'s sample input and output differ in type');
+    const unet = this.model.unet;
+    const timesteps = scheduler.timesteps;
+    const nodeStepMsPerStep: number[] = [];
+    let unetMs = 0;
+    let overlappedMs = 0;
+    let stepGraphMs = 0;
+    let readBackMs = 0;
+
+    // Tensors that may live on the GPU; each is disposed once the next step has consumed it.
+    const onDevice = (tensor: ort.Tensor | null): ort.Tensor | null => (tensor?.location === 'gpu-buffer' ? tensor : null);
+    const hidden = await this.uploader.upload(loop.textTensor);
+    let sample: ort.Tensor = sampleTensor;
+    let latents: ort.Tensor = new ort.Tensor('float32', loop.latents, [...latentShape]);
+    let prediction: ort.Tensor | null = null;
+    try {
+      for (let index = 0; index < timesteps.length; index++) {
+        throwIfAborted(signal);
+        const stepStarted = performance.now();
+        const t = timesteps[index]!;
+        if (index === 0) {
+          const scaled = scheduler.scaleModelInput(loop.latents, t);
+          if (unetInput instanceof Float32Array) unetInput.set(scaled, 0);
+          else toFloat16Into(scaled, unetInput);
+          if (guidance) unetInput.copyWithin(latentCount, 0, latentCount);
+        }
+        const feeds = { sample, timestep: timestepFeed.fill(t), encoder_hidden_states: hidden };
+        const runStarted = performance.now();
+        const running = unet.session.run(feeds);
+        if (scheduler.prepareStep) {
+          const drawStarted = performance.now();
+          scheduler.prepareStep(generator, latentCount);
+          overlappedMs += performance.now() - drawStarted;
+        }
+        const outputs = await running;
+        const runMs = performance.now() - runStarted;
+        unetMs += runMs;
+        prediction = firstOutput(unet, outputs);
+
+        const linear = scheduler.linearStep(t, latentCount, generator);
+        const noise = linear.noiseValues ? new ort.Tensor('float32', linear.noiseValues, [...latentShape]) : undefined;
+        const stepper = await this.stepper(dtype, noise !== undefined, guidance);
+        const graphStarted = performance.now();
+        const next = await stepper.step(
+          prediction,
+          latents,
+          { latents: linear.latents, prediction: linear.prediction, guidance: cfg, noise: linear.noise, nextInputScale: linear.nextInputScale },
+          noise,
+        );
+        const graphMs = performance.now() - graphStarted;
+        stepGraphMs += graphMs;
+        onDevice(prediction)?.dispose();
+        prediction = null;
+        onDevice(sample)?.dispose();
+        onDevice(latents)?.dispose();
+        sample = next.sample;
+        latents = next.latents;
+        nodeStepMsPerStep.push(performance.now() - stepStarted - runMs - graphMs);
+        onStep?.({ step: index + 1, totalSteps: timesteps.length, timestep: t });
+        if (onProgress && wantsLatents(index + 1, timesteps.length)) {
+          const readStarted = performance.now();
+          const current = (await this.reader.read(latents)) as Float32Array;
+          readBackMs += performance.now() - readStarted;
+          await onProgress({ step: index + 1, totalSteps: timesteps.length, timestep: t, latents: current, shape: latentShape });
+        }
+      }
+      const readStarted = performance.now();
+      const final = Float32Array.from((await this.reader.read(latents)) as Float32Array);
+      readBackMs += performance.now() - readStarted;
+      return { latents: final, unetMs, overlappedMs, nodeStepMsPerStep, stepGraphMs, readBackMs };
+    } finally {
+      // Also on abort or error: GPU outputs are freed by dispose() alone in onnxruntime-node 1.30.
+      onDevice(prediction)?.dispose();
+      onDevice(sample)?.dispose();
+      onDevice(latents)?.dispose();
+      if (hidden !== loop.textTensor) onDevice(hidden)?.dispose();
+    }
   }
 
   /**

@@ -26,7 +26,7 @@ import {
   validateStepCount,
   type PredictionType,
 } from './common.js';
-import type { Scheduler, SchedulerConfig, SchedulerOptions, TimestepSpacing } from './types.js';
+import type { LinearStep, Scheduler, SchedulerConfig, SchedulerOptions, TimestepSpacing } from './types.js';
 
 const fround = Math.fround;
 
@@ -109,19 +109,26 @@ export class DdimScheduler implements Scheduler {
     return sample;
   }
 
-  step(modelOutput: Float32Array, timestep: number, sample: Float32Array, _generator?: NoiseGenerator): Float32Array {
-    assertSameLength(modelOutput, sample);
+  /** √ᾱ_t, √(1 − ᾱ_t), √ᾱ_prev and the direction scale √(1 − ᾱ_prev) of the step from `timestep`, in float32. */
+  private stepScalars(timestep: number): { rootAlpha: number; rootBeta: number; rootAlphaPrev: number; directionScale: number } {
     if (this.numInferenceSteps === 0) throw new Error('call setTimesteps before step');
     const prevTimestep = timestep - Math.floor(this.config.num_train_timesteps / this.numInferenceSteps);
     const alphaProd = this.alphasCumprod[timestep];
     if (alphaProd === undefined || !Number.isInteger(timestep)) throw new RangeError(`timestep ${timestep} is outside the training schedule`);
     const alphaProdPrev = prevTimestep >= 0 ? this.alphasCumprod[prevTimestep]! : this.finalAlphaCumprod;
     const betaProd = fround(1 - alphaProd);
-    const rootAlpha = fround(Math.sqrt(alphaProd));
-    const rootBeta = fround(Math.sqrt(betaProd));
-    const rootAlphaPrev = fround(Math.sqrt(alphaProdPrev));
-    // eta = 0, so std_dev_t = 0 and the direction coefficient is √(1 − ᾱ_prev).
-    const directionScale = fround(Math.sqrt(fround(fround(1 - alphaProdPrev) - 0)));
+    return {
+      rootAlpha: fround(Math.sqrt(alphaProd)),
+      rootBeta: fround(Math.sqrt(betaProd)),
+      rootAlphaPrev: fround(Math.sqrt(alphaProdPrev)),
+      // eta = 0, so std_dev_t = 0 and the direction coefficient is √(1 − ᾱ_prev).
+      directionScale: fround(Math.sqrt(fround(fround(1 - alphaProdPrev) - 0))),
+    };
+  }
+
+  step(modelOutput: Float32Array, timestep: number, sample: Float32Array, _generator?: NoiseGenerator): Float32Array {
+    assertSameLength(modelOutput, sample);
+    const { rootAlpha, rootBeta, rootAlphaPrev, directionScale } = this.stepScalars(timestep);
     const clip = this.clipRange;
     const count = sample.length;
     const out = this.outputs.next(count);
@@ -153,5 +160,35 @@ export class DdimScheduler implements Scheduler {
       out[i] = rootAlphaPrev * denoised + directionScale * epsilon;
     }
     return out;
+  }
+
+  /** DDIM with η = 0 is linear unless clip_sample clamps x̂₀. */
+  canStepLinearly(): boolean {
+    return this.clipRange === null;
+  }
+
+  /**
+   * `step` as coefficients, expanding x_prev = √ᾱ_prev·x̂₀ + √(1 − ᾱ_prev)·ε̂ for each prediction type. DDIM keeps no
+   * state between steps and draws no noise, so there is nothing else to advance.
+   */
+  linearStep(timestep: number, _count: number, _generator?: NoiseGenerator): LinearStep {
+    if (!this.canStepLinearly()) throw new Error('DDIM with clip_sample is not linear: use step()');
+    const { rootAlpha, rootBeta, rootAlphaPrev, directionScale } = this.stepScalars(timestep);
+    let latents: number;
+    let prediction: number;
+    if (this.prediction === 'epsilon') {
+      // x̂₀ = (x − √(1−ᾱ)·ε)/√ᾱ
+      latents = rootAlphaPrev / rootAlpha;
+      prediction = directionScale - (rootAlphaPrev * rootBeta) / rootAlpha;
+    } else if (this.prediction === 'v_prediction') {
+      // x̂₀ = √ᾱ·x − √(1−ᾱ)·v, ε̂ = √ᾱ·v + √(1−ᾱ)·x
+      latents = rootAlphaPrev * rootAlpha + directionScale * rootBeta;
+      prediction = directionScale * rootAlpha - rootAlphaPrev * rootBeta;
+    } else {
+      // x̂₀ = output, ε̂ = (x − √ᾱ·x̂₀)/√(1−ᾱ)
+      latents = directionScale / rootBeta;
+      prediction = rootAlphaPrev - (directionScale * rootAlpha) / rootBeta;
+    }
+    return { latents, prediction, noise: 0, noiseValues: null, nextInputScale: 1 };
   }
 }

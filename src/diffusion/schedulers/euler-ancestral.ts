@@ -26,7 +26,7 @@ import {
   validateStepCount,
   type PredictionType,
 } from './common.js';
-import type { Scheduler, SchedulerConfig, SchedulerOptions, TimestepSpacing } from './types.js';
+import type { LinearStep, Scheduler, SchedulerConfig, SchedulerOptions, TimestepSpacing } from './types.js';
 
 const fround = Math.fround;
 
@@ -123,17 +123,21 @@ export class EulerAncestralScheduler implements Scheduler {
     return this.noise!;
   }
 
-  step(modelOutput: Float32Array, timestep: number, sample: Float32Array, generator?: NoiseGenerator): Float32Array {
-    assertSameLength(modelOutput, sample);
-    const index = this.currentIndex(timestep);
+  /** σ, σ_up and dt = σ_down − σ for step `index`: scalar float32 tensor math in diffusers' order. */
+  private stepSigmas(index: number): { sigma: number; sigmaSquared: number; sigmaUp: number; dt: number } {
     const sigma = this.sigmas[index]!;
     const sigmaNext = this.sigmas[index + 1]!;
-    // Scalar float32 tensor math in diffusers' order.
     const sigmaSquared = fround(sigma * sigma);
     const nextSquared = fround(sigmaNext * sigmaNext);
     const sigmaUp = fround(Math.sqrt(fround(fround(nextSquared * fround(sigmaSquared - nextSquared)) / sigmaSquared)));
     const sigmaDown = fround(Math.sqrt(fround(nextSquared - fround(sigmaUp * sigmaUp))));
-    const dt = fround(sigmaDown - sigma);
+    return { sigma, sigmaSquared, sigmaUp, dt: fround(sigmaDown - sigma) };
+  }
+
+  step(modelOutput: Float32Array, timestep: number, sample: Float32Array, generator?: NoiseGenerator): Float32Array {
+    assertSameLength(modelOutput, sample);
+    const index = this.currentIndex(timestep);
+    const { sigma, sigmaSquared, sigmaUp, dt } = this.stepSigmas(index);
     const count = sample.length;
     // Drawn every step (the last one too, where σ_up = 0), so the stream stays aligned with diffusers'.
     const noise = this.takeNoise(generator, count);
@@ -154,4 +158,36 @@ export class EulerAncestralScheduler implements Scheduler {
     this.stepIndex = index + 1;
     return out;
   }
+
+  /** Every Euler a step is linear in the latents, the model output and that step's noise. */
+  canStepLinearly(): boolean {
+    return true;
+  }
+
+  /**
+   * `step` as coefficients. The noise comes from the same place as in `step` (the draw `prepareStep` made while the
+   * UNet ran, or one drawn now), so the generator's stream is the same whichever is used.
+   */
+  linearStep(timestep: number, count: number, generator?: NoiseGenerator): LinearStep {
+    const index = this.currentIndex(timestep);
+    const { sigma, sigmaSquared, sigmaUp, dt } = this.stepSigmas(index);
+    const noiseValues = this.takeNoise(generator, count);
+    let latents = 1;
+    let prediction = dt;
+    if (this.prediction === 'v_prediction') {
+      const root = fround(Math.sqrt(fround(sigmaSquared + 1)));
+      const outputScale = fround(-sigma / root);
+      const sampleScale = 1 / fround(sigmaSquared + 1);
+      const ratio = dt / sigma;
+      latents = 1 + ratio * (1 - sampleScale);
+      prediction = -outputScale * ratio;
+    }
+    this.stepIndex = index + 1;
+    return { latents, prediction, noise: sigmaUp, noiseValues, nextInputScale: inputScaleFor(this.sigmas[index + 1]!) };
+  }
+}
+
+/** The factor `scaleModelInput` applies at σ (scaleBySigma's): 1/√(σ² + 1) in float32 steps. */
+function inputScaleFor(sigma: number): number {
+  return 1 / fround(Math.sqrt(fround(fround(sigma * sigma) + 1)));
 }

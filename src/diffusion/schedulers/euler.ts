@@ -32,7 +32,7 @@ import {
   validateStepCount,
   type PredictionType,
 } from './common.js';
-import type { Scheduler, SchedulerConfig, SchedulerOptions, TimestepSpacing } from './types.js';
+import type { LinearStep, Scheduler, SchedulerConfig, SchedulerOptions, TimestepSpacing } from './types.js';
 
 const fround = Math.fround;
 
@@ -177,4 +177,39 @@ export class EulerScheduler implements Scheduler {
     this.stepIndex = index + 1;
     return out;
   }
+
+  /** Every Euler step (s_churn 0, whatever the prediction type) is linear in the latents and the model output. */
+  canStepLinearly(): boolean {
+    return true;
+  }
+
+  /** `step` as coefficients: the same σ's, the same step index advance (see Scheduler.linearStep). */
+  linearStep(timestep: number, _count: number, _generator?: NoiseGenerator): LinearStep {
+    const index = this.currentIndex(timestep);
+    const sigma = this.sigmas[index]!;
+    const sigmaNext = this.sigmas[index + 1]!;
+    const dt = fround(sigmaNext - sigma);
+    let latents = 1;
+    let prediction = dt;
+    if (this.prediction === 'v_prediction') {
+      // x + (x − (v·outputScale + x·sampleScale))·ratio = x·(1 + ratio·(1 − sampleScale)) + v·(−outputScale·ratio)
+      const root = fround(Math.sqrt(fround(fround(sigma * sigma) + 1)));
+      const outputScale = fround(-sigma / root);
+      const sampleScale = 1 / fround(fround(sigma * sigma) + 1);
+      const ratio = dt / sigma;
+      latents = 1 + ratio * (1 - sampleScale);
+      prediction = -outputScale * ratio;
+    } else if (this.prediction === 'sample') {
+      const ratio = dt / sigma;
+      latents = 1 + ratio;
+      prediction = -ratio;
+    }
+    this.stepIndex = index + 1;
+    return { latents, prediction, noise: 0, noiseValues: null, nextInputScale: inputScaleFor(sigmaNext) };
+  }
+}
+
+/** The factor `scaleModelInput` applies at σ (scaleBySigma's): 1/√(σ² + 1) in float32 steps. */
+function inputScaleFor(sigma: number): number {
+  return 1 / fround(Math.sqrt(fround(fround(sigma * sigma) + 1)));
 }

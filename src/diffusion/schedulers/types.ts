@@ -86,4 +86,45 @@ export interface Scheduler {
    * n); await run`). The stream order is the same as drawing inside `step`. Schedulers without noise do nothing.
    */
   prepareStep?(generator: NoiseGenerator, count: number): void;
+  /**
+   * Optional: whether `linearStep` can express every step of this configuration (it cannot, e.g., for DDIM with
+   * clip_sample, whose clamp is not linear). Depends on the configuration only, so it is asked once before a
+   * generation. Schedulers without `linearStep` (PNDM's PLMS, DPM++ 2M, LMS: multistep, they combine earlier
+   * predictions) leave both out.
+   */
+  canStepLinearly?(): boolean;
+  /**
+   * Optional: the step for `timestep` as linear coefficients, for a loop that does the arithmetic elsewhere (on the
+   * UNet's device, see device-step.ts):
+   *
+   *     latents' = latents·a + modelOutput·b + noise·n,   next UNet input = latents'·nextInputScale
+   *
+   * It advances the scheduler exactly as `step` does (step index, noise drawn from `generator` in the same order, so
+   * the noise stream is identical), so a generation uses either `step` or `linearStep` for every step, never a mix.
+   * `scaleModelInput` is still called for the first step (the initial latents are on the CPU); later UNet inputs are
+   * `latents'·nextInputScale`. Throws when `canStepLinearly()` is false.
+   */
+  linearStep?(timestep: number, count: number, generator?: NoiseGenerator): LinearStep;
+}
+
+/** One step of a first-order scheduler as coefficients (see `Scheduler.linearStep`). */
+export interface LinearStep {
+  /** Factor on the current latents. */
+  latents: number;
+  /** Factor on the (guided) model output. */
+  prediction: number;
+  /** Factor on `noiseValues`; 0 when the step adds no noise. */
+  noise: number;
+  /**
+   * The noise this step adds (Euler a), `count` values drawn from the generator exactly as `step` would; owned by the
+   * scheduler and overwritten by the next step's draw. Null when the step adds none.
+   */
+  noiseValues: Float32Array | null;
+  /** What the next step's `scaleModelInput` would multiply the new latents by (1 after the last step). */
+  nextInputScale: number;
+}
+
+/** Whether a scheduler, as configured, offers `linearStep`. */
+export function supportsLinearStep(scheduler: Scheduler): scheduler is Scheduler & Required<Pick<Scheduler, 'linearStep' | 'canStepLinearly'>> {
+  return typeof scheduler.linearStep === 'function' && typeof scheduler.canStepLinearly === 'function' && scheduler.canStepLinearly();
 }
