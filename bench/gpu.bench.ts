@@ -16,6 +16,10 @@
  *   --all-variants                also run the GPU-output variants where outputs cannot stay on the GPU (cpu, cuda):
  *                                 exercises that code on a machine without WebGPU; the figures mean nothing there
  *
+ * Last, per provider, a whole image through the production pipeline (`loadPipeline` + `generate`, Euler, no safety
+ * checker): with the device loop where it is used by default (WebGPU: latents stay on the GPU) and, where that differs,
+ * with the JS loop (`deviceLoop: 'never'`) for comparison; `--all-variants` also forces the device loop elsewhere.
+ *
  * See docs/gpu.md for running it on the GPU machine. Figures from random weights time exactly like real ones.
  */
 import { execFile } from 'node:child_process';
@@ -27,6 +31,8 @@ import * as ort from 'onnxruntime-node';
 import type { InferenceSession, Tensor } from 'onnxruntime-node';
 
 import { DeviceStepper } from '../src/diffusion/device-step.js';
+import { loadPipeline } from '../src/diffusion/load.js';
+import type { DeviceLoopMode } from '../src/diffusion/pipeline.js';
 import {
   GpuTensorReader,
   GpuTensorUploader,
@@ -109,6 +115,65 @@ interface ProviderFigures {
   imageSeconds: number;
   imageVariant: string;
   outputsStayedOnGpu: boolean;
+  /** Whole images through the production pipeline, by loop. */
+  pipelineImages: PipelineImageFigures[];
+}
+
+interface PipelineImageFigures {
+  loop: 'js' | 'device';
+  seconds: number;
+  /** Wall time of the denoising loop divided by its steps (UNet, step, read-backs). */
+  msPerStep: number;
+  unetMsPerStep: number;
+  stepGraphMsPerStep: number;
+  readBackMs: number;
+  decodeMs: number;
+}
+
+/**
+ * One whole image through `loadPipeline` + `generate` (Euler, the model's tokenizer and scheduler config, no safety
+ * checker, no previews), after a 2-step warm-up generation, for each loop mode asked for.
+ */
+async function benchPipelineImages(args: Args, provider: ProviderName, modes: readonly DeviceLoopMode[]): Promise<PipelineImageFigures[]> {
+  const pipeline = await loadPipeline(args.model, { provider, safetyChecker: false });
+  const figures: PipelineImageFigures[] = [];
+  try {
+    for (const mode of modes) {
+      const request = {
+        prompt: 'a photograph of an astronaut riding a horse',
+        seed: 42n,
+        steps: args.imageSteps,
+        cfg: 7.5,
+        width: args.size,
+        height: args.size,
+        scheduler: 'euler' as const,
+        safetyCheck: false,
+      };
+      await pipeline.generate({ ...request, steps: 2 }, { deviceLoop: mode });
+      const result = await pipeline.generate(request, { deviceLoop: mode });
+      const steps = result.timesteps.length;
+      const t = result.timings;
+      const figure: PipelineImageFigures = {
+        loop: result.loop,
+        seconds: t.totalMs / 1000,
+        msPerStep: t.denoiseMs / steps,
+        unetMsPerStep: t.unetMs / steps,
+        stepGraphMsPerStep: t.stepGraphMs / steps,
+        readBackMs: t.readBackMs,
+        decodeMs: t.decodeMs,
+      };
+      figures.push(figure);
+      console.log(
+        `  pipeline, ${steps}-step image, ${figure.loop} loop (deviceLoop '${mode}'): ${figure.seconds.toFixed(2)} s; ` +
+          `${ms(figure.msPerStep)} per step (UNet run ${ms(figure.unetMsPerStep)}, step graph ${ms(figure.stepGraphMsPerStep)}), ` +
+          `read-back ${ms(figure.readBackMs)}, VAE decode ${ms(figure.decodeMs)}`,
+      );
+    }
+  } finally {
+    await pipeline.release();
+    await pipeline.model.release();
+  }
+  return figures;
 }
 
 /** One CFG UNet batch (uncond + cond) and the host-side work a real step does around it. */
@@ -368,6 +433,7 @@ async function benchProvider(args: Args, provider: ProviderName): Promise<Provid
       imageSeconds,
       imageVariant,
       outputsStayedOnGpu,
+      pipelineImages: [],
     };
   } finally {
     await textEncoder.release();
@@ -395,7 +461,15 @@ async function main(): Promise<void> {
       continue;
     }
     try {
-      results.push(await benchProvider(args, provider));
+      const figures = await benchProvider(args, provider);
+      results.push(figures);
+      // After benchProvider released its sessions, so the GPU holds one copy of the model here.
+      const modes: DeviceLoopMode[] = keepsOutputsOnDevice(provider) ? ['auto', 'never'] : args.allVariants ? ['auto', 'always'] : ['auto'];
+      try {
+        figures.pipelineImages = await benchPipelineImages(args, provider, modes);
+      } catch (error) {
+        console.log(`  pipeline image: failed: ${firstLine(error)}`);
+      }
     } catch (error) {
       const reason = error instanceof Error ? error.message.split('\n')[0]! : String(error);
       console.log(`  failed: ${reason}`);
@@ -416,6 +490,12 @@ async function main(): Promise<void> {
       `  ${result.provider.padEnd(7)} ${result.unetDtype} UNet: ${steps} | ${result.vaeDecodeMs.toFixed(1)} ms | ` +
         `${result.imageSeconds.toFixed(2)} s for ${args.imageSteps} steps | ${result.outputsStayedOnGpu ? 'yes' : 'no'}`,
     );
+    for (const image of result.pipelineImages) {
+      console.log(
+        `  ${''.padEnd(7)} pipeline (${image.loop} loop): ${image.seconds.toFixed(2)} s per ${args.imageSteps}-step image, ` +
+          `${image.msPerStep.toFixed(1)} ms per step`,
+      );
+    }
   }
   if (args.json) {
     await writeFile(args.json, JSON.stringify({ gpu, cpu: cpus()[0]?.model, node: process.version, args, results }, null, 2));
