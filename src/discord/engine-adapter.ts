@@ -52,11 +52,12 @@ export class PipelineImageGenerator implements ImageGenerator {
         },
         {
           signal: options.signal,
-          // Count the scheduler's own steps: PNDM runs steps + 1 UNet calls (its first timestep repeats).
+          // Progress in the steps the user asked for: PNDM makes steps + 1 UNet calls (its first timestep repeats),
+          // which must not show as "step 61/60".
           onProgress: (progress) =>
             options.onProgress?.({
-              step: index * progress.totalSteps + progress.step,
-              totalSteps: count * progress.totalSteps,
+              step: index * request.steps + Math.max(1, Math.round((progress.step * request.steps) / progress.totalSteps)),
+              totalSteps: count * request.steps,
               latents: { data: progress.latents, shape: progress.shape },
             }),
         },

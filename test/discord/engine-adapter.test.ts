@@ -39,6 +39,15 @@ describe('PipelineImageGenerator', () => {
     assert.ok(Buffer.from(alone.images[0]!.png).equals(Buffer.from(result.images[1]!.png)));
   });
 
+  test('PNDM makes one more UNet call than steps; progress still counts the steps asked for', async () => {
+    const generator = new PipelineImageGenerator(pipeline, { safetyCheck: false });
+    const progress: GenerationProgress[] = [];
+    await generator.generate({ ...request, scheduler: 'pndm', count: 1 }, { signal: new AbortController().signal, onProgress: (p) => void progress.push({ ...p }) });
+    assert.equal(progress.length, 4, 'PNDM ran steps + 1 UNet calls');
+    assert.ok(progress.every((p) => p.totalSteps === 3 && p.step >= 1 && p.step <= 3), JSON.stringify(progress.map((p) => `${p.step}/${p.totalSteps}`)));
+    assert.equal(progress.at(-1)?.step, 3);
+  });
+
   test('stops between steps when the job is cancelled', async () => {
     const generator = new PipelineImageGenerator(pipeline, { safetyCheck: false });
     const controller = new AbortController();
