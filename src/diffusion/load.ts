@@ -36,5 +36,5 @@ export async function loadPipeline(folder: string, options: LoadPipelineOptions)
     onProgress: ({ part, index, total }) => log(`loading ${part} (${index + 1}/${total}) on ${provider}`),
   });
   log(`model ${model.name} loaded on ${provider} in ${((performance.now() - started) / 1000).toFixed(1)}s`);
-  return new StableDiffusionPipeline(model, { provider, deviceLoop });
+  return new StableDiffusionPipeline(model, { provider, deviceLoop, log });
 }

@@ -57,7 +57,9 @@ export interface StepProgress {
  * `auto` (default) takes the device loop where the provider keeps outputs on the device (webgpu) and the scheduler
  * can; `always` takes it on any provider when the scheduler can (so it can be tested on the CPU), and otherwise falls
  * back to the JS loop (reported as `loop: 'js'` in the result; PNDM, DPM++ 2M and LMS are multistep); `never` always
- * runs the JS loop.
+ * runs the JS loop. Should the device loop fail under `auto` (it is an optimisation, unproven on some GPU stacks), the
+ * generation starts over on the JS loop, the pipeline logs why, and later generations keep to the JS loop; under
+ * `always` the error is the generation's.
  */
 export type DeviceLoopMode = 'auto' | 'always' | 'never';
 export const DEVICE_LOOP_MODES: readonly DeviceLoopMode[] = ['auto', 'always', 'never'];
@@ -67,6 +69,8 @@ export interface PipelineOptions {
   provider?: ProviderName;
   /** Default for every generation (default auto). */
   deviceLoop?: DeviceLoopMode;
+  /** Where to say that the device loop failed and `auto` switched to the JS loop (one line). */
+  log?: (line: string) => void;
 }
 
 export interface StepInfo {
@@ -195,6 +199,26 @@ function throwIfAborted(signal: AbortSignal | undefined): void {
   if (signal?.aborted) throw new CancelledError();
 }
 
+/** Initial noise: one draw of the whole (n, 4, h, w) tensor, scaled by the scheduler's init_noise_sigma. */
+function initialLatents(generator: NoiseGenerator, scheduler: Scheduler, count: number): Float32Array {
+  const latents = generator.randn(count);
+  if (scheduler.initNoiseSigma !== 1) for (let i = 0; i < count; i++) latents[i] = latents[i]! * scheduler.initNoiseSigma;
+  return latents;
+}
+
+/** An error thrown by the caller's callback inside the device loop, carried out unchanged (see `generate`). */
+class CallbackFailure {
+  constructor(readonly error: unknown) {}
+
+  static async wrap<T>(callback: () => T | Promise<T>): Promise<T> {
+    try {
+      return await callback();
+    } catch (error) {
+      throw new CallbackFailure(error);
+    }
+  }
+}
+
 /** What both denoising loops start from (made once per generation by `generate`). */
 interface DenoiseLoop {
   scheduler: Scheduler;
@@ -235,6 +259,8 @@ export class StableDiffusionPipeline {
   private readonly steppers = new Map<string, Promise<DeviceStepper>>();
   private readonly reader: GpuTensorReader;
   private readonly uploader: GpuTensorUploader;
+  private readonly log: (line: string) => void;
+  private deviceLoopError: string | null = null;
 
   constructor(
     readonly model: StableDiffusionModel,
@@ -242,6 +268,7 @@ export class StableDiffusionPipeline {
   ) {
     this.provider = options.provider ?? 'cpu';
     this.deviceLoop = options.deviceLoop ?? 'auto';
+    this.log = options.log ?? (() => {});
     this.reader = new GpuTensorReader(this.provider);
     this.uploader = new GpuTensorUploader(this.provider);
   }
@@ -255,10 +282,15 @@ export class StableDiffusionPipeline {
     await this.uploader.release();
   }
 
+  /** Why `auto` stopped using the device loop (it failed once on this provider), or null. */
+  get deviceLoopFailure(): string | null {
+    return this.deviceLoopError;
+  }
+
   /** Whether a generation with this scheduler runs the device loop, given the mode and the UNet's dtypes. */
   usesDeviceLoop(scheduler: Scheduler, mode: DeviceLoopMode = this.deviceLoop): boolean {
     if (mode === 'never') return false;
-    if (mode === 'auto' && !keepsOutputsOnDevice(this.provider)) return false;
+    if (mode === 'auto' && (!keepsOutputsOnDevice(this.provider) || this.deviceLoopError !== null)) return false;
     if (!supportsLinearStep(scheduler)) return false;
     return this.stepGraphDtype() !== null;
   }
@@ -334,9 +366,7 @@ export class StableDiffusionPipeline {
     const text = await this.encodeText(request.prompt, request.negativePrompt ?? '', batch, guidance);
     const textEncoderMs = performance.now() - textStarted;
 
-    // Initial noise: one draw of the whole (n, 4, h, w) tensor, scaled by the scheduler's init_noise_sigma.
-    let latents = generator.randn(latentCount);
-    if (scheduler.initNoiseSigma !== 1) for (let i = 0; i < latentCount; i++) latents[i] = latents[i]! * scheduler.initNoiseSigma;
+    const latents = initialLatents(generator, scheduler, latentCount);
 
     const unet = model.unet;
     const unetBatch = guidance ? 2 * batch : batch;
@@ -366,8 +396,27 @@ export class StableDiffusionPipeline {
     };
 
     const denoiseStarted = performance.now();
-    const useDevice = this.usesDeviceLoop(scheduler, options.deviceLoop ?? this.deviceLoop);
-    const denoised = useDevice ? await this.denoiseOnDevice(loop) : await this.denoiseInJs(loop);
+    const mode = options.deviceLoop ?? this.deviceLoop;
+    let useDevice = this.usesDeviceLoop(scheduler, mode);
+    let denoised: DenoiseOutcome;
+    if (!useDevice) denoised = await this.denoiseInJs(loop);
+    else {
+      try {
+        denoised = await this.denoiseOnDevice(loop);
+      } catch (failure) {
+        if (failure instanceof CallbackFailure) throw failure.error;
+        if (failure instanceof CancelledError || mode !== 'auto') throw failure;
+        this.deviceLoopError = failure instanceof Error ? (failure.message.split('\n')[0] ?? failure.message) : String(failure);
+        this.log(`device loop failed on ${this.provider} (${this.deviceLoopError}); using the JS loop from now on`);
+        // Start over: the scheduler and the generator have advanced. Same request, same stream, same image.
+        useDevice = false;
+        const restart = this.createScheduler(request);
+        restart.setTimesteps(request.steps);
+        const restartGenerator = createNoiseGenerator(request.rng ?? 'cpu', request.seed);
+        const restartLatents = initialLatents(restartGenerator, restart, latentCount);
+        denoised = await this.denoiseInJs({ ...loop, scheduler: restart, generator: restartGenerator, latents: restartLatents });
+      }
+    }
     const denoiseMs = performance.now() - denoiseStarted;
     const { unetMs, overlappedMs, nodeStepMsPerStep, stepGraphMs, readBackMs } = denoised;
     const nodeStepMs = nodeStepMsPerStep.reduce((sum, ms) => sum + ms, 0);
@@ -548,12 +597,13 @@ export class StableDiffusionPipeline {
         sample = next.sample;
         latents = next.latents;
         nodeStepMsPerStep.push(performance.now() - stepStarted - runMs - graphMs);
-        onStep?.({ step: index + 1, totalSteps: timesteps.length, timestep: t });
-        if (onProgress && wantsLatents(index + 1, timesteps.length)) {
+        // The caller's errors are theirs: marked so that `auto` does not take them for a device-loop failure.
+        await CallbackFailure.wrap(() => onStep?.({ step: index + 1, totalSteps: timesteps.length, timestep: t }));
+        if (onProgress && (await CallbackFailure.wrap(() => wantsLatents(index + 1, timesteps.length)))) {
           const readStarted = performance.now();
           const current = (await this.reader.read(latents)) as Float32Array;
           readBackMs += performance.now() - readStarted;
-          await onProgress({ step: index + 1, totalSteps: timesteps.length, timestep: t, latents: current, shape: latentShape });
+          await CallbackFailure.wrap(() => onProgress({ step: index + 1, totalSteps: timesteps.length, timestep: t, latents: current, shape: latentShape }));
         }
       }
       const readStarted = performance.now();

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { CancelledError } from '../../src/diffusion/errors.js';
 import { loadPipeline } from '../../src/diffusion/load.js';
-import type { DeviceLoopMode, GenerateOptions, GenerationResult, StableDiffusionPipeline } from '../../src/diffusion/pipeline.js';
+import { StableDiffusionPipeline as StableDiffusionPipelineClass, type DeviceLoopMode, type GenerateOptions, type GenerationResult, type StableDiffusionPipeline } from '../../src/diffusion/pipeline.js';
 import { createNoiseGenerator } from '../../src/diffusion/rng/index.js';
 import { createScheduler } from '../../src/diffusion/schedulers/index.js';
 import { supportsLinearStep, type LinearStep, type SchedulerConfig, type SchedulerName } from '../../src/diffusion/schedulers/types.js';
@@ -282,5 +282,57 @@ describe('Scheduler.linearStep gives the same step as step()', () => {
     assert.equal(supportsLinearStep(createScheduler('ddim', { ...config, clip_sample: true })), false);
     assert.throws(() => createScheduler('ddim', { ...config, clip_sample: true }).linearStep!(981, 4));
     for (const name of ['pndm', 'dpmpp_2m', 'lms'] as const) assert.equal(supportsLinearStep(createScheduler(name, config)), false, name);
+  });
+});
+
+describe("'auto' falls back to the JS loop when the device loop fails", () => {
+  test('a pipeline told its provider is webgpu, on this machine: the step graph cannot start there, the image is still right', async (t) => {
+    // The model's sessions are on the CPU; the pipeline believes the provider is webgpu, so `auto` picks the device
+    // loop and opens its helper sessions on WebGPU. Without a usable GPU (as in CI) they fail to start, which must
+    // cost the job nothing: the generation starts over on the JS loop and later ones stay there.
+    const loaded = await loadPipeline(TINY_MODEL, { provider: 'cpu', safetyChecker: false });
+    const lines: string[] = [];
+    const pipeline = new StableDiffusionPipelineClass(loaded.model, { provider: 'webgpu', log: (line) => lines.push(line) });
+    try {
+      const reference = loadCase('p1');
+      const first = await run(pipeline, reference, 'auto');
+      const expectedFinal = readF32('p1', 'latents_final.f32');
+      const finalDiff = maxAbsDiff(first.result.latents, expectedFinal);
+      assert.ok(finalDiff <= LATENT_RELATIVE * maxAbs(expectedFinal), `final latents differ from diffusers by ${finalDiff}`);
+      const expectedStep1 = readF32('p1', 'latents_step1.f32');
+      assert.ok(maxAbsDiff(first.step1, expectedStep1) <= LATENT_RELATIVE * maxAbs(expectedStep1), 'step-1 preview');
+      t.diagnostic(`loop ${first.result.loop}; ${lines.join(' | ') || 'no log line'}`);
+      if (first.result.loop === 'js') {
+        assert.ok(pipeline.deviceLoopFailure, 'the failure is kept');
+        assert.equal(lines.length, 1);
+        assert.match(lines[0]!, /^device loop failed on webgpu \(.+\); using the JS loop from now on$/);
+        const second = await run(pipeline, reference, 'auto');
+        assert.equal(second.result.loop, 'js');
+        assert.equal(lines.length, 1, 'no second attempt, no second log line');
+        assert.deepEqual(second.result.latents, first.result.latents);
+      }
+    } finally {
+      await pipeline.release();
+      await loaded.model.release();
+    }
+  });
+
+  test("a callback's own error is not taken for a device-loop failure", async () => {
+    const pipeline = await loadPipeline(TINY_MODEL, { provider: 'cpu', safetyChecker: false, deviceLoop: 'always' });
+    try {
+      const boom = new Error('listener broke');
+      await assert.rejects(
+        pipeline.generate(requestFor(loadCase('p1')), {
+          onStep: ({ step }) => {
+            if (step === 2) throw boom;
+          },
+        }),
+        (error) => error === boom,
+      );
+      assert.equal(pipeline.deviceLoopFailure, null);
+    } finally {
+      await pipeline.release();
+      await pipeline.model.release();
+    }
   });
 });
