@@ -25,6 +25,8 @@ case "${1:-}" in
     tar --exclude='*/win32/*' --exclude='*/darwin/*' --exclude='*/linux/arm64/*' --exclude='*.map' -cf - \
       package.json dist node_modules/onnxruntime-node node_modules/onnxruntime-common | xz -T2 -6 > .device-carry/app.tar.xz
     cp ../shared/device/make_sd15_random.py .device-carry/
+    # The random model has no tokenizer or scheduler config of its own: the tiny model's are SD 1.5's.
+    mkdir -p .device-carry/sd15-configs && cp -r test/fixtures/tiny-sd/tokenizer test/fixtures/tiny-sd/scheduler .device-carry/sd15-configs/
     git --git-dir="$diffusers_git" archive HEAD src | gzip -6 > .device-carry/diffusers-src.tar.gz
     du -sh .device-carry
     ;;
@@ -37,7 +39,7 @@ case "${1:-}" in
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$out/gpu.txt" 2>&1 || true
     model=/tmp/sd15-random-fp16
     [ -f "$model/unet/model.onnx" ] ||
-      python3 "$carry/make_sd15_random.py" --out "$model" --diffusers-src /tmp/diffusers/src --fp16 2>&1 | tail -5 | tee "$out/make-model.txt"
+      python3 "$carry/make_sd15_random.py" --out "$model" --diffusers-src /tmp/diffusers/src --fp16 --tokenizer-from "$carry/sd15-configs" 2>&1 | tail -5 | tee "$out/make-model.txt"
     for layout in ${LAYOUTS:-default NHWC}; do
       extra=()
       [ "$layout" = default ] || extra=(--webgpu-layout "$layout")

@@ -152,6 +152,7 @@ async function runGenerate(options: GenerateOptions, defaults: GenerateCommandDe
     const seconds = (result.timings.totalMs / 1000).toFixed(1);
     process.stderr.write(`done in ${seconds}s (${sampler}, ${options.steps} steps, seed ${seed})\n`);
   } finally {
+    await pipeline.release();
     await pipeline.model.release();
   }
 }

@@ -14,6 +14,11 @@ import type { GenerateOptions, GeneratedImage, GeneratedImages, GenerationReques
 export interface PipelineGeneratorOptions {
   /** Run the model's safety checker (when it has one). */
   safetyCheck: boolean;
+  /**
+   * Hand latents (for a preview) to the queue at most this often, and on the last step; other steps report only
+   * their number. On a GPU that keeps latents on the device each hand-over costs a read-back. Default 1000 ms.
+   */
+  previewIntervalMs?: number;
 }
 
 /** seed + offset, wrapping inside the engine's seed range. */
@@ -34,6 +39,13 @@ export class PipelineImageGenerator implements ImageGenerator {
   async generate(request: GenerationRequest, options: GenerateOptions): Promise<GeneratedImages> {
     const images: GeneratedImage[] = [];
     const count = Math.max(1, request.count);
+    // Progress in the steps the user asked for: PNDM makes steps + 1 UNet calls (its first timestep repeats),
+    // which must not show as "step 61/60".
+    const userStep = (image: number, step: number, totalSteps: number) =>
+      image * request.steps + Math.max(1, Math.round((step * request.steps) / totalSteps));
+    const previewIntervalMs = this.options.previewIntervalMs ?? 1000;
+    let lastPreviewAt = -Infinity;
+    let previewDue = false;
     for (let index = 0; index < count; index++) {
       const seed = offsetSeed(request.seed, index);
       const result = await this.pipeline.generate(
@@ -52,14 +64,19 @@ export class PipelineImageGenerator implements ImageGenerator {
         },
         {
           signal: options.signal,
-          // Progress in the steps the user asked for: PNDM makes steps + 1 UNet calls (its first timestep repeats),
-          // which must not show as "step 61/60".
-          onProgress: (progress) =>
+          onStep: ({ step, totalSteps }) => {
+            previewDue = step === totalSteps || performance.now() - lastPreviewAt >= previewIntervalMs;
+            if (!previewDue) options.onProgress?.({ step: userStep(index, step, totalSteps), totalSteps: count * request.steps });
+          },
+          wantsLatents: () => previewDue,
+          onProgress: (progress) => {
+            lastPreviewAt = performance.now();
             options.onProgress?.({
-              step: index * request.steps + Math.max(1, Math.round((progress.step * request.steps) / progress.totalSteps)),
+              step: userStep(index, progress.step, progress.totalSteps),
               totalSteps: count * request.steps,
               latents: { data: progress.latents, shape: progress.shape },
-            }),
+            });
+          },
         },
       );
       const image = result.images[0];

@@ -39,7 +39,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   const storage = new Storage({ ...(config.storage.keyvUrl ? { url: config.storage.keyvUrl } : {}), sqlitePath: config.storage.sqlitePath, logger: log });
   log.info({ storage: storage.kind, location: storage.location }, 'storage opened');
   const store = new JobStore(storage.namespace('jobs'), { logger: log.child({ module: 'jobs' }) });
-  const generator = new PipelineImageGenerator(pipeline, { safetyCheck: config.model.safetyChecker });
+  const generator = new PipelineImageGenerator(pipeline, { safetyCheck: config.model.safetyChecker, previewIntervalMs: config.preview.minIntervalMs });
   const queue = new LocalJobQueue({ store, generator, logger: log.child({ module: 'queue' }) });
   const modelScheduler = schedulerNameForClass(String(pipeline.model.schedulerConfig._class_name ?? '')) ?? 'pndm';
   const settings = new GuildSettingsStore({ keyv: storage.namespace('settings'), defaults: settingsFromConfig(config), logger: log.child({ module: 'settings' }) });
@@ -65,6 +65,8 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     async stop() {
       await bot.stop();
       await storage.close();
+      await pipeline.release();
+      await pipeline.model.release();
     },
   };
 }

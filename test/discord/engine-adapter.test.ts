@@ -29,7 +29,10 @@ describe('PipelineImageGenerator', () => {
     assert.deepEqual(result.images.map((image) => image.seed), [41n, 42n]);
     assert.equal(result.model, 'tiny-sd');
     assert.deepEqual(progress.map((p) => p.step), [1, 2, 3, 4, 5, 6]);
-    assert.ok(progress.every((p) => p.totalSteps === 6 && p.latents?.shape.join() === '1,4,8,8'));
+    assert.ok(progress.every((p) => p.totalSteps === 6));
+    const withLatents = progress.filter((p) => p.latents);
+    assert.ok(withLatents.every((p) => p.latents?.shape.join() === '1,4,8,8'));
+    assert.ok(progress[0]?.latents && progress.at(-1)?.latents, 'the first and the last step carry latents for a preview');
     const parameters = result.images.map((image) => readTextChunks(Buffer.from(image.png))['parameters']);
     assert.match(parameters[1]!, /^a tiny test\nNegative prompt: noise\nSteps: 3, Sampler: Euler, CFG scale: 5, Seed: 42, Size: 64x64, Model: tiny-sd$/);
     assert.ok(result.images.every((image) => typeof image.nsfw === 'boolean'), 'the safety checker ran');
@@ -46,6 +49,14 @@ describe('PipelineImageGenerator', () => {
     assert.equal(progress.length, 4, 'PNDM ran steps + 1 UNet calls');
     assert.ok(progress.every((p) => p.totalSteps === 3 && p.step >= 1 && p.step <= 3), JSON.stringify(progress.map((p) => `${p.step}/${p.totalSteps}`)));
     assert.equal(progress.at(-1)?.step, 3);
+  });
+
+  test('latents for previews are handed over at most once per interval, and on each image\'s last step', async () => {
+    const generator = new PipelineImageGenerator(pipeline, { safetyCheck: false, previewIntervalMs: 3_600_000 });
+    const progress: GenerationProgress[] = [];
+    await generator.generate(request, { signal: new AbortController().signal, onProgress: (p) => void progress.push({ ...p }) });
+    assert.deepEqual(progress.map((p) => p.step), [1, 2, 3, 4, 5, 6], 'every step is still reported');
+    assert.deepEqual(progress.filter((p) => p.latents).map((p) => p.step), [1, 3, 6]);
   });
 
   test('stops between steps when the job is cancelled', async () => {
