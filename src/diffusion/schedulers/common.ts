@@ -372,9 +372,14 @@ export function assertSameLength(modelOutput: Float32Array, sample: Float32Array
   }
 }
 
+/** The factor `scale_model_input` applies at σ: 1/√(σ² + 1) in float32 steps. */
+export function inputScaleFor(sigma: number): number {
+  return 1 / fround(Math.sqrt(fround(fround(sigma * sigma) + 1)));
+}
+
 /** `sample / (sigma² + 1) ** 0.5` with diffusers' float32 scalar, into `out`. */
 export function scaleBySigma(sample: Float32Array, sigma: number, out: Float32Array): Float32Array {
-  const scale = 1 / fround(Math.sqrt(fround(fround(sigma * sigma) + 1)));
+  const scale = inputScaleFor(sigma);
   for (let i = 0; i < sample.length; i++) out[i] = sample[i]! * scale;
   return out;
 }

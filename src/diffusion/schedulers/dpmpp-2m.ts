@@ -11,38 +11,41 @@ import {
   AlternatingBuffers,
   BETA_DEFAULTS,
   type BetaConfig,
-  alphasCumprodFrom,
   assertSameLength,
+  configError,
   exponentialSigmas,
+  interpolateAtIndex,
   karrasSigmas,
   logFloat32,
-  makeBetas,
   numpyArange,
   numpyLinspace,
   rejectUnsupported,
-  requireOneSigmaSchedule,
-  configError,
   requireBoolean,
   requireInteger,
   requireNumber,
   requireOneOf,
   requireSpacing,
-  rescaleZeroTerminalSnr,
   resolveConfig,
   roundHalfEven,
   samplerDisplayName,
   sigmaToTimestep,
   sized,
-  trainingSigmas,
   validateStepCount,
-  interpolateAtIndex,
   type PredictionType,
 } from './common.js';
+import {
+  SIGMA_SCHEDULE_DEFAULTS,
+  StepNoise,
+  requireSigmaScheduleSwitches,
+  sigmaNoiseSchedule,
+  withFinalSigma,
+  type SigmaScheduleSwitches,
+} from './sigma-schedule.js';
 import type { Scheduler, SchedulerConfig, SchedulerOptions, TimestepSpacing } from './types.js';
 
 const fround = Math.fround;
 
-export interface DpmSolverConfig extends BetaConfig {
+export interface DpmSolverConfig extends BetaConfig, SigmaScheduleSwitches {
   solver_order: number;
   prediction_type: string;
   thresholding: boolean;
@@ -52,9 +55,6 @@ export interface DpmSolverConfig extends BetaConfig {
   solver_type: string;
   lower_order_final: boolean;
   euler_at_final: boolean;
-  use_karras_sigmas: boolean;
-  use_exponential_sigmas: boolean;
-  use_beta_sigmas: boolean;
   use_lu_lambdas: boolean;
   use_flow_sigmas: boolean;
   final_sigmas_type: string;
@@ -77,9 +77,7 @@ export const DPM_SOLVER_DEFAULTS: DpmSolverConfig = {
   solver_type: 'midpoint',
   lower_order_final: true,
   euler_at_final: false,
-  use_karras_sigmas: false,
-  use_exponential_sigmas: false,
-  use_beta_sigmas: false,
+  ...SIGMA_SCHEDULE_DEFAULTS,
   use_lu_lambdas: false,
   use_flow_sigmas: false,
   final_sigmas_type: 'zero',
@@ -120,9 +118,7 @@ export class DpmSolverMultistepScheduler implements Scheduler {
   /** Ring of the last `order` data predictions (owned); `modelOutputNewest` is the latest slot. */
   private readonly modelOutputs: (Float32Array | null)[];
   private modelOutputNewest = -1;
-  private noise: Float32Array | null = null;
-  /** Whether `noise` already holds the next step's draw (see prepareStep). */
-  private noisePrepared = false;
+  private readonly noise = new StepNoise('sde-dpmsolver++ draws noise every step: pass the pipeline generator');
 
   constructor(modelConfig: SchedulerConfig, options: SchedulerOptions = {}) {
     const config = resolveConfig(DPM_SOLVER_DEFAULTS, modelConfig, {
@@ -133,11 +129,9 @@ export class DpmSolverMultistepScheduler implements Scheduler {
     this.config = config;
     this.prediction = requireOneOf(config.prediction_type, 'prediction_type', ['epsilon', 'v_prediction', 'sample'] as const);
     this.timestepSpacing = requireSpacing(config.timestep_spacing);
-    this.karras = requireBoolean(config.use_karras_sigmas, 'use_karras_sigmas');
-    requireBoolean(config.use_exponential_sigmas, 'use_exponential_sigmas');
-    requireBoolean(config.use_lu_lambdas, 'use_lu_lambdas');
     // As diffusers: Karras and exponential exclude each other; Lu's λ schedule yields to Karras and wins over exponential.
-    requireOneSigmaSchedule({ use_karras_sigmas: this.karras, use_exponential_sigmas: config.use_exponential_sigmas });
+    this.karras = requireSigmaScheduleSwitches(config);
+    requireBoolean(config.use_lu_lambdas, 'use_lu_lambdas');
     this.order = requireInteger(config.solver_order, 'solver_order', 1);
     if (this.order > 3) throw configError(`solver_order ${this.order} is not supported (1, 2 or 3)`);
     // diffusers maps the retired "deis" to dpmsolver++ and "logrho"/"bh1"/"bh2" to midpoint.
@@ -149,11 +143,7 @@ export class DpmSolverMultistepScheduler implements Scheduler {
     requireInteger(config.steps_offset, 'steps_offset', 0);
     this.displayName = samplerDisplayName(this.sde ? 'DPM++ 2M SDE' : 'DPM++ 2M', this.karras);
 
-    let betas = makeBetas(config);
-    if (config.rescale_betas_zero_snr) betas = rescaleZeroTerminalSnr(betas);
-    this.alphasCumprod = alphasCumprodFrom(betas);
-    if (config.rescale_betas_zero_snr) this.alphasCumprod[this.alphasCumprod.length - 1] = 2 ** -24;
-    this.trainSigmas = trainingSigmas(this.alphasCumprod);
+    ({ alphasCumprod: this.alphasCumprod, trainSigmas: this.trainSigmas } = sigmaNoiseSchedule(config));
     this.modelOutputs = new Array<Float32Array | null>(this.order).fill(null);
   }
 
@@ -203,16 +193,12 @@ export class DpmSolverMultistepScheduler implements Scheduler {
     } else {
       sigmas = timesteps.map((t) => interpolateAtIndex(t, trainSigmas));
     }
-    const last = config.final_sigmas_type === 'sigma_min' ? trainSigmas[0]! : 0;
-    const withLast = new Float64Array(sigmas.length + 1);
-    for (let i = 0; i < sigmas.length; i++) withLast[i] = fround(sigmas[i]!);
-    withLast[sigmas.length] = fround(last);
-    this.sigmas = withLast;
+    this.sigmas = withFinalSigma(sigmas, config.final_sigmas_type === 'sigma_min' ? trainSigmas[0]! : 0);
     this.timesteps = Float64Array.from(timesteps);
     this.stepIndex = null;
     this.lowerOrderNums = 0;
     this.modelOutputNewest = -1;
-    this.noisePrepared = false;
+    this.noise.reset();
   }
 
   scaleModelInput(sample: Float32Array, _timestep: number): Float32Array {
@@ -231,9 +217,7 @@ export class DpmSolverMultistepScheduler implements Scheduler {
   }
 
   prepareStep(generator: NoiseGenerator, count: number): void {
-    if (!this.sde || this.noisePrepared) return;
-    generator.randnInto((this.noise = sized(this.noise, count)));
-    this.noisePrepared = true;
+    if (this.sde) this.noise.prepare(generator, count);
   }
 
   private modelOutputAt(age: number): Float32Array {
@@ -265,16 +249,7 @@ export class DpmSolverMultistepScheduler implements Scheduler {
       x0.set(modelOutput);
     }
 
-    let noise: Float32Array | null = null;
-    if (this.sde) {
-      if (!this.noisePrepared) {
-        if (!generator) throw new Error('sde-dpmsolver++ draws noise every step: pass the pipeline generator');
-        this.prepareStep(generator, count);
-      }
-      if (this.noise!.length !== count) throw new RangeError(`prepareStep drew ${this.noise!.length} values but the sample has ${count}`);
-      this.noisePrepared = false;
-      noise = this.noise;
-    }
+    const noise = this.sde ? this.noise.take(generator, count) : null;
 
     const out = this.outputs.next(count);
     if (this.order === 1 || this.lowerOrderNums < 1 || lowerOrderFinal) {

@@ -6,27 +6,20 @@
  */
 import type { NoiseGenerator } from '../rng/types.js';
 import {
-  AlternatingBuffers,
   BETA_DEFAULTS,
   type BetaConfig,
-  alphasCumprodFrom,
   assertSameLength,
-  initialStepIndex,
   interpolateAtIndex,
-  makeBetas,
   requireInteger,
   requireOneOf,
   requireSpacing,
-  rescaleZeroTerminalSnr,
   resolveConfig,
-  scaleBySigma,
   sigmaSchedulerTimesteps,
-  sized,
-  trainingSigmas,
   validateStepCount,
   type PredictionType,
 } from './common.js';
-import type { LinearStep, Scheduler, SchedulerConfig, SchedulerOptions, TimestepSpacing } from './types.js';
+import { SigmaScheduler, StepNoise, eulerCoefficients, sigmaNoiseSchedule, vPredictionScales, withFinalSigma } from './sigma-schedule.js';
+import type { LinearStep, Scheduler, SchedulerConfig, SchedulerOptions } from './types.js';
 
 const fround = Math.fround;
 
@@ -46,109 +39,63 @@ export const EULER_ANCESTRAL_DEFAULTS: EulerAncestralConfig = {
   rescale_betas_zero_snr: false,
 };
 
-export class EulerAncestralScheduler implements Scheduler {
+export class EulerAncestralScheduler extends SigmaScheduler implements Scheduler {
   readonly name = 'euler_a' as const;
   readonly displayName = 'Euler a';
   readonly karras = false;
-  readonly timestepSpacing: TimestepSpacing;
-  timesteps: Float64Array = new Float64Array(0);
-  sigmas: Float64Array = new Float64Array(0);
-  initNoiseSigma = 1;
 
   private readonly config: EulerAncestralConfig;
   private readonly prediction: Exclude<PredictionType, 'sample'>;
   private readonly trainSigmas: Float32Array;
-  private stepIndex: number | null = null;
-  private readonly outputs = new AlternatingBuffers();
-  private scaled: Float32Array | null = null;
-  private noise: Float32Array | null = null;
-  /** Whether `noise` already holds the next step's draw (see prepareStep). */
-  private noisePrepared = false;
+  private readonly noise = new StepNoise('euler_a draws noise every step: pass the generator that drew the initial latents');
 
   constructor(modelConfig: SchedulerConfig, options: SchedulerOptions = {}) {
     const config = resolveConfig(EULER_ANCESTRAL_DEFAULTS, modelConfig, { timestep_spacing: options.timestepSpacing });
-    this.config = config;
     // diffusers raises NotImplementedError for prediction_type "sample" here.
-    this.prediction = requireOneOf(config.prediction_type, 'prediction_type', ['epsilon', 'v_prediction'] as const);
-    this.timestepSpacing = requireSpacing(config.timestep_spacing);
+    const prediction = requireOneOf(config.prediction_type, 'prediction_type', ['epsilon', 'v_prediction'] as const);
+    super(requireSpacing(config.timestep_spacing));
+    this.config = config;
+    this.prediction = prediction;
     requireInteger(config.steps_offset, 'steps_offset', 0);
-    let betas = makeBetas(config);
-    if (config.rescale_betas_zero_snr) betas = rescaleZeroTerminalSnr(betas);
-    const alphasCumprod = alphasCumprodFrom(betas);
-    if (config.rescale_betas_zero_snr) alphasCumprod[alphasCumprod.length - 1] = 2 ** -24;
-    this.trainSigmas = trainingSigmas(alphasCumprod);
+    this.trainSigmas = sigmaNoiseSchedule(config).trainSigmas;
   }
 
   setTimesteps(numInferenceSteps: number): void {
     const { config, trainSigmas } = this;
     validateStepCount(numInferenceSteps, config.num_train_timesteps);
     const timesteps = sigmaSchedulerTimesteps(this.timestepSpacing, config.num_train_timesteps, numInferenceSteps, config.steps_offset);
-    const sigmas = new Float64Array(timesteps.length + 1);
-    for (let i = 0; i < timesteps.length; i++) sigmas[i] = fround(interpolateAtIndex(timesteps[i]!, trainSigmas));
-    this.timesteps = timesteps;
-    this.sigmas = sigmas;
-    let maxSigma = 0;
-    for (const sigma of sigmas) maxSigma = Math.max(maxSigma, sigma);
-    this.initNoiseSigma =
-      this.timestepSpacing === 'leading' ? fround(Math.sqrt(fround(fround(maxSigma * maxSigma) + 1))) : maxSigma;
-    this.stepIndex = null;
-    this.noisePrepared = false;
-  }
-
-  private currentIndex(timestep: number): number {
-    if (this.stepIndex === null) this.stepIndex = initialStepIndex(this.timesteps, timestep);
-    return this.stepIndex;
-  }
-
-  scaleModelInput(sample: Float32Array, timestep: number): Float32Array {
-    const sigma = this.sigmas[this.currentIndex(timestep)]!;
-    this.scaled = sized(this.scaled, sample.length);
-    return scaleBySigma(sample, sigma, this.scaled);
+    this.useSchedule(timesteps, withFinalSigma(timesteps.map((t) => interpolateAtIndex(t, trainSigmas)), 0));
+    this.noise.reset();
   }
 
   prepareStep(generator: NoiseGenerator, count: number): void {
-    if (this.noisePrepared) return;
-    generator.randnInto((this.noise = sized(this.noise, count)));
-    this.noisePrepared = true;
-  }
-
-  /** This step's noise: the prepared draw, or one drawn now. */
-  private takeNoise(generator: NoiseGenerator | undefined, count: number): Float32Array {
-    if (!this.noisePrepared) {
-      if (!generator) throw new Error('euler_a draws noise every step: pass the generator that drew the initial latents');
-      this.prepareStep(generator, count);
-    }
-    if (this.noise!.length !== count) throw new RangeError(`prepareStep drew ${this.noise!.length} values but the sample has ${count}`);
-    this.noisePrepared = false;
-    return this.noise!;
+    this.noise.prepare(generator, count);
   }
 
   /** σ, σ_up and dt = σ_down − σ for step `index`: scalar float32 tensor math in diffusers' order. */
-  private stepSigmas(index: number): { sigma: number; sigmaSquared: number; sigmaUp: number; dt: number } {
+  private stepSigmas(index: number): { sigma: number; sigmaUp: number; dt: number } {
     const sigma = this.sigmas[index]!;
     const sigmaNext = this.sigmas[index + 1]!;
     const sigmaSquared = fround(sigma * sigma);
     const nextSquared = fround(sigmaNext * sigmaNext);
     const sigmaUp = fround(Math.sqrt(fround(fround(nextSquared * fround(sigmaSquared - nextSquared)) / sigmaSquared)));
     const sigmaDown = fround(Math.sqrt(fround(nextSquared - fround(sigmaUp * sigmaUp))));
-    return { sigma, sigmaSquared, sigmaUp, dt: fround(sigmaDown - sigma) };
+    return { sigma, sigmaUp, dt: fround(sigmaDown - sigma) };
   }
 
   step(modelOutput: Float32Array, timestep: number, sample: Float32Array, generator?: NoiseGenerator): Float32Array {
     assertSameLength(modelOutput, sample);
     const index = this.currentIndex(timestep);
-    const { sigma, sigmaSquared, sigmaUp, dt } = this.stepSigmas(index);
+    const { sigma, sigmaUp, dt } = this.stepSigmas(index);
     const count = sample.length;
     // Drawn every step (the last one too, where σ_up = 0), so the stream stays aligned with diffusers'.
-    const noise = this.takeNoise(generator, count);
+    const noise = this.noise.take(generator, count);
     const out = this.outputs.next(count);
     if (this.prediction === 'epsilon') {
       // d = (x − x̂₀)/σ = ε.
       for (let i = 0; i < count; i++) out[i] = sample[i]! + modelOutput[i]! * dt + noise[i]! * sigmaUp;
     } else {
-      const root = fround(Math.sqrt(fround(sigmaSquared + 1)));
-      const outputScale = fround(-sigma / root);
-      const sampleScale = 1 / fround(sigmaSquared + 1);
+      const { outputScale, sampleScale } = vPredictionScales(sigma);
       const ratio = dt / sigma;
       for (let i = 0; i < count; i++) {
         const x = sample[i]!;
@@ -170,24 +117,10 @@ export class EulerAncestralScheduler implements Scheduler {
    */
   linearStep(timestep: number, count: number, generator?: NoiseGenerator): LinearStep {
     const index = this.currentIndex(timestep);
-    const { sigma, sigmaSquared, sigmaUp, dt } = this.stepSigmas(index);
-    const noiseValues = this.takeNoise(generator, count);
-    let latents = 1;
-    let prediction = dt;
-    if (this.prediction === 'v_prediction') {
-      const root = fround(Math.sqrt(fround(sigmaSquared + 1)));
-      const outputScale = fround(-sigma / root);
-      const sampleScale = 1 / fround(sigmaSquared + 1);
-      const ratio = dt / sigma;
-      latents = 1 + ratio * (1 - sampleScale);
-      prediction = -outputScale * ratio;
-    }
+    const { sigma, sigmaUp, dt } = this.stepSigmas(index);
+    const noiseValues = this.noise.take(generator, count);
+    const { latents, prediction } = eulerCoefficients(this.prediction, sigma, dt);
     this.stepIndex = index + 1;
-    return { latents, prediction, noise: sigmaUp, noiseValues, nextInputScale: inputScaleFor(this.sigmas[index + 1]!) };
+    return { latents, prediction, noise: sigmaUp, noiseValues, nextInputScale: this.nextInputScale(index) };
   }
-}
-
-/** The factor `scaleModelInput` applies at σ (scaleBySigma's): 1/√(σ² + 1) in float32 steps. */
-function inputScaleFor(sigma: number): number {
-  return 1 / fround(Math.sqrt(fround(fround(sigma * sigma) + 1)));
 }

@@ -6,34 +6,32 @@
  */
 import type { NoiseGenerator } from '../rng/types.js';
 import {
-  AlternatingBuffers,
   BETA_DEFAULTS,
   type BetaConfig,
-  alphasCumprodFrom,
   assertSameLength,
-  exponentialSigmas,
-  initialStepIndex,
   interpolateAtIndex,
-  karrasSigmas,
-  logFloat32,
-  makeBetas,
   rejectUnsupported,
-  requireOneSigmaSchedule,
-  requireBoolean,
   requireInteger,
   requireOneOf,
   requireSpacing,
   resolveConfig,
   samplerDisplayName,
-  scaleBySigma,
   sigmaSchedulerTimesteps,
-  sigmaToTimestep,
   sized,
-  trainingSigmas,
   validateStepCount,
   type PredictionType,
 } from './common.js';
-import type { Scheduler, SchedulerConfig, SchedulerOptions, TimestepSpacing } from './types.js';
+import {
+  SIGMA_SCHEDULE_DEFAULTS,
+  SigmaScheduler,
+  karrasOrExponentialSchedule,
+  requireSigmaScheduleSwitches,
+  sigmaNoiseSchedule,
+  vPredictionScales,
+  withFinalSigma,
+  type SigmaScheduleSwitches,
+} from './sigma-schedule.js';
+import type { Scheduler, SchedulerConfig, SchedulerOptions } from './types.js';
 
 const fround = Math.fround;
 const LMS_ORDER = 4;
@@ -42,10 +40,7 @@ const LMS_ORDER = 4;
 const GAUSS_NODES = [-0.8611363115940526, -0.3399810435848563, 0.3399810435848563, 0.8611363115940526];
 const GAUSS_WEIGHTS = [0.3478548451374538, 0.6521451548625461, 0.6521451548625461, 0.3478548451374538];
 
-export interface LmsConfig extends BetaConfig {
-  use_karras_sigmas: boolean;
-  use_exponential_sigmas: boolean;
-  use_beta_sigmas: boolean;
+export interface LmsConfig extends BetaConfig, SigmaScheduleSwitches {
   prediction_type: string;
   timestep_spacing: string;
   steps_offset: number;
@@ -54,29 +49,20 @@ export interface LmsConfig extends BetaConfig {
 /** LMSDiscreteScheduler.__init__'s defaults. */
 export const LMS_DEFAULTS: LmsConfig = {
   ...BETA_DEFAULTS,
-  use_karras_sigmas: false,
-  use_exponential_sigmas: false,
-  use_beta_sigmas: false,
+  ...SIGMA_SCHEDULE_DEFAULTS,
   prediction_type: 'epsilon',
   timestep_spacing: 'linspace',
   steps_offset: 0,
 };
 
-export class LmsScheduler implements Scheduler {
+export class LmsScheduler extends SigmaScheduler implements Scheduler {
   readonly name = 'lms' as const;
   readonly displayName: string;
   readonly karras: boolean;
-  readonly timestepSpacing: TimestepSpacing;
-  timesteps: Float64Array = new Float64Array(0);
-  sigmas: Float64Array = new Float64Array(0);
-  initNoiseSigma = 1;
 
   private readonly config: LmsConfig;
   private readonly prediction: PredictionType;
   private readonly trainSigmas: Float32Array;
-  private stepIndex: number | null = null;
-  private readonly outputs = new AlternatingBuffers();
-  private scaled: Float32Array | null = null;
   /** Ring of the last LMS_ORDER derivatives (owned copies); `derivativeCount` of them are valid. */
   private readonly derivatives: (Float32Array | null)[] = new Array<Float32Array | null>(LMS_ORDER).fill(null);
   private derivativeCount = 0;
@@ -89,15 +75,14 @@ export class LmsScheduler implements Scheduler {
       timestep_spacing: options.timestepSpacing,
     });
     rejectUnsupported(config as unknown as Record<string, unknown>, ['use_beta_sigmas'], 'LMS');
+    const prediction = requireOneOf(config.prediction_type, 'prediction_type', ['epsilon', 'v_prediction', 'sample'] as const);
+    super(requireSpacing(config.timestep_spacing));
     this.config = config;
-    this.prediction = requireOneOf(config.prediction_type, 'prediction_type', ['epsilon', 'v_prediction', 'sample'] as const);
-    this.timestepSpacing = requireSpacing(config.timestep_spacing);
-    this.karras = requireBoolean(config.use_karras_sigmas, 'use_karras_sigmas');
-    requireBoolean(config.use_exponential_sigmas, 'use_exponential_sigmas');
-    requireOneSigmaSchedule({ use_karras_sigmas: this.karras, use_exponential_sigmas: config.use_exponential_sigmas });
+    this.prediction = prediction;
+    this.karras = requireSigmaScheduleSwitches(config);
     requireInteger(config.steps_offset, 'steps_offset', 0);
     this.displayName = samplerDisplayName('LMS', this.karras);
-    this.trainSigmas = trainingSigmas(alphasCumprodFrom(makeBetas(config)));
+    this.trainSigmas = sigmaNoiseSchedule(config).trainSigmas;
   }
 
   setTimesteps(numInferenceSteps: number): void {
@@ -106,34 +91,13 @@ export class LmsScheduler implements Scheduler {
     let timesteps = sigmaSchedulerTimesteps(this.timestepSpacing, config.num_train_timesteps, numInferenceSteps, config.steps_offset);
     let sigmas: Float64Array = timesteps.map((t) => interpolateAtIndex(t, trainSigmas));
     if (this.karras || config.use_exponential_sigmas) {
-      const logSigmas = logFloat32(trainSigmas);
       const sigmaMin = sigmas[sigmas.length - 1]!;
       const sigmaMax = sigmas[0]!;
-      sigmas = this.karras ? karrasSigmas(sigmaMin, sigmaMax, numInferenceSteps) : exponentialSigmas(sigmaMin, sigmaMax, numInferenceSteps);
-      timesteps = sigmas.map((sigma) => fround(sigmaToTimestep(sigma, logSigmas)));
+      ({ sigmas, timesteps } = karrasOrExponentialSchedule(this.karras, sigmaMin, sigmaMax, numInferenceSteps, trainSigmas));
     }
-    const withZero = new Float64Array(sigmas.length + 1);
-    for (let i = 0; i < sigmas.length; i++) withZero[i] = fround(sigmas[i]!);
-    this.sigmas = withZero;
-    this.timesteps = timesteps;
-    let maxSigma = 0;
-    for (const sigma of withZero) maxSigma = Math.max(maxSigma, sigma);
-    this.initNoiseSigma =
-      this.timestepSpacing === 'leading' ? fround(Math.sqrt(fround(fround(maxSigma * maxSigma) + 1))) : maxSigma;
-    this.stepIndex = null;
+    this.useSchedule(timesteps, withFinalSigma(sigmas, 0));
     this.derivativeCount = 0;
     this.newestDerivative = -1;
-  }
-
-  private currentIndex(timestep: number): number {
-    if (this.stepIndex === null) this.stepIndex = initialStepIndex(this.timesteps, timestep);
-    return this.stepIndex;
-  }
-
-  scaleModelInput(sample: Float32Array, timestep: number): Float32Array {
-    const sigma = this.sigmas[this.currentIndex(timestep)]!;
-    this.scaled = sized(this.scaled, sample.length);
-    return scaleBySigma(sample, sigma, this.scaled);
   }
 
   /**
@@ -174,8 +138,7 @@ export class LmsScheduler implements Scheduler {
     if (this.prediction === 'epsilon') {
       derivative.set(modelOutput);
     } else if (this.prediction === 'v_prediction') {
-      const outputScale = fround(-sigma / fround(Math.sqrt(fround(fround(sigma * sigma) + 1))));
-      const sampleScale = 1 / fround(fround(sigma * sigma) + 1);
+      const { outputScale, sampleScale } = vPredictionScales(sigma);
       const inverseSigma = 1 / sigma;
       for (let i = 0; i < count; i++) {
         const x = sample[i]!;
