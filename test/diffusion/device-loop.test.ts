@@ -9,20 +9,30 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { CancelledError } from '../../src/diffusion/errors.js';
 import { loadPipeline } from '../../src/diffusion/load.js';
-import { StableDiffusionPipeline as StableDiffusionPipelineClass, type DeviceLoopMode, type GenerateOptions, type GenerationResult, type StableDiffusionPipeline } from '../../src/diffusion/pipeline.js';
+import { StableDiffusionPipeline as StableDiffusionPipelineClass, type DeviceLoopMode, type GenerateOptions, type StableDiffusionPipeline } from '../../src/diffusion/pipeline.js';
 import { createNoiseGenerator } from '../../src/diffusion/rng/index.js';
 import { createScheduler } from '../../src/diffusion/schedulers/index.js';
 import { supportsLinearStep, type LinearStep, type SchedulerConfig, type SchedulerName } from '../../src/diffusion/schedulers/types.js';
-import { FIXTURES, fractionWithin, loadCase, maxAbs, maxAbsDiff, readF32, readReferencePng, TINY_MODEL, type ReferenceCase } from '../helpers/reference.js';
+import {
+  assertWithinReference,
+  describeDeviation,
+  EXACT_BOUNDS,
+  FIXTURES,
+  FP16_BOUNDS,
+  loadCase,
+  maxAbs,
+  maxAbsDiff,
+  measureAgainstReference,
+  readF32,
+  requestFor,
+  runReferenceCase,
+  TINY_MODEL,
+  type ReferenceCase,
+  type ReferenceRun,
+} from '../helpers/reference.js';
 
 const FP16 = join(FIXTURES, 'variants', 'fp16');
 
-/** pipeline.test.ts's bounds against diffusers: latents within 1e-3 of their max magnitude, ±1 on ≥ 99.9 % of values. */
-const LATENT_RELATIVE = 1e-3;
-const WITHIN_ONE = 0.999;
-/** model-variants.test.ts's bounds for the fp16 variant against diffusers' fp32 run (measured there). */
-const FP16_LATENT_RELATIVE = 5e-3;
-const FP16_WITHIN_ONE = 0.995;
 /**
  * Device loop vs JS loop on the same model: both compute the same step in float32, only the order of operations
  * differs (the graph folds guidance into the step's coefficients: b(1−g)·uncond + b·g·cond), so they agree to float32
@@ -37,37 +47,9 @@ const LOOPS_RELATIVE = 1e-5;
  */
 const FP16_LOOPS_RELATIVE = 2e-3;
 
-function requestFor(reference: ReferenceCase) {
-  return {
-    prompt: reference.prompt,
-    negativePrompt: reference.negative,
-    seed: BigInt(reference.seed),
-    steps: reference.steps,
-    cfg: reference.cfg,
-    width: reference.width,
-    height: reference.height,
-    scheduler: reference.scheduler as SchedulerName,
-    rng: reference.rng,
-    batch: reference.n,
-  };
-}
-
-interface Run {
-  result: GenerationResult;
-  step1: Float32Array;
-}
-
-async function run(pipeline: StableDiffusionPipeline, reference: ReferenceCase, deviceLoop: DeviceLoopMode, extra: GenerateOptions = {}): Promise<Run> {
-  let step1: Float32Array | undefined;
-  const result = await pipeline.generate(requestFor(reference), {
-    deviceLoop,
-    onProgress: ({ step, latents }) => {
-      if (step === 1) step1 = Float32Array.from(latents);
-    },
-    ...extra,
-  });
-  assert.ok(step1, 'onProgress saw step 1');
-  return { result, step1 };
+/** A reference case through the given loop, keeping the latents after step 1 (see runReferenceCase). */
+function run(pipeline: StableDiffusionPipeline, reference: ReferenceCase, deviceLoop: DeviceLoopMode, extra: GenerateOptions = {}): Promise<ReferenceRun> {
+  return runReferenceCase(pipeline, reference, { deviceLoop, ...extra });
 }
 
 describe('device loop on the CPU provider reproduces diffusers and the JS loop', () => {
@@ -91,28 +73,16 @@ describe('device loop on the CPU provider reproduces diffusers and the JS loop',
       assert.ok(device.result.timings.stepGraphMs > 0, 'the step graph ran');
       assert.equal(js.result.timings.stepGraphMs, 0);
 
-      const expectedStep1 = readF32(id, 'latents_step1.f32');
-      const expectedFinal = readF32(id, 'latents_final.f32');
-      const step1Diff = maxAbsDiff(device.step1, expectedStep1);
-      assert.ok(step1Diff <= LATENT_RELATIVE * maxAbs(expectedStep1), `latents after step 1 differ from diffusers by ${step1Diff}`);
-      const finalDiff = maxAbsDiff(device.result.latents, expectedFinal);
-      assert.ok(finalDiff <= LATENT_RELATIVE * maxAbs(expectedFinal), `final latents differ from diffusers by ${finalDiff}`);
-
-      assert.equal(device.result.images.length, reference.n);
-      for (const image of device.result.images) {
-        const expected = await readReferencePng(id, image.index);
-        const within = fractionWithin(image.rgb, expected.rgb, 1);
-        assert.ok(within >= WITHIN_ONE, `image ${image.index}: only ${(within * 100).toFixed(3)}% of values within ±1`);
-        assert.equal(image.nsfw, reference.nsfw[image.index], `safety verdict of image ${image.index}`);
-        t.diagnostic(`${id} image ${image.index}: ${(within * 100).toFixed(3)}% of values within ±1 of diffusers`);
-      }
+      const deviation = await measureAgainstReference(device);
+      t.diagnostic(describeDeviation(`${id} device loop vs diffusers`, deviation));
+      assertWithinReference(device, deviation, EXACT_BOUNDS, id);
 
       const loopsDiff = maxAbsDiff(device.result.latents, js.result.latents);
       const loopsStep1 = maxAbsDiff(device.step1, js.step1);
       t.diagnostic(
         `${id} ${reference.scheduler}/${reference.rng}: device vs JS loop max diff ${loopsDiff.toExponential(2)} final, ` +
           `${loopsStep1.toExponential(2)} after step 1 (max magnitude ${maxAbs(js.result.latents).toFixed(3)}); ` +
-          `vs diffusers ${finalDiff.toExponential(2)}`,
+          `vs diffusers ${deviation.finalDiff.toExponential(2)}`,
       );
       assert.ok(loopsDiff <= LOOPS_RELATIVE * maxAbs(js.result.latents), `device and JS loops differ by ${loopsDiff}`);
       assert.ok(loopsStep1 <= LOOPS_RELATIVE * maxAbs(js.step1), `device and JS loops differ after step 1 by ${loopsStep1}`);
@@ -126,8 +96,7 @@ describe('device loop on the CPU provider reproduces diffusers and the JS loop',
     assert.equal(forced.result.loop, 'js');
     const plain = await run(pipeline, reference, 'never');
     assert.deepEqual(forced.result.latents, plain.result.latents);
-    const expectedFinal = readF32('p2', 'latents_final.f32');
-    assert.ok(maxAbsDiff(forced.result.latents, expectedFinal) <= LATENT_RELATIVE * maxAbs(expectedFinal));
+    assertWithinReference(forced, await measureAgainstReference(forced), EXACT_BOUNDS, 'p2');
   });
 
   test('without guidance (cfg 1) the device loop agrees with the JS loop', async (t) => {
@@ -140,7 +109,7 @@ describe('device loop on the CPU provider reproduces diffusers and the JS loop',
     assert.ok(diff <= LOOPS_RELATIVE * maxAbs(js.result.latents), `loops differ by ${diff}`);
     // And guidance matters: the cfg-1 image is not the cfg-5 one.
     const guided = readF32('p3', 'latents_final.f32');
-    assert.ok(maxAbsDiff(device.result.latents, guided) > 10 * LATENT_RELATIVE * maxAbs(guided));
+    assert.ok(maxAbsDiff(device.result.latents, guided) > 10 * EXACT_BOUNDS.latentRelative * maxAbs(guided));
   });
 
   test('latents are read back only for the steps wantsLatents picks; onStep sees every step', async () => {
@@ -183,8 +152,7 @@ describe('device loop on the CPU provider reproduces diffusers and the JS loop',
     );
     // The pipeline is still usable afterwards.
     const again = await run(pipeline, reference, 'always');
-    const expectedFinal = readF32('p1', 'latents_final.f32');
-    assert.ok(maxAbsDiff(again.result.latents, expectedFinal) <= LATENT_RELATIVE * maxAbs(expectedFinal));
+    assertWithinReference(again, await measureAgainstReference(again), EXACT_BOUNDS, 'p1 after the abort');
   });
 });
 
@@ -205,18 +173,14 @@ describe('device loop on the fp16 variant (float16 UNet, fp32 text encoder)', ()
       assert.equal(device.result.loop, 'device');
       const js = await run(pipeline, reference, 'never');
       assert.equal(js.result.loop, 'js');
-      const expectedFinal = readF32(id, 'latents_final.f32');
-      const finalDiff = maxAbsDiff(device.result.latents, expectedFinal) / maxAbs(expectedFinal);
-      assert.ok(finalDiff <= FP16_LATENT_RELATIVE, `final latents differ from diffusers by ${finalDiff.toExponential(2)} of max`);
-      for (const image of device.result.images) {
-        const expected = await readReferencePng(id, image.index);
-        const within = fractionWithin(image.rgb, expected.rgb, 1);
-        assert.ok(within >= FP16_WITHIN_ONE, `image ${image.index}: only ${(within * 100).toFixed(3)}% of values within ±1`);
-      }
+      // model-variants.test.ts's bounds for the fp16 variant against diffusers' fp32 run.
+      const deviation = await measureAgainstReference(device);
+      t.diagnostic(describeDeviation(`fp16 ${id} device loop vs diffusers`, deviation));
+      assertWithinReference(device, deviation, FP16_BOUNDS, `fp16 ${id}`);
       const loopsDiff = maxAbsDiff(device.result.latents, js.result.latents);
       t.diagnostic(
         `fp16 ${id}: device vs JS loop max diff ${loopsDiff.toExponential(2)} (max magnitude ${maxAbs(js.result.latents).toFixed(3)}); ` +
-          `vs diffusers ${finalDiff.toExponential(2)} of max`,
+          `vs diffusers ${deviation.final.toExponential(2)} of max`,
       );
       assert.ok(loopsDiff <= FP16_LOOPS_RELATIVE * maxAbs(js.result.latents), `device and JS loops differ by ${loopsDiff}`);
     });
@@ -296,11 +260,8 @@ describe("'auto' falls back to the JS loop when the device loop fails", () => {
     try {
       const reference = loadCase('p1');
       const first = await run(pipeline, reference, 'auto');
-      const expectedFinal = readF32('p1', 'latents_final.f32');
-      const finalDiff = maxAbsDiff(first.result.latents, expectedFinal);
-      assert.ok(finalDiff <= LATENT_RELATIVE * maxAbs(expectedFinal), `final latents differ from diffusers by ${finalDiff}`);
-      const expectedStep1 = readF32('p1', 'latents_step1.f32');
-      assert.ok(maxAbsDiff(first.step1, expectedStep1) <= LATENT_RELATIVE * maxAbs(expectedStep1), 'step-1 preview');
+      // No safety checker here (safetyChecker: false), so no verdict to compare.
+      assertWithinReference(first, await measureAgainstReference(first), { ...EXACT_BOUNDS, safetyVerdicts: false }, 'p1');
       t.diagnostic(`loop ${first.result.loop}; ${lines.join(' | ') || 'no log line'}`);
       if (first.result.loop === 'js') {
         assert.ok(pipeline.deviceLoopFailure, 'the failure is kept');

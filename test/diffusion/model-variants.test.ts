@@ -15,123 +15,30 @@ import * as ort from 'onnxruntime-node';
 import sharp from 'sharp';
 import { loadPipeline } from '../../src/diffusion/load.js';
 import type { ModelPart, StableDiffusionModel } from '../../src/diffusion/model.js';
-import { StableDiffusionPipeline, type GenerationResult } from '../../src/diffusion/pipeline.js';
-import type { SchedulerName } from '../../src/diffusion/schedulers/types.js';
+import { StableDiffusionPipeline } from '../../src/diffusion/pipeline.js';
 import { runCli, type CliResult } from '../helpers/cli.js';
-import { caseIds, FIXTURES, fractionWithin, loadCase, maxAbs, maxAbsDiff, readF32, readReferencePng, TINY_MODEL, type ReferenceCase } from '../helpers/reference.js';
+import {
+  assertTokenIds,
+  assertWithinReference,
+  caseIds,
+  describeDeviation,
+  EXACT_BOUNDS,
+  FIXTURES,
+  FP16_BOUNDS,
+  fractionWithin,
+  loadCase,
+  maxAbs,
+  maxAbsDiff,
+  measureAgainstReference,
+  readReferencePng,
+  runReferenceCase,
+  TINY_MODEL,
+} from '../helpers/reference.js';
 
 const VARIANTS = join(FIXTURES, 'variants');
 const FP16 = join(VARIANTS, 'fp16');
 const INT64_TIMESTEP = join(VARIANTS, 'int64-timestep');
 const OPTIMUM = join(VARIANTS, 'optimum-layout');
-
-/**
- * fp16 tolerances. The fp16 variant is a true float16 conversion (weights and declared activations; the text encoder
- * stays fp32), so it differs from diffusers' fp32 run by the rounding of every weight to half (relative error
- * ≤ 2^-11 ≈ 4.9e-4 each) and of every tensor crossing a model boundary: the UNet's sample, timestep, text embeddings
- * and noise prediction each step, the VAE's input and output. Measured over all six reference cases (onnxruntime-node
- * 1.30 on CPU, which runs the float16 graph by casting around the ops it has no float16 kernel for): final latents
- * within 5.5e-4 … 1.4e-3 of their largest magnitude (after step 1: 3.4e-4 … 1.1e-3), 100 % of 8-bit values within ±1,
- * none further than 1. The bounds leave ~3.5× room for other CPUs' kernels and ORT releases with more float16 kernels,
- * and still fail on any real dtype mistake (a byte-order or conversion error, or float32 bits fed as halves, moves
- * latents by whole units and pixels by tens of levels).
- */
-const FP16_LATENT_RELATIVE = 5e-3;
-const FP16_WITHIN_ONE = 0.995;
-const FP16_MAX_LEVELS = 3;
-
-/** The fp32 engine's own bounds, as pipeline.test.ts holds it to: ±1 on ≥ 99.9 % of values, latents within 1e-3. */
-const EXACT_LATENT_RELATIVE = 1e-3;
-const EXACT_WITHIN_ONE = 0.999;
-
-function schedulerOf(reference: ReferenceCase): { scheduler: SchedulerName; karras: boolean } {
-  if (reference.scheduler === 'dpmpp_2m_karras') return { scheduler: 'dpmpp_2m', karras: true };
-  return { scheduler: reference.scheduler as SchedulerName, karras: Boolean(reference.scheduler_overrides['use_karras_sigmas']) };
-}
-
-function rows(ids: number[][] | number[]): number[][] {
-  return Array.isArray(ids[0]) ? (ids as number[][]) : [ids as number[]];
-}
-
-interface CaseRun {
-  reference: ReferenceCase;
-  result: GenerationResult;
-  step1: Float32Array;
-}
-
-/** Generates one reference case with diffusers' settings, keeping the latents after the first step. */
-async function runCase(pipeline: StableDiffusionPipeline, id: string): Promise<CaseRun> {
-  const reference = loadCase(id);
-  const { scheduler, karras } = schedulerOf(reference);
-  let step1: Float32Array | undefined;
-  const result = await pipeline.generate(
-    {
-      prompt: reference.prompt,
-      negativePrompt: reference.negative,
-      seed: BigInt(reference.seed),
-      steps: reference.steps,
-      cfg: reference.cfg,
-      width: reference.width,
-      height: reference.height,
-      scheduler,
-      karras,
-      rng: reference.rng,
-      batch: reference.n,
-    },
-    {
-      onProgress: ({ step, latents }) => {
-        if (step === 1) step1 = Float32Array.from(latents);
-      },
-    },
-  );
-  assert.ok(step1, 'progress callback saw step 1');
-  assert.deepEqual(result.latentShape, reference.latent_shape);
-  assert.ok(maxAbsDiff(result.timesteps, reference.timesteps) < 1e-3, 'timesteps differ from diffusers');
-  assert.equal(result.images.length, reference.n);
-  return { reference, result, step1 };
-}
-
-interface Deviation {
-  /** max |ours − diffusers'| / max |diffusers'| over the latents after step 1 and after the last step. */
-  step1: number;
-  final: number;
-  /** Per image: fraction of 8-bit values within ±1, and the largest difference in levels. */
-  images: { withinOne: number; maxLevels: number }[];
-}
-
-async function deviationFromReference(run: CaseRun): Promise<Deviation> {
-  const id = run.reference.id;
-  const expectedStep1 = readF32(id, 'latents_step1.f32');
-  const expectedFinal = readF32(id, 'latents_final.f32');
-  const images = [];
-  for (const image of run.result.images) {
-    const expected = await readReferencePng(id, image.index);
-    assert.equal(image.width, expected.width);
-    assert.equal(image.height, expected.height);
-    images.push({ withinOne: fractionWithin(image.rgb, expected.rgb, 1), maxLevels: maxAbsDiff(image.rgb, expected.rgb) });
-  }
-  return {
-    step1: maxAbsDiff(run.step1, expectedStep1) / maxAbs(expectedStep1),
-    final: maxAbsDiff(run.result.latents, expectedFinal) / maxAbs(expectedFinal),
-    images,
-  };
-}
-
-function describeDeviation(label: string, deviation: Deviation): string {
-  const images = deviation.images
-    .map((image, index) => `image ${index}: ${(image.withinOne * 100).toFixed(3)}% within ±1, max ${image.maxLevels} levels`)
-    .join('; ');
-  return `${label}: latents after step 1 ${deviation.step1.toExponential(2)}, final ${deviation.final.toExponential(2)} of max magnitude; ${images}`;
-}
-
-/** Holds a run to the fp32 engine's bounds against diffusers: the variant must compute what tiny-sd computes. */
-function assertMatchesExactly(deviation: Deviation, label: string): void {
-  assert.ok(deviation.step1 <= EXACT_LATENT_RELATIVE, `${label}: latents after step 1 differ by ${deviation.step1.toExponential(2)} of max`);
-  assert.ok(deviation.final <= EXACT_LATENT_RELATIVE, `${label}: final latents differ by ${deviation.final.toExponential(2)} of max`);
-  deviation.images.forEach((image, index) =>
-    assert.ok(image.withinOne >= EXACT_WITHIN_ONE, `${label} image ${index}: only ${(image.withinOne * 100).toFixed(3)}% of values within ±1`),
-  );
-}
 
 function dtypes(part: ModelPart): Record<string, string> {
   const described: Record<string, string> = {};
@@ -176,17 +83,11 @@ describe('fp16 export: float16 UNet, VAE and safety checker fed by an fp32 text 
   // (ancestral noise, the CUDA generator) take other paths through the fp16 feeds.
   for (const id of caseIds()) {
     test(`case ${id} stays within half-precision rounding of diffusers' fp32 result`, async (t: TestContext) => {
-      const run = await runCase(pipeline, id);
-      const deviation = await deviationFromReference(run);
+      const run = await runReferenceCase(pipeline, id);
+      const deviation = await measureAgainstReference(run);
       t.diagnostic(describeDeviation(`fp16 ${id} ${run.reference.scheduler}`, deviation));
-      assert.ok(deviation.step1 <= FP16_LATENT_RELATIVE, `latents after step 1 differ by ${deviation.step1.toExponential(2)} of max`);
-      assert.ok(deviation.final <= FP16_LATENT_RELATIVE, `final latents differ by ${deviation.final.toExponential(2)} of max`);
-      for (const [index, image] of deviation.images.entries()) {
-        assert.ok(image.withinOne >= FP16_WITHIN_ONE, `image ${index}: only ${(image.withinOne * 100).toFixed(3)}% of values within ±1`);
-        assert.ok(image.maxLevels <= FP16_MAX_LEVELS, `image ${index}: a value is ${image.maxLevels} levels off`);
-        // The float16 safety checker ran on each image and agrees with the fp32 one's verdict.
-        assert.equal(run.result.images[index]!.nsfw, run.reference.nsfw[index], `safety verdict of image ${index}`);
-      }
+      // FP16_BOUNDS checks each safety verdict too: the float16 safety checker must agree with the fp32 one's.
+      assertWithinReference(run, deviation, FP16_BOUNDS, id);
     });
   }
 
@@ -210,8 +111,8 @@ describe('fp16 export: float16 UNet, VAE and safety checker fed by an fp32 text 
       const withinOne = fractionWithin(rgb, expected.rgb, 1);
       const maxLevels = maxAbsDiff(rgb, expected.rgb);
       t.diagnostic(`CLI fp16 p1: ${(withinOne * 100).toFixed(3)}% of values within ±1 of diffusers, max ${maxLevels} levels`);
-      assert.ok(withinOne >= FP16_WITHIN_ONE, `only ${(withinOne * 100).toFixed(3)}% of values within ±1`);
-      assert.ok(maxLevels <= FP16_MAX_LEVELS, `a value is ${maxLevels} levels off`);
+      assert.ok(withinOne >= FP16_BOUNDS.withinOne, `only ${(withinOne * 100).toFixed(3)}% of values within ±1`);
+      assert.ok(maxLevels <= FP16_BOUNDS.maxLevels!, `a value is ${maxLevels} levels off`);
     } finally {
       await rm(work, { recursive: true, force: true });
     }
@@ -273,23 +174,22 @@ describe('int64-timestep export (SD 1.4 official, older optimum)', () => {
   });
 
   test('p2 (PNDM, whole-number timesteps) matches diffusers exactly', async (t: TestContext) => {
-    const run = await runCase(pipeline, 'p2');
+    const run = await runReferenceCase(pipeline, 'p2');
     assert.ok(run.result.timesteps.every(Number.isInteger), 'p2 has whole-number timesteps only');
-    const deviation = await deviationFromReference(run);
+    const deviation = await measureAgainstReference(run);
     t.diagnostic(describeDeviation('int64 p2 pndm', deviation));
-    assertMatchesExactly(deviation, 'p2');
-    assert.equal(run.result.images[0]!.nsfw, run.reference.nsfw[0]);
+    assertWithinReference(run, deviation, EXACT_BOUNDS, 'p2');
   });
 
   test('p1 (Euler, fractional timesteps) runs with each timestep truncated, as diffusers\' ONNX pipeline feeds it', async (t: TestContext) => {
-    const run = await runCase(pipeline, 'p1');
+    const run = await runReferenceCase(pipeline, 'p1');
     assert.ok(!run.result.timesteps.every(Number.isInteger), 'p1 has fractional timesteps');
-    const deviation = await deviationFromReference(run);
+    const deviation = await measureAgainstReference(run);
     t.diagnostic(describeDeviation('int64 p1 euler vs diffusers (float timesteps)', deviation));
 
     // The first timestep, 999, is whole, so the first step is exactly diffusers' float-timestep one.
     assert.equal(run.result.timesteps[0], 999);
-    assert.ok(deviation.step1 <= EXACT_LATENT_RELATIVE, `latents after step 1 differ by ${deviation.step1.toExponential(2)} of max`);
+    assert.ok(deviation.step1 <= EXACT_BOUNDS.latentRelative, `latents after step 1 differ by ${deviation.step1.toExponential(2)} of max`);
     // Later steps see 964 for 964.55, …: close to the float-timestep result, but measurably not it (the fp32 engine
     // is within ~1e-6 of diffusers; truncation moves the final latents by ~1e-3 of their magnitude).
     assert.ok(deviation.final > 1e-5, `final latents should differ from the float-timestep result (differ by ${deviation.final.toExponential(2)})`);
@@ -299,7 +199,7 @@ describe('int64-timestep export (SD 1.4 official, older optimum)', () => {
     // The same run on tiny-sd's float UNet with timesteps truncated by hand is what the int64 UNet computed.
     const floatPipeline = await loadPipeline(TINY_MODEL, { provider: 'cpu', safetyChecker: false });
     try {
-      const truncatedRun = await runCase(new StableDiffusionPipeline(withTruncatedTimesteps(floatPipeline.model)), 'p1');
+      const truncatedRun = await runReferenceCase(new StableDiffusionPipeline(withTruncatedTimesteps(floatPipeline.model)), 'p1');
       const relative = maxAbsDiff(run.result.latents, truncatedRun.result.latents) / maxAbs(truncatedRun.result.latents);
       const withinOne = fractionWithin(run.result.images[0]!.rgb, truncatedRun.result.images[0]!.rgb, 1);
       t.diagnostic(`int64 p1 vs float UNet fed trunc(t): final latents ${relative.toExponential(2)} of max, ${(withinOne * 100).toFixed(3)}% of values within ±1`);
@@ -343,18 +243,16 @@ describe('optimum layout: ORTStableDiffusionPipeline, model.onnx_data, tokenizer
     // The seed article's token check.
     assert.deepEqual(Array.from(model.tokenizer.encode('dog in batman costume').subarray(0, 7)), [49406, 1929, 530, 7223, 7235, 49407, 49407]);
     for (const id of ['p1', 'p2']) {
-      const reference = loadCase(id);
-      assert.deepEqual(Array.from(model.tokenizer.encode(reference.prompt)), rows(reference.input_ids)[0]);
-      assert.deepEqual(Array.from(model.tokenizer.encode(reference.negative)), rows(reference.negative_input_ids)[0]);
+      assertTokenIds(model.tokenizer, loadCase(id));
     }
   });
 
   for (const id of ['p1', 'p2']) {
     test(`case ${id} matches diffusers exactly`, async (t: TestContext) => {
-      const run = await runCase(pipeline, id);
-      const deviation = await deviationFromReference(run);
+      const run = await runReferenceCase(pipeline, id);
+      const deviation = await measureAgainstReference(run);
       t.diagnostic(describeDeviation(`optimum ${id} ${run.reference.scheduler}`, deviation));
-      assertMatchesExactly(deviation, id);
+      assertWithinReference(run, deviation, { ...EXACT_BOUNDS, safetyVerdicts: false }, id);
       // No safety checker in the folder: no verdict, rather than a made-up "safe".
       assert.deepEqual(run.result.images.map((image) => image.nsfw), [null]);
     });
