@@ -7,14 +7,12 @@ import {
   BETA_DEFAULTS,
   type BetaConfig,
   assertSameLength,
-  interpolateAtIndex,
   rejectUnsupported,
   requireInteger,
   requireOneOf,
   requireSpacing,
   resolveConfig,
   samplerDisplayName,
-  sigmaSchedulerTimesteps,
   validateStepCount,
   type PredictionType,
 } from './common.js';
@@ -22,9 +20,9 @@ import {
   SIGMA_SCHEDULE_DEFAULTS,
   SigmaScheduler,
   eulerCoefficients,
-  karrasOrExponentialSchedule,
   requireSigmaScheduleSwitches,
   sigmaNoiseSchedule,
+  spacedSigmaSchedule,
   vPredictionScales,
   withFinalSigma,
   type SigmaScheduleSwitches,
@@ -91,15 +89,12 @@ export class EulerScheduler extends SigmaScheduler implements Scheduler {
   setTimesteps(numInferenceSteps: number): void {
     const { config, trainSigmas } = this;
     validateStepCount(numInferenceSteps, config.num_train_timesteps);
-    let timesteps = sigmaSchedulerTimesteps(this.timestepSpacing, config.num_train_timesteps, numInferenceSteps, config.steps_offset);
-    let sigmas: Float64Array = timesteps.map((t) => interpolateAtIndex(t, trainSigmas));
-    if (this.karras || config.use_exponential_sigmas) {
-      // diffusers takes the range from the interpolated schedule unless the config pins sigma_min / sigma_max.
-      const sigmaMin = config.sigma_min ?? sigmas[sigmas.length - 1]!;
-      const sigmaMax = config.sigma_max ?? sigmas[0]!;
-      ({ sigmas, timesteps } = karrasOrExponentialSchedule(this.karras, sigmaMin, sigmaMax, numInferenceSteps, trainSigmas));
-    }
-    const withLast = withFinalSigma(sigmas, config.final_sigmas_type === 'sigma_min' ? trainSigmas[0]! : 0);
+    // diffusers takes the Karras / exponential range from the interpolated schedule unless the config pins
+    // sigma_min / sigma_max.
+    const range = { sigmaMin: config.sigma_min, sigmaMax: config.sigma_max };
+    const spaced = spacedSigmaSchedule(this.timestepSpacing, config, this.karras, numInferenceSteps, trainSigmas, range);
+    let timesteps = spaced.timesteps;
+    const withLast = withFinalSigma(spaced.sigmas, config.final_sigmas_type === 'sigma_min' ? trainSigmas[0]! : 0);
     if (config.timestep_type === 'continuous' && this.prediction === 'v_prediction') {
       timesteps = withLast.subarray(0, withLast.length - 1).map((sigma) => fround(0.25 * fround(Math.log(sigma))));
     }

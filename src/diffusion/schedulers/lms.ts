@@ -9,14 +9,12 @@ import {
   BETA_DEFAULTS,
   type BetaConfig,
   assertSameLength,
-  interpolateAtIndex,
   rejectUnsupported,
   requireInteger,
   requireOneOf,
   requireSpacing,
   resolveConfig,
   samplerDisplayName,
-  sigmaSchedulerTimesteps,
   sized,
   validateStepCount,
   type PredictionType,
@@ -24,9 +22,9 @@ import {
 import {
   SIGMA_SCHEDULE_DEFAULTS,
   SigmaScheduler,
-  karrasOrExponentialSchedule,
   requireSigmaScheduleSwitches,
   sigmaNoiseSchedule,
+  spacedSigmaSchedule,
   vPredictionScales,
   withFinalSigma,
   type SigmaScheduleSwitches,
@@ -88,13 +86,7 @@ export class LmsScheduler extends SigmaScheduler implements Scheduler {
   setTimesteps(numInferenceSteps: number): void {
     const { config, trainSigmas } = this;
     validateStepCount(numInferenceSteps, config.num_train_timesteps);
-    let timesteps = sigmaSchedulerTimesteps(this.timestepSpacing, config.num_train_timesteps, numInferenceSteps, config.steps_offset);
-    let sigmas: Float64Array = timesteps.map((t) => interpolateAtIndex(t, trainSigmas));
-    if (this.karras || config.use_exponential_sigmas) {
-      const sigmaMin = sigmas[sigmas.length - 1]!;
-      const sigmaMax = sigmas[0]!;
-      ({ sigmas, timesteps } = karrasOrExponentialSchedule(this.karras, sigmaMin, sigmaMax, numInferenceSteps, trainSigmas));
-    }
+    const { sigmas, timesteps } = spacedSigmaSchedule(this.timestepSpacing, config, this.karras, numInferenceSteps, trainSigmas);
     this.useSchedule(timesteps, withFinalSigma(sigmas, 0));
     this.derivativeCount = 0;
     this.newestDerivative = -1;

@@ -11,6 +11,7 @@ import {
   exponentialSigmas,
   initialStepIndex,
   inputScaleFor,
+  interpolateAtIndex,
   karrasSigmas,
   logFloat32,
   makeBetas,
@@ -18,6 +19,7 @@ import {
   requireOneSigmaSchedule,
   rescaleZeroTerminalSnr,
   scaleBySigma,
+  sigmaSchedulerTimesteps,
   sigmaToTimestep,
   sized,
   trainingSigmas,
@@ -68,19 +70,26 @@ export function sigmaNoiseSchedule(config: BetaConfig & { rescale_betas_zero_snr
 }
 
 /**
- * Euler's and LMS's Karras or exponential sigmas between `sigmaMin` and `sigmaMax`, with their float32 fractional
- * timesteps from `_sigma_to_t`.
+ * Euler's and LMS's schedule before the final sigma: the training sigmas interpolated at the spaced float timesteps,
+ * or, with Karras or exponential sigmas, those over the interpolated range (an end the config pins in `range`
+ * replaces it), with float32 fractional timesteps from `_sigma_to_t`.
  */
-export function karrasOrExponentialSchedule(
+export function spacedSigmaSchedule(
+  spacing: TimestepSpacing,
+  config: BetaConfig & SigmaScheduleSwitches & { steps_offset: number },
   karras: boolean,
-  sigmaMin: number,
-  sigmaMax: number,
   steps: number,
   trainSigmas: Float32Array,
+  range: { sigmaMin: number | null; sigmaMax: number | null } = { sigmaMin: null, sigmaMax: null },
 ): { sigmas: Float64Array; timesteps: Float64Array } {
+  const timesteps = sigmaSchedulerTimesteps(spacing, config.num_train_timesteps, steps, config.steps_offset);
+  const sigmas = timesteps.map((t) => interpolateAtIndex(t, trainSigmas));
+  if (!karras && !config.use_exponential_sigmas) return { sigmas, timesteps };
+  const sigmaMin = range.sigmaMin ?? sigmas[sigmas.length - 1]!;
+  const sigmaMax = range.sigmaMax ?? sigmas[0]!;
   const logSigmas = logFloat32(trainSigmas);
-  const sigmas = karras ? karrasSigmas(sigmaMin, sigmaMax, steps) : exponentialSigmas(sigmaMin, sigmaMax, steps);
-  return { sigmas, timesteps: sigmas.map((sigma) => fround(sigmaToTimestep(sigma, logSigmas))) };
+  const remapped = karras ? karrasSigmas(sigmaMin, sigmaMax, steps) : exponentialSigmas(sigmaMin, sigmaMax, steps);
+  return { sigmas: remapped, timesteps: remapped.map((sigma) => fround(sigmaToTimestep(sigma, logSigmas))) };
 }
 
 /** The sigma tensor diffusers builds: every sigma as float32, then the final sigma appended. */
