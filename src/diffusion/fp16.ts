@@ -81,6 +81,15 @@ export function floatBitsToHalfBits(bits: number): number {
   return sign; // too small: ±0
 }
 
+/** float32 value of each of the 65536 halves (NaN payloads not kept: for arithmetic, not for round trips). */
+let halfValues: Float32Array | undefined;
+
+/** The value table for arithmetic straight on halves (e.g. guidance on an fp16 UNet output), built on first use. */
+export function halfToFloatValues(): Float32Array {
+  halfToFloatBits ??= buildHalfToFloatTable();
+  return (halfValues ??= new Float32Array(halfToFloatBits.buffer.slice(0)));
+}
+
 /** One half bit pattern → the JS number it stands for. */
 export function halfBitsToNumber(half: number): number {
   halfToFloatBits ??= buildHalfToFloatTable();

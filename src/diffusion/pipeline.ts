@@ -6,7 +6,7 @@ import { MAX_SEED, type NoiseGenerator, type RngDevice } from './rng/types.js';
 import { createScheduler } from './schedulers/index.js';
 import { supportsLinearStep, type Scheduler, type SchedulerName, type TimestepSpacing } from './schedulers/types.js';
 import { checkSafety } from './safety.js';
-import { toFloat16Into } from './fp16.js';
+import { halfToFloatValues, toFloat16Into } from './fp16.js';
 import { DeviceStepper } from './device-step.js';
 import { GpuTensorReader, GpuTensorUploader, keepsOutputsOnDevice, type ProviderName } from './providers.js';
 import { floatsFromData, readFloats, TensorFeeder } from './tensors.js';
@@ -183,6 +183,15 @@ function applyGuidance(noise: Float32Array, into: Float32Array, count: number, c
   for (let i = 0; i < count; i++) {
     const uncond = noise[i]!;
     into[i] = uncond + cfg * (noise[count + i]! - uncond);
+  }
+}
+
+/** applyGuidance for a float16 UNet output (raw halves), widening each half exactly through a lookup table. */
+function applyGuidanceToHalves(noise: Uint16Array, into: Float32Array, count: number, cfg: number): void {
+  const widen = halfToFloatValues();
+  for (let i = 0; i < count; i++) {
+    const uncond = widen[noise[i]!]!;
+    into[i] = uncond + cfg * (widen[noise[count + i]!]! - uncond);
   }
 }
 
@@ -509,13 +518,21 @@ export class StableDiffusionPipeline {
       unetMs += runMs;
       // A float32 output is used where ORT put it (a fresh array each run); float16 is widened into a reused buffer.
       const output = firstOutput(unet, outputs);
-      let noise: Float32Array;
+      let noise: Float32Array | null = null;
       if (output.location === 'gpu-buffer') {
         noise = floatsFromData(await this.reader.read(output), output.type, halfOutput);
         output.dispose();
-      } else noise = output.type === 'float32' ? (output.data as Float32Array) : readFloats(output, halfOutput);
-      if (guided) applyGuidance(noise, guided, latentCount, cfg);
-      latents = scheduler.step(guided ?? noise, t, latents, generator);
+      } else if (output.type === 'float32') {
+        noise = output.data as Float32Array;
+      } else if (!guided) {
+        noise = readFloats(output, halfOutput);
+      }
+      // An fp16 output goes straight from halves to guided floats: one pass instead of widening the batch first.
+      if (guided) {
+        if (noise) applyGuidance(noise, guided, latentCount, cfg);
+        else applyGuidanceToHalves(output.data as Uint16Array, guided, latentCount, cfg);
+      }
+      latents = scheduler.step(guided ?? noise!, t, latents, generator);
       nodeStepMsPerStep.push(performance.now() - stepStarted - runMs);
       onStep?.({ step: index + 1, totalSteps: timesteps.length, timestep: t });
       if (onProgress && wantsLatents(index + 1, timesteps.length)) {
