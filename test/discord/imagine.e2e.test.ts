@@ -36,8 +36,15 @@ describe('/imagine end to end', () => {
   });
 
   test('a full run: deferred, queued, previews, PNGs with parameters, buttons', async () => {
-    const { bruno } = sb.people;
+    const { bruno, chloe } = sb.people;
+    // Keep the worker busy so this job really waits: on an idle queue it starts at once and the "Queued" edit is
+    // (rightly) coalesced away by the first progress edit.
+    const blocker = await startBlocker(chloe, 'keeps the worker busy');
     const id = sb.imagine(bruno, { prompt: 'a lighthouse at dusk', negative: 'blurry', seed: '1234', steps: 60, cfg: 6.5, size: '128x128', count: 2 });
+    const queued = await sb.waitForInteraction(id, (v) => (v.original?.content ?? '').startsWith('⏳ Queued'));
+    const running = sb.interaction(blocker).original!;
+    await cancelThrough(chloe, running.id, buttonId(running, 'cancel'));
+    assert.ok(queued.original, 'the queued state was shown');
     const view = await sb.waitForResult(id);
     assert.equal(view.ack_type, 5, 'the command is deferred');
     assert.equal(view.ephemeral, false);
