@@ -75,11 +75,11 @@ export function runModelsList(options: { cacheDir?: string; config: Config; io?:
 }
 
 export function registerModelsCommand(program: Command): Command {
-  const models = program.command('models').description('get Stable Diffusion ONNX models from the Hugging Face Hub, and list them');
+  const models = program.command('models').description('Get Stable Diffusion ONNX models from the Hugging Face Hub, and list them.');
 
   const pull = models
     .command('pull')
-    .description('download an SD ONNX model (only the pipeline files) into the Hugging Face cache; resumable and verified')
+    .description('Download an SD ONNX model (only the pipeline files) into the Hugging Face cache; resumable and verified.')
     .argument('<repo>', 'Hub repository, owner/name or owner/name@revision (branch, tag or commit)')
     .option('--cache <dir>', 'Hub cache folder (default: $HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub)');
   addConfigOption(program, pull);
@@ -91,7 +91,7 @@ export function registerModelsCommand(program: Command): Command {
 
   const list = models
     .command('list')
-    .description('list the SD ONNX models in the Hugging Face cache, and the configured model')
+    .description('List the SD ONNX models in the Hugging Face cache, and the configured model.')
     .option('--cache <dir>', 'Hub cache folder (default: as for pull)');
   addConfigOption(program, list);
   list.action((options: { cache?: string }, self: Command) => {
