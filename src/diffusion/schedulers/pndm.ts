@@ -210,6 +210,17 @@ export class PndmScheduler implements Scheduler {
       const e3 = this.etsAt(2);
       const e4 = this.etsAt(3);
       const scale = 1 / 24;
+      if (this.prediction === 'epsilon') {
+        // The steady state of every generation: combine and update in one pass. fround() rounds the combination to
+        // float32 exactly where storing it in `combined` would, so the result is bit-identical to two passes.
+        const { sampleCoeff, outputScale } = this.updateCoefficients(timestep, prevTimestep);
+        const out = this.outputs.next(count);
+        for (let i = 0; i < count; i++) {
+          const eps = fround((55 * e1[i]! - 59 * e2[i]! + 37 * e3[i]! - 9 * e4[i]!) * scale);
+          out[i] = sampleCoeff * from[i]! - outputScale * eps;
+        }
+        return out;
+      }
       for (let i = 0; i < count; i++) combined[i] = (55 * e1[i]! - 59 * e2[i]! + 37 * e3[i]! - 9 * e4[i]!) * scale;
       effective = combined;
     }
@@ -246,8 +257,8 @@ export class PndmScheduler implements Scheduler {
     return this.previousSample(from, rkTimestep, prevTimestep, effective);
   }
 
-  /** diffusers' `_get_prev_sample` (formula (9) of the PNDM paper), float32 tensor math. */
-  private previousSample(sample: Float32Array, timestep: number, prevTimestep: number, modelOutput: Float32Array): Float32Array {
+  /** The scalars of diffusers' `_get_prev_sample` (formula (9) of the PNDM paper): x' = c_x·x − c_ε·ε. */
+  private updateCoefficients(timestep: number, prevTimestep: number): { sampleCoeff: number; outputScale: number; alphaProd: number; betaProd: number } {
     const alphaProd = this.alphaAt(timestep);
     const alphaProdPrev = prevTimestep >= 0 ? this.alphaAt(prevTimestep) : this.finalAlphaCumprod;
     const betaProd = fround(1 - alphaProd);
@@ -257,9 +268,14 @@ export class PndmScheduler implements Scheduler {
       fround(alphaProd * fround(Math.sqrt(betaProdPrev))) + fround(Math.sqrt(fround(fround(alphaProd * betaProd) * alphaProdPrev))),
     );
     const difference = fround(alphaProdPrev - alphaProd);
+    return { sampleCoeff, outputScale: difference / denominator, alphaProd, betaProd };
+  }
+
+  /** diffusers' `_get_prev_sample` (formula (9) of the PNDM paper), float32 tensor math. */
+  private previousSample(sample: Float32Array, timestep: number, prevTimestep: number, modelOutput: Float32Array): Float32Array {
+    const { sampleCoeff, outputScale, alphaProd, betaProd } = this.updateCoefficients(timestep, prevTimestep);
     const count = sample.length;
     const out = this.outputs.next(count);
-    const outputScale = difference / denominator;
     if (this.prediction === 'epsilon') {
       for (let i = 0; i < count; i++) out[i] = sampleCoeff * sample[i]! - outputScale * modelOutput[i]!;
     } else {
