@@ -178,6 +178,40 @@ function firstOutput(part: ModelPart, outputs: ort.InferenceSession.OnnxValueMap
   return outputs[name] as ort.Tensor;
 }
 
+/**
+ * The UNet input for one step: the scaled latents (narrowed to float16 for fp16 UNets), copied into the second half
+ * of the batch for guidance rather than narrowed twice.
+ */
+function writeUnetInput(scaled: Float32Array, unetInput: Float32Array | Uint16Array, latentCount: number, guidance: boolean): void {
+  if (unetInput instanceof Float32Array) unetInput.set(scaled, 0);
+  else toFloat16Into(scaled, unetInput);
+  if (guidance) unetInput.copyWithin(latentCount, 0, latentCount);
+}
+
+/**
+ * Runs the UNet; while it runs on ONNX Runtime's threads, draws this step's noise (ancestral schedulers) from the
+ * same generator, in the same order as the step would, so it costs nothing when the UNet is the slower one.
+ * `runMs` is the wall time of the run (the draw included); `drawMs` the draw alone.
+ */
+async function runUnetDrawingNoise(
+  unet: ModelPart,
+  feeds: ort.InferenceSession.FeedsType,
+  scheduler: Scheduler,
+  generator: NoiseGenerator,
+  latentCount: number,
+): Promise<{ outputs: ort.InferenceSession.OnnxValueMapType; runMs: number; drawMs: number }> {
+  const runStarted = performance.now();
+  const running = unet.session.run(feeds);
+  let drawMs = 0;
+  if (scheduler.prepareStep) {
+    const drawStarted = performance.now();
+    scheduler.prepareStep(generator, latentCount);
+    drawMs = performance.now() - drawStarted;
+  }
+  const outputs = await running;
+  return { outputs, runMs: performance.now() - runStarted, drawMs };
+}
+
 /** noise = uncond + cfg · (cond − uncond); the first half of the UNet batch is the unconditional one. */
 function applyGuidance(noise: Float32Array, into: Float32Array, count: number, cfg: number): void {
   for (let i = 0; i < count; i++) {
@@ -498,24 +532,13 @@ export class StableDiffusionPipeline {
       throwIfAborted(signal);
       const stepStarted = performance.now();
       const t = timesteps[index]!;
-      const scaled = scheduler.scaleModelInput(latents, t);
-      if (unetInput instanceof Float32Array) unetInput.set(scaled, 0);
-      else toFloat16Into(scaled, unetInput);
-      if (guidance) unetInput.copyWithin(latentCount, 0, latentCount);
+      writeUnetInput(scheduler.scaleModelInput(latents, t), unetInput, latentCount, guidance);
       // Integer timestep inputs take t truncated, as numpy's astype does in diffusers' ONNX pipeline.
       const feeds = { sample: sampleTensor, timestep: timestepFeed.fill(t), encoder_hidden_states: textTensor };
-      const runStarted = performance.now();
-      const running = unet.session.run(feeds);
-      // The UNet runs on ONNX Runtime's threads; meanwhile draw this step's noise (ancestral schedulers) from the
-      // same generator, in the same order as step() would, so it costs nothing when the UNet is the slower one.
-      if (scheduler.prepareStep) {
-        const drawStarted = performance.now();
-        scheduler.prepareStep(generator, latentCount);
-        overlappedMs += performance.now() - drawStarted;
-      }
-      const outputs = await running;
-      const runMs = performance.now() - runStarted;
+      const run = await runUnetDrawingNoise(unet, feeds, scheduler, generator, latentCount);
+      const { outputs, runMs } = run;
       unetMs += runMs;
+      overlappedMs += run.drawMs;
       // A float32 output is used where ORT put it (a fresh array each run); float16 is widened into a reused buffer.
       const output = firstOutput(unet, outputs);
       let noise: Float32Array | null = null;
@@ -576,23 +599,12 @@ export class StableDiffusionPipeline {
         throwIfAborted(signal);
         const stepStarted = performance.now();
         const t = timesteps[index]!;
-        if (index === 0) {
-          const scaled = scheduler.scaleModelInput(loop.latents, t);
-          if (unetInput instanceof Float32Array) unetInput.set(scaled, 0);
-          else toFloat16Into(scaled, unetInput);
-          if (guidance) unetInput.copyWithin(latentCount, 0, latentCount);
-        }
+        if (index === 0) writeUnetInput(scheduler.scaleModelInput(loop.latents, t), unetInput, latentCount, guidance);
         const feeds = { sample, timestep: timestepFeed.fill(t), encoder_hidden_states: hidden };
-        const runStarted = performance.now();
-        const running = unet.session.run(feeds);
-        if (scheduler.prepareStep) {
-          const drawStarted = performance.now();
-          scheduler.prepareStep(generator, latentCount);
-          overlappedMs += performance.now() - drawStarted;
-        }
-        const outputs = await running;
-        const runMs = performance.now() - runStarted;
+        const run = await runUnetDrawingNoise(unet, feeds, scheduler, generator, latentCount);
+        const { outputs, runMs } = run;
         unetMs += runMs;
+        overlappedMs += run.drawMs;
         prediction = firstOutput(unet, outputs);
 
         const linear = scheduler.linearStep(t, latentCount, generator);
