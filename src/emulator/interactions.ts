@@ -266,22 +266,9 @@ export class InteractionManager {
         validateMessageBody(data, { allowEphemeral: true, isEdit: false, uploadedFileCount: files.length }, errors, ['data']);
         errors.throwIfAny();
         if (isEmptyMessage(data, files.length)) throw emptyMessage();
-        const ephemeral = typeof data.flags === 'number' && (data.flags & MESSAGE_FLAG.Ephemeral) !== 0;
-        resultMessage = this.messages.create({
-          channelId: record.channelId,
-          authorId: this.state.botUser.id,
-          webhookId: this.state.applicationId,
-          type: record.type === INTERACTION_TYPE.ApplicationCommand ? 20 : 0,
-          body: data,
-          files,
-          ephemeral,
-          visibleToUserId: record.userId,
-          interactionId: record.id,
-          interactionMetadata: metadata,
-        });
+        resultMessage = this.postAsInteraction(record, metadata, { type: responseType(record), body: data, files, ephemeral: isEphemeral(data.flags) });
         record.originalMessageId = resultMessage.id;
-        record.ephemeral = ephemeral;
-        this.announceCreate(resultMessage);
+        record.ephemeral = resultMessage.ephemeral;
         break;
       }
       case CALLBACK_TYPE.DeferredChannelMessageWithSource: {
@@ -289,23 +276,16 @@ export class InteractionManager {
           errors.add(['data', 'flags'], 'NUMBER_TYPE_COERCE', `Value "${JSON.stringify(data.flags)}" is not int.`);
           errors.throwIfAny();
         }
-        const ephemeral = typeof data.flags === 'number' && (data.flags & MESSAGE_FLAG.Ephemeral) !== 0;
-        resultMessage = this.messages.create({
-          channelId: record.channelId,
-          authorId: this.state.botUser.id,
-          webhookId: this.state.applicationId,
-          type: record.type === INTERACTION_TYPE.ApplicationCommand ? 20 : 0,
+        // The "is thinking…" placeholder: empty, flagged LOADING until the first edit.
+        resultMessage = this.postAsInteraction(record, metadata, {
+          type: responseType(record),
           body: { content: '' },
           files: [],
-          ephemeral,
-          visibleToUserId: record.userId,
-          interactionId: record.id,
-          interactionMetadata: metadata,
+          ephemeral: isEphemeral(data.flags),
           extraFlags: MESSAGE_FLAG.Loading,
         });
         record.originalMessageId = resultMessage.id;
-        record.ephemeral = ephemeral;
-        this.announceCreate(resultMessage);
+        record.ephemeral = resultMessage.ephemeral;
         break;
       }
       case CALLBACK_TYPE.DeferredMessageUpdate: {
@@ -422,24 +402,30 @@ export class InteractionManager {
       this.notify();
       return original;
     }
-    const ephemeral = typeof body.flags === 'number' && (body.flags & MESSAGE_FLAG.Ephemeral) !== 0;
     const metadata = this.interactionMetadata(record);
     if (record.originalMessageId) metadata.original_response_message_id = record.originalMessageId;
+    const message = this.postAsInteraction(record, metadata, { type: 0, body, files, ephemeral: isEphemeral(body.flags) });
+    record.followupIds.push(message.id);
+    this.notify();
+    return message;
+  }
+
+  /** A message the application posts through the interaction's webhook (response or follow-up), announced. */
+  private postAsInteraction(
+    record: InteractionRecord,
+    metadata: JsonObject,
+    init: { type: number; body: JsonObject; files: UploadedFile[]; ephemeral: boolean; extraFlags?: number },
+  ): StoredMessage {
     const message = this.messages.create({
+      ...init,
       channelId: record.channelId,
       authorId: this.state.botUser.id,
       webhookId: this.state.applicationId,
-      type: 0,
-      body,
-      files,
-      ephemeral,
       visibleToUserId: record.userId,
       interactionId: record.id,
       interactionMetadata: metadata,
     });
-    record.followupIds.push(message.id);
     this.announceCreate(message);
-    this.notify();
     return message;
   }
 
@@ -525,3 +511,13 @@ function findComponent(components: Json[], customId: string): JsonObject | null 
 }
 
 export { DiscordHttpError };
+
+/** Whether message flags ask for an ephemeral message. */
+function isEphemeral(flags: unknown): boolean {
+  return typeof flags === 'number' && (flags & MESSAGE_FLAG.Ephemeral) !== 0;
+}
+
+/** The message type of an interaction's response: 20 (chat input command) for commands, 0 for components. */
+function responseType(record: InteractionRecord): number {
+  return record.type === INTERACTION_TYPE.ApplicationCommand ? 20 : 0;
+}
