@@ -1,3 +1,5 @@
+import { formatDuration, progressBar } from '../util/format.js';
+
 /**
  * A one-line progress bar for terminals (redrawn in place on stderr). When stderr is not a terminal it stays
  * silent, so logs and pipes get no control characters.
@@ -30,17 +32,9 @@ export class ProgressBar {
   }
 }
 
-/** `label [██████░░░░░░] 12/30 · 3.1s elapsed · ETA 4.6s` — also used for Discord progress messages. */
+/** `label [██████░░░░░░] 12/30 · 3.1s elapsed · ETA 4.6s` on the terminal. */
 export function formatProgressLine(label: string, done: number, total: number, elapsedSeconds: number, width = 24): string {
-  const fraction = total > 0 ? Math.min(1, done / total) : 0;
-  const filled = Math.round(fraction * width);
-  const bar = '█'.repeat(filled) + '░'.repeat(width - filled);
-  const eta = done > 0 && done < total ? ` · ETA ${formatSeconds((elapsedSeconds / done) * (total - done))}` : '';
-  return `${label} [${bar}] ${done}/${total} · ${formatSeconds(elapsedSeconds)} elapsed${eta}`;
-}
-
-export function formatSeconds(seconds: number): string {
-  if (seconds < 60) return `${seconds.toFixed(1)}s`;
-  const minutes = Math.floor(seconds / 60);
-  return `${minutes}m${Math.round(seconds - minutes * 60).toString().padStart(2, '0')}s`;
+  const bar = progressBar(total > 0 ? done / total : 0, width);
+  const eta = done > 0 && done < total ? ` · ETA ${formatDuration((elapsedSeconds / done) * (total - done) * 1000)}` : '';
+  return `${label} [${bar}] ${done}/${total} · ${formatDuration(elapsedSeconds * 1000)} elapsed${eta}`;
 }

@@ -27,7 +27,8 @@ import type { GuildRules, ImagineOptions, Requester } from './backend.js';
 import { deployCommands } from './command-data.js';
 import type { ReplyTarget } from './job-message.js';
 import { JobPresenter, type PresentedJob } from './presenter.js';
-import { decodeCustomId, formatDuration } from './render.js';
+import { formatDuration } from '../util/format.js';
+import { decodeCustomId } from './render.js';
 import { loggableError } from './errors.js';
 
 export interface EngineInfo {
