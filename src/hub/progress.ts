@@ -2,6 +2,7 @@
  * Shows `models pull` progress: a redrawn bar on a terminal, plain lines otherwise (docker logs, CI), where a bar's
  * carriage returns would make one unreadable line.
  */
+import { progressBar } from '../util/format.js';
 import { formatBytes, type PullProgress } from './pull.js';
 
 export interface ProgressOutput {
@@ -48,8 +49,7 @@ export function createProgressReporter(output: ProgressOutput, now: () => number
     if (progress.kind === 'bytes' && time - lastDraw < REDRAW_MS) return;
     lastDraw = time;
     const fraction = progress.totalBytes > 0 ? progress.doneBytes / progress.totalBytes : 1;
-    const filled = Math.round(fraction * BAR_WIDTH);
-    const bar = `${'█'.repeat(filled)}${'░'.repeat(BAR_WIDTH - filled)}`;
+    const bar = progressBar(fraction, BAR_WIDTH);
     let line = `${bar} ${(fraction * 100).toFixed(0).padStart(3)}% ${formatBytes(progress.doneBytes)}/${formatBytes(progress.totalBytes)} ${count} ${progress.path}`;
     const columns = output.columns ?? 100;
     if (line.length > columns - 1) line = `${line.slice(0, columns - 2)}…`;
