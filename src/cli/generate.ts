@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { InvalidRequestError } from '../diffusion/errors.js';
 import { loadPipeline } from '../diffusion/load.js';
-import { DEFAULT_CFG, DEFAULT_STEPS, type GenerationRequest } from '../diffusion/pipeline.js';
+import { DEFAULT_CFG, DEFAULT_STEPS, requestedStepOf, type GenerationRequest } from '../diffusion/pipeline.js';
 import { encodePng, formatInfotext } from '../diffusion/png.js';
 import { parseSeed, randomSeed } from '../diffusion/rng/index.js';
 import { RNG_DEVICES, type RngDevice } from '../diffusion/rng/types.js';
@@ -123,7 +123,9 @@ async function runGenerate(options: GenerateOptions, defaults: GenerateCommandDe
     if (truncated > 0) process.stderr.write(`warning: the prompt is ${truncated} token(s) too long; the end is ignored, as diffusers does.\n`);
     const bar = new ProgressBar('generating', options.steps);
     bar.update(0, true);
-    const result = await pipeline.generate(request, { onProgress: ({ step }) => bar.update(step) });
+    const result = await pipeline.generate(request, {
+      onProgress: ({ step, totalSteps }) => bar.update(requestedStepOf(step, totalSteps, options.steps)),
+    });
     bar.finish();
 
     await mkdir(options.out, { recursive: true });

@@ -80,6 +80,14 @@ export interface StepInfo {
   timestep: number;
 }
 
+/**
+ * A progress step counted in the steps the caller asked for. PNDM makes steps + 1 UNet calls (its first timestep
+ * repeats), so its UNet call k of n maps onto 1…requestedSteps: never "step 31/30".
+ */
+export function requestedStepOf(step: number, totalSteps: number, requestedSteps: number): number {
+  return Math.max(1, Math.round((step * requestedSteps) / totalSteps));
+}
+
 export interface GenerateOptions {
   /**
    * Called after each step whose latents the caller wants (`wantsLatents`, default every step), with those latents.

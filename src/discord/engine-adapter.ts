@@ -8,7 +8,7 @@
  */
 import { MAX_SEED } from '../diffusion/rng/index.js';
 import { encodePng, formatInfotext } from '../diffusion/png.js';
-import type { StableDiffusionPipeline } from '../diffusion/pipeline.js';
+import { requestedStepOf, type StableDiffusionPipeline } from '../diffusion/pipeline.js';
 import type { GenerateOptions, GeneratedImage, GeneratedImages, GenerationRequest, ImageGenerator } from '../queue/types.js';
 
 export interface PipelineGeneratorOptions {
@@ -39,10 +39,8 @@ export class PipelineImageGenerator implements ImageGenerator {
   async generate(request: GenerationRequest, options: GenerateOptions): Promise<GeneratedImages> {
     const images: GeneratedImage[] = [];
     const count = Math.max(1, request.count);
-    // Progress in the steps the user asked for: PNDM makes steps + 1 UNet calls (its first timestep repeats),
-    // which must not show as "step 61/60".
-    const userStep = (image: number, step: number, totalSteps: number) =>
-      image * request.steps + Math.max(1, Math.round((step * request.steps) / totalSteps));
+    // Progress across the job's images, in the steps the user asked for.
+    const userStep = (image: number, step: number, totalSteps: number) => image * request.steps + requestedStepOf(step, totalSteps, request.steps);
     const previewIntervalMs = this.options.previewIntervalMs ?? 1000;
     let lastPreviewAt = -Infinity;
     let previewDue = false;
