@@ -10,6 +10,8 @@ export interface LoadPipelineOptions {
   safetyChecker?: boolean;
   /** The pipeline's default denoising loop (see DeviceLoopMode; default auto). */
   deviceLoop?: DeviceLoopMode;
+  /** Pin the UNet's input shapes to each generation's (PipelineOptions.pinUnetShapes; default false). */
+  pinUnetShapes?: boolean;
   /** One line per event: provider chosen (and why others failed), each part loaded, total load time. */
   log?: (line: string) => void;
 }
@@ -31,10 +33,11 @@ export async function loadPipeline(folder: string, options: LoadPipelineOptions)
   const unetOutputsOnDevice = keepsOutputsOnDevice(provider) && deviceLoop !== 'never';
   const isUnet = (file: string): boolean => basename(dirname(file)) === 'unet';
   const model = await loadStableDiffusionModel(folder, {
-    createSession: (file) => openSession(file, provider, { preferGpuOutputs: unetOutputsOnDevice && isUnet(file) ? true : undefined }),
+    createSession: (file, pinnedShapes) =>
+      openSession(file, provider, { preferGpuOutputs: unetOutputsOnDevice && isUnet(file) ? true : undefined, pinnedShapes }),
     safetyChecker: options.safetyChecker,
     onProgress: ({ part, index, total }) => log(`loading ${part} (${index + 1}/${total}) on ${provider}`),
   });
   log(`model ${model.name} loaded on ${provider} in ${((performance.now() - started) / 1000).toFixed(1)}s`);
-  return new StableDiffusionPipeline(model, { provider, deviceLoop, log });
+  return new StableDiffusionPipeline(model, { provider, deviceLoop, log, pinUnetShapes: options.pinUnetShapes ?? false });
 }

@@ -57,11 +57,25 @@ export interface StableDiffusionModel {
   readonly vaeScalingFactor: number;
   /** Spatial downsampling of the VAE (8 for SD). */
   readonly vaeScaleFactor: number;
+  /** The shapes the UNet session's inputs are pinned to (see pin-shapes.ts), or null when they are as exported. */
+  readonly unetPinnedShapes: Readonly<Record<string, readonly number[]>> | null;
+  /**
+   * Reopens the UNet with its inputs pinned to these shapes (null: as exported) unless it already has exactly those;
+   * resolves to whether it reopened. The old session is released first, so a GPU never holds two copies of the
+   * UNet's weights. If the new session cannot open, the UNet is reopened as before and the error is thrown.
+   */
+  pinUnetShapes(shapes: Readonly<Record<string, readonly number[]>> | null): Promise<boolean>;
   release(): Promise<void>;
 }
 
-/** Creates an ONNX Runtime session for one model file; the provider module decides where it runs. */
-export type SessionFactory = (modelFile: string) => Promise<InferenceSession>;
+/**
+ * Creates an ONNX Runtime session for one model file; the provider module decides where it runs. `pinnedShapes` fixes
+ * input dimensions (providers.ts' `openSession` option of that name).
+ */
+export type SessionFactory = (
+  modelFile: string,
+  pinnedShapes?: Readonly<Record<string, readonly number[]>>,
+) => Promise<InferenceSession>;
 
 export interface LoadModelOptions {
   createSession: SessionFactory;
@@ -113,12 +127,17 @@ function contracts(
   return map;
 }
 
-async function openPart(folder: string, file: string, createSession: SessionFactory): Promise<ModelPart> {
+async function openPart(
+  folder: string,
+  file: string,
+  createSession: SessionFactory,
+  pinnedShapes?: Readonly<Record<string, readonly number[]>>,
+): Promise<ModelPart> {
   const path = join(folder, file);
   if (!(await isFile(path))) throw new ModelFileError(file, 'file is missing');
   let session: InferenceSession;
   try {
-    session = await createSession(path);
+    session = await createSession(path, pinnedShapes);
   } catch (error) {
     throw new ModelFileError(file, describeLoadFailure(error), { cause: error });
   }
@@ -128,6 +147,22 @@ async function openPart(folder: string, file: string, createSession: SessionFact
     inputs: contracts(file, session.inputNames, session.inputMetadata),
     outputs: contracts(file, session.outputNames, session.outputMetadata),
   };
+}
+
+function sameShapes(
+  a: Readonly<Record<string, readonly number[]>> | null,
+  b: Readonly<Record<string, readonly number[]>> | null,
+): boolean {
+  if (a === null || b === null) return a === b;
+  const names = Object.keys(a);
+  return (
+    names.length === Object.keys(b).length &&
+    names.every((name) => {
+      const x = a[name];
+      const y = b[name];
+      return x !== undefined && y !== undefined && x.length === y.length && x.every((size, axis) => size === y[axis]);
+    })
+  );
 }
 
 /** ONNX Runtime's load errors are long and technical; keep the part a person can act on. */
@@ -182,7 +217,8 @@ export async function loadStableDiffusionModel(folder: string, options: LoadMode
     throw error;
   }
   const textEncoder = parts.get('text_encoder')!;
-  const unet = parts.get('unet')!;
+  let unet = parts.get('unet')!;
+  let unetPinnedShapes: Readonly<Record<string, readonly number[]>> | null = null;
   const vaeDecoder = parts.get('vae_decoder')!;
   requireInputs(textEncoder, ['input_ids']);
   requireInputs(unet, ['sample', 'timestep', 'encoder_hidden_states']);
@@ -204,6 +240,16 @@ export async function loadStableDiffusionModel(folder: string, options: LoadMode
   }
 
   const name = root.split(/[\\/]/).filter(Boolean).pop() ?? 'model';
+  let unetReleased = false;
+  const reopenUnet = async (shapes: Readonly<Record<string, readonly number[]>> | null): Promise<void> => {
+    // After a failed reopen the old session is already gone (ORT throws on a second release).
+    if (!unetReleased) await unet.session.release();
+    unetReleased = true;
+    unet = await openPart(root, 'unet/model.onnx', options.createSession, shapes ?? undefined);
+    unetReleased = false;
+    parts.set('unet', unet);
+    unetPinnedShapes = shapes;
+  };
   return {
     folder: root,
     name,
@@ -211,12 +257,28 @@ export async function loadStableDiffusionModel(folder: string, options: LoadMode
     tokenizer,
     schedulerConfig,
     textEncoder,
-    unet,
+    get unet() {
+      return unet;
+    },
     vaeDecoder,
     vaeEncoder: parts.get('vae_encoder') ?? null,
     safetyChecker,
     vaeScalingFactor,
     vaeScaleFactor: 8,
+    get unetPinnedShapes() {
+      return unetPinnedShapes;
+    },
+    async pinUnetShapes(shapes) {
+      if (sameShapes(shapes, unetPinnedShapes)) return false;
+      const previous = unetPinnedShapes;
+      try {
+        await reopenUnet(shapes);
+      } catch (error) {
+        await reopenUnet(previous);
+        throw error;
+      }
+      return true;
+    },
     async release() {
       await Promise.allSettled([...parts.values()].map((part) => part.session.release()));
     },

@@ -71,6 +71,12 @@ export interface PipelineOptions {
   deviceLoop?: DeviceLoopMode;
   /** Where to say that the device loop failed and `auto` switched to the JS loop (one line). */
   log?: (line: string) => void;
+  /**
+   * Pin the UNet's input shapes to each generation's (batch, size, prompt length): the UNet is reopened whenever they
+   * change, which takes as long as loading it (seconds on a GPU), and runs with the export's shape arithmetic folded
+   * away (pin-shapes.ts). Worth it where sizes rarely change; measured by `npm run bench:gpu` (default false).
+   */
+  pinUnetShapes?: boolean;
 }
 
 export interface StepInfo {
@@ -312,6 +318,7 @@ export class StableDiffusionPipeline {
   private readonly uploader: GpuTensorUploader;
   private readonly log: (line: string) => void;
   private deviceLoopError: string | null = null;
+  private readonly pinUnetShapes: boolean;
 
   constructor(
     readonly model: StableDiffusionModel,
@@ -320,8 +327,18 @@ export class StableDiffusionPipeline {
     this.provider = options.provider ?? 'cpu';
     this.deviceLoop = options.deviceLoop ?? 'auto';
     this.log = options.log ?? (() => {});
+    this.pinUnetShapes = options.pinUnetShapes ?? false;
     this.reader = new GpuTensorReader(this.provider);
     this.uploader = new GpuTensorUploader(this.provider);
+  }
+
+  private async pinUnetTo(shapes: Record<string, readonly number[]>): Promise<void> {
+    const started = performance.now();
+    if (!(await this.model.pinUnetShapes(shapes))) return;
+    const described = Object.entries(shapes)
+      .map(([name, dims]) => `${name} [${dims.join(', ')}]`)
+      .join(', ');
+    this.log(`UNet reopened with its inputs pinned to ${described} in ${((performance.now() - started) / 1000).toFixed(1)}s`);
   }
 
   /** Releases the pipeline's own small sessions (step graphs, read-back/upload helpers); the model is released apart. */
@@ -419,10 +436,11 @@ export class StableDiffusionPipeline {
 
     const latents = initialLatents(generator, scheduler, latentCount);
 
-    const unet = model.unet;
     const unetBatch = guidance ? 2 * batch : batch;
-    // Feeds in the dtypes the UNet's metadata declares (float16 for fp16 exports), allocated once per generation.
     const sampleDims = [unetBatch, 4, latentHeight, latentWidth];
+    if (this.pinUnetShapes) await this.pinUnetTo({ sample: sampleDims, timestep: [unetBatch], encoder_hidden_states: text.dims });
+    const unet = model.unet;
+    // Feeds in the dtypes the UNet's metadata declares (float16 for fp16 exports), allocated once per generation.
     const sampleDtype = unet.inputs.get('sample')!.dtype;
     if (sampleDtype !== 'float32' && sampleDtype !== 'float16') throw new InvalidRequestError(`unet sample input has type ${sampleDtype}; float32 or float16 expected.`);
     // The UNet reads our buffer directly (no copy per step). For fp16 the latents are narrowed once and the half

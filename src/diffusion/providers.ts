@@ -43,6 +43,7 @@
  * `session.run(feeds, { out_sample: preallocatedTensor })` makes ORT write into the caller's buffer (checked on CPU
  * with 1.30); the tensor the call returns is a separate copy, so read the preallocated buffer.
  */
+import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -53,6 +54,7 @@ import type { InferenceSession } from 'onnxruntime-node';
 import { pathExists } from '../util/fs.js';
 import { ImagineError } from './errors.js';
 import { identityModel, probeModel, type OnnxElementTypeName } from './onnx-builder.js';
+import { pinInputShapes } from './pin-shapes.js';
 
 export type ProviderName = 'cuda' | 'webgpu' | 'cpu';
 export type ProviderChoice = 'auto' | ProviderName;
@@ -99,6 +101,11 @@ export interface OpenSessionOptions {
   intraOpNumThreads?: number;
   /** ORT's own log level for this session (0 verbose … 4 fatal; default 2, warnings). */
   logSeverityLevel?: 0 | 1 | 2 | 3 | 4;
+  /**
+   * Fix these inputs' symbolic dimensions to exact sizes (ORT's freeDimensionOverrides, see pin-shapes.ts): the
+   * session then takes only those shapes, and ORT can fold the graph's shape arithmetic away.
+   */
+  pinnedShapes?: Readonly<Record<string, readonly number[]>>;
 }
 
 /** Whether `preferGpuOutputs` has any effect on this provider. */
@@ -150,10 +157,20 @@ export async function openSession(
 ): Promise<InferenceSession> {
   if (provider !== 'cpu') await checkProviderPrerequisites(provider);
   const sessionOptions = sessionOptionsFor(provider, options);
+  let source: string | Uint8Array = model;
+  if (options.pinnedShapes) {
+    let bytes: Uint8Array;
+    if (typeof model === 'string') {
+      // Rewritten bytes have no file path: ORT looks for external weights (weights.pb) in the folder this entry names.
+      sessionOptions.extra = { session: { model_external_initializers_file_folder_path: dirname(model) } };
+      bytes = new Uint8Array(await readFile(model));
+    } else bytes = model;
+    source = pinInputShapes(bytes, options.pinnedShapes);
+  }
   try {
-    return typeof model === 'string'
-      ? await ort.InferenceSession.create(model, sessionOptions)
-      : await ort.InferenceSession.create(model, sessionOptions);
+    return typeof source === 'string'
+      ? await ort.InferenceSession.create(source, sessionOptions)
+      : await ort.InferenceSession.create(source, sessionOptions);
   } catch (error) {
     const reason = provider === 'cpu' ? null : await explainProviderFailure(provider, error);
     if (reason !== null) throw new ProviderUnavailableError(provider, reason, { cause: error });
