@@ -12,6 +12,8 @@
  *   --steps 10                    timed UNet steps per variant (after 2 warm-up steps)
  *   --image-steps 30              steps of the end-to-end image
  *   --webgpu-layout NCHW|NHWC     WebGPU's preferredLayout (default: ORT's, NCHW)
+ *   --pin-shapes                  open the UNet with its input shapes pinned to the benchmark's (pin-shapes.ts), and
+ *                                 the pipeline with `pinUnetShapes`: ORT folds the export's shape arithmetic away
  *   --json FILE                   also write every figure as JSON
  *   --all-variants                also run the GPU-output variants where outputs cannot stay on the GPU (cpu, cuda):
  *                                 exercises that code on a machine without WebGPU; the figures mean nothing there
@@ -53,6 +55,7 @@ interface Args {
   webgpuLayout: 'NCHW' | 'NHWC' | undefined;
   json: string | undefined;
   allVariants: boolean;
+  pinShapes: boolean;
 }
 
 function parseArgs(argv: string[]): Args {
@@ -65,6 +68,7 @@ function parseArgs(argv: string[]): Args {
     webgpuLayout: undefined,
     json: undefined,
     allVariants: false,
+    pinShapes: false,
   };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
@@ -80,6 +84,7 @@ function parseArgs(argv: string[]): Args {
     else if (arg === '--webgpu-layout') args.webgpuLayout = value() as 'NCHW' | 'NHWC';
     else if (arg === '--json') args.json = value();
     else if (arg === '--all-variants') args.allVariants = true;
+    else if (arg === '--pin-shapes') args.pinShapes = true;
     else if (arg.startsWith('--')) throw new Error(`unknown option ${arg}`);
     else args.model = arg;
   }
@@ -135,7 +140,7 @@ interface PipelineImageFigures {
  * checker, no previews), after a 2-step warm-up generation, for each loop mode asked for.
  */
 async function benchPipelineImages(args: Args, provider: ProviderName, modes: readonly DeviceLoopMode[]): Promise<PipelineImageFigures[]> {
-  const pipeline = await loadPipeline(args.model, { provider, safetyChecker: false });
+  const pipeline = await loadPipeline(args.model, { provider, safetyChecker: false, pinUnetShapes: args.pinShapes });
   const figures: PipelineImageFigures[] = [];
   try {
     for (const mode of modes) {
@@ -241,14 +246,18 @@ async function timeSteps(count: number, step: (index: number) => Promise<void>):
 async function benchProvider(args: Args, provider: ProviderName): Promise<ProviderFigures> {
   const latentSide = args.size / 8;
   const sessionOptions: OpenSessionOptions = args.webgpuLayout ? { webgpu: { preferredLayout: args.webgpuLayout } } : {};
-  const loadStart = performance.now();
-  const textEncoder = await openSession(join(args.model, 'text_encoder', 'model.onnx'), provider, sessionOptions);
-  const unet = await openSession(join(args.model, 'unet', 'model.onnx'), provider, sessionOptions);
+  let loadMs = 0;
+  const open = async (part: string, options: OpenSessionOptions): Promise<InferenceSession> => {
+    const started = performance.now();
+    const session = await openSession(join(args.model, part, 'model.onnx'), provider, options);
+    loadMs += performance.now() - started;
+    return session;
+  };
+  const textEncoder = await open('text_encoder', sessionOptions);
   let unetGpu: InferenceSession | undefined;
   const cleanups: Array<() => Promise<void>> = [];
-  const vae = await openSession(join(args.model, 'vae_decoder', 'model.onnx'), provider, sessionOptions);
-  const loadSeconds = (performance.now() - loadStart) / 1000;
-  console.log(`  loaded text encoder, UNet, VAE decoder in ${loadSeconds.toFixed(1)} s`);
+  let unet: InferenceSession | undefined;
+  let vae: InferenceSession | undefined;
 
   try {
     // Text encoder, CFG batch of two prompts (BOS + EOS padding), as many tokens as the model takes.
@@ -261,6 +270,14 @@ async function benchProvider(args: Args, provider: ProviderName): Promise<Provid
       return hidden;
     };
     const hiddenTensor = await encode();
+    // The UNet's shapes are known once the text encoder said its width: pin them if asked.
+    const unetOptions: OpenSessionOptions = args.pinShapes
+      ? { ...sessionOptions, pinnedShapes: { sample: [2, 4, latentSide, latentSide], timestep: [2], encoder_hidden_states: hiddenTensor.dims } }
+      : sessionOptions;
+    unet = await open('unet', unetOptions);
+    vae = await open('vae_decoder', sessionOptions);
+    const loadSeconds = loadMs / 1000;
+    console.log(`  loaded text encoder, UNet${args.pinShapes ? ' (input shapes pinned)' : ''}, VAE decoder in ${loadSeconds.toFixed(1)} s`);
     const textEncoderMs = median(await timeSteps(3, async () => void (await encode())));
     const hiddenFloats = readFloats(hiddenTensor, new Float32Array(hiddenTensor.size));
 
@@ -282,10 +299,7 @@ async function benchProvider(args: Args, provider: ProviderName): Promise<Provid
     if (keepsOutputsOnDevice(provider) || args.allVariants) {
       // A second UNet session with its output left on the GPU (the first stays open for the end-to-end image, so the
       // GPU holds the UNet's weights twice here).
-      unetGpu = await openSession(join(args.model, 'unet', 'model.onnx'), provider, {
-        ...sessionOptions,
-        preferGpuOutputs: ['out_sample'],
-      });
+      unetGpu = await open('unet', { ...unetOptions, preferGpuOutputs: ['out_sample'] });
       const gpuRunner = new StepRunner(unetGpu, latentSide, hiddenTensor.dims);
       gpuRunner.hidden.setFloats(hiddenFloats);
       reader = new GpuTensorReader(provider);
@@ -391,10 +405,11 @@ async function benchProvider(args: Args, provider: ProviderName): Promise<Provid
     }
 
     // VAE decode of one image.
-    const latentFeed = TensorFeeder.forInput(vae, 'latent_sample', [1, 4, latentSide, latentSide]);
+    const decoder = vae;
+    const latentFeed = TensorFeeder.forInput(decoder, 'latent_sample', [1, 4, latentSide, latentSide]);
     const decode = async (): Promise<void> => {
-      const out = await vae.run({ latent_sample: latentFeed.setFloats(runner.latents) });
-      const image = out.sample ?? out[vae.outputNames[0]!];
+      const out = await decoder.run({ latent_sample: latentFeed.setFloats(runner.latents) });
+      const image = out.sample ?? out[decoder.outputNames[0]!];
       if (image?.location === 'cpu') void image.data; // the pixels reach the CPU, as they must for a PNG
     };
     await decode();
@@ -438,16 +453,19 @@ async function benchProvider(args: Args, provider: ProviderName): Promise<Provid
   } finally {
     await textEncoder.release();
     for (const cleanup of cleanups) await cleanup().catch(() => {});
-    await unet.release();
+    await unet?.release();
     await unetGpu?.release();
-    await vae.release();
+    await vae?.release();
   }
 }
 
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   const gpu = await gpuName();
-  console.log(`gpu.bench: model ${args.model}, ${args.size}², ${args.steps} timed steps per variant`);
+  console.log(
+    `gpu.bench: model ${args.model}, ${args.size}², ${args.steps} timed steps per variant; ` +
+      `WebGPU layout ${args.webgpuLayout ?? 'default'}; UNet input shapes ${args.pinShapes ? 'pinned' : 'as exported'}`,
+  );
   console.log(`machine: GPU ${gpu}; CPU ${cpus()[0]?.model ?? 'unknown'} × ${cpus().length}; node ${process.version}`);
   const results: Array<ProviderFigures | { provider: ProviderName; unavailable: string }> = [];
   for (const provider of args.providers) {
