@@ -74,6 +74,8 @@ export const configSchema = z.strictObject({
     path: text(),
     provider: oneOf(PROVIDERS),
     safetyChecker: bool(),
+    /** Pin the UNet's input shapes to each job's, reopening it when they change (pin-shapes.ts, docs/gpu.md). */
+    pinUnetShapes: bool(),
   }),
   generation: z.strictObject({
     defaults: z.strictObject({

@@ -34,6 +34,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   const pipeline = await loadPipeline(options.modelFolder, {
     provider: config.model.provider,
     safetyChecker: config.model.safetyChecker,
+    pinUnetShapes: config.model.pinUnetShapes,
     log: (line) => log.info({ module: 'engine' }, line),
   });
   const storage = new Storage({ ...(config.storage.keyvUrl ? { url: config.storage.keyvUrl } : {}), sqlitePath: config.storage.sqlitePath, logger: log });

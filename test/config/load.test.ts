@@ -46,6 +46,7 @@ test('defaults load with no files and no environment, with derived paths made ab
   assert.equal(config.storage.sqlitePath, join(dir, 'data', 'imagine.sqlite'));
   assert.equal(config.storage.keyvUrl, '');
   assert.equal(config.model.provider, 'auto');
+  assert.equal(config.model.pinUnetShapes, false);
   assert.equal(config.log.level, 'info');
 });
 
