@@ -413,6 +413,21 @@ export class StableDiffusionPipeline {
     return { embeddings, dims: [rowCount * batch, sequence, width] };
   }
 
+  /**
+   * Runs one short generation (2 steps, empty prompt) in the shape of the jobs to come, so the first real job does not
+   * pay for what happens once per session and shape: WebGPU compiles its shaders, cuDNN benchmarks its convolution
+   * algorithms, ORT plans its memory, the device loop opens its step graph, `pinUnetShapes` pins the UNet, and a
+   * device loop the provider rejects is found and swapped for the JS loop. Resolves to the seconds it took.
+   */
+  async warmUp(shape: Pick<GenerationRequest, 'width' | 'height' | 'cfg' | 'batch' | 'scheduler' | 'safetyCheck'>): Promise<number> {
+    const started = performance.now();
+    await this.generate({ ...shape, prompt: '', seed: 0n, steps: 2 });
+    const seconds = (performance.now() - started) / 1000;
+    const batch = shape.batch ?? 1;
+    this.log(`warmed up in ${seconds.toFixed(1)}s (${shape.width}×${shape.height}, ${batch} image${batch === 1 ? '' : 's'}, cfg ${shape.cfg})`);
+    return seconds;
+  }
+
   async generate(request: GenerationRequest, options: GenerateOptions = {}): Promise<GenerationResult> {
     validateRequest(request);
     const started = performance.now();

@@ -2,7 +2,7 @@
  * Puts the bot together: model → pipeline worker → persisted fair queue → guild rules → discord.js client.
  * `start` calls this; tests start the same thing as a child process through the CLI.
  */
-import type { Config } from '../config/index.js';
+import { parseSize, type Config } from '../config/index.js';
 import { loadPipeline } from '../diffusion/load.js';
 import { schedulerNameForClass } from '../diffusion/schedulers/index.js';
 import type { Logger } from '../log.js';
@@ -37,15 +37,28 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     pinUnetShapes: config.model.pinUnetShapes,
     log: (line) => log.info({ module: 'engine' }, line),
   });
+  const modelScheduler = schedulerNameForClass(String(pipeline.model.schedulerConfig._class_name ?? '')) ?? 'pndm';
+  const defaults = requestDefaults(config, modelScheduler);
+  // Before the first job: a job in the default shape should not pay for shader compilation and the like.
+  const defaultSize = parseSize(defaults.size);
+  if (defaultSize) {
+    try {
+      await pipeline.warmUp({ ...defaultSize, cfg: defaults.cfg, scheduler: defaults.scheduler, safetyCheck: config.model.safetyChecker });
+    } catch (error) {
+      await pipeline.release();
+      await pipeline.model.release();
+      throw error;
+    }
+  }
   const storage = new Storage({ ...(config.storage.keyvUrl ? { url: config.storage.keyvUrl } : {}), sqlitePath: config.storage.sqlitePath, logger: log });
   log.info({ storage: storage.kind, location: storage.location }, 'storage opened');
   const store = new JobStore(storage.namespace('jobs'), { logger: log.child({ module: 'jobs' }) });
   const generator = new PipelineImageGenerator(pipeline, { safetyCheck: config.model.safetyChecker, previewIntervalMs: config.preview.minIntervalMs });
   const queue = new LocalJobQueue({ store, generator, logger: log.child({ module: 'queue' }) });
-  const modelScheduler = schedulerNameForClass(String(pipeline.model.schedulerConfig._class_name ?? '')) ?? 'pndm';
+
   const settings = new GuildSettingsStore({ keyv: storage.namespace('settings'), defaults: settingsFromConfig(config), logger: log.child({ module: 'settings' }) });
   const admission = new Admission({ settings, usage: storage.namespace('usage'), queue, logger: log.child({ module: 'admission' }) });
-  const rules = createGuildRules({ settings, admission, defaults: requestDefaults(config, modelScheduler) });
+  const rules = createGuildRules({ settings, admission, defaults });
   const bot = new ImagineBot({
     config,
     log,

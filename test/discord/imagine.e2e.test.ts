@@ -35,6 +35,17 @@ describe('/imagine end to end', () => {
     await sb?.stop();
   });
 
+  test('the model is loaded and warmed up once, in the default job shape, before the commands are registered', () => {
+    const index = (predicate: (msg: string) => boolean): number => sb.logs.findIndex((line) => predicate(line.msg));
+    const engine = sb.logs.filter((line) => line.module === 'engine').map((line) => line.msg);
+    assert.equal(engine.filter((msg) => /^model tiny-sd loaded on cpu in \d/.test(msg)).length, 1, engine.join('\n'));
+    // The harness's config: 64x64, cfg 7, one image.
+    assert.equal(engine.filter((msg) => /^warmed up in [\d.]+s \(64×64, 1 image, cfg 7\)$/.test(msg)).length, 1, engine.join('\n'));
+    const warmed = index((msg) => msg.startsWith('warmed up in'));
+    const registered = index((msg) => msg === 'slash commands registered');
+    assert.ok(index((msg) => msg.startsWith('model tiny-sd loaded')) < warmed && warmed < registered);
+  });
+
   test('a full run: deferred, queued, previews, PNGs with parameters, buttons', async () => {
     const { bruno, chloe } = sb.people;
     // Keep the worker busy so this job really waits: on an idle queue it starts at once and the "Queued" edit is
