@@ -8,8 +8,9 @@
 #                                                        # `source .device-carry/unpack.sh;`, which cds into .device-app):
 #                                                        # builds the random-weight fp16 SD 1.5, runs the benchmark,
 #                                                        # writes gpu-bench*.txt/json to $OUT
-# Environment for `run`: PROVIDERS (default cuda,webgpu), CONFIGS (default "default default+pinned NHWC+pinned NHWC":
-# WebGPU layout, "+pinned" for pinned UNet shapes), STEPS (default 10),
+# Environment for `run`: PROVIDERS (default cuda,webgpu), CONFIGS (default
+# "default default+fused+pinned default+fused default+pinned NHWC+fused+pinned": WebGPU layout, "+pinned" for pinned
+# UNet shapes, "+fused" for fused attention), STEPS (default 10),
 # SIZE (default 512), IMAGE_STEPS (default 30), MODEL (default: build the random fp16 SD 1.5 in /tmp/sd15-random-fp16).
 set -euo pipefail
 # The project root, from this file's place: on the device the working tree is a plain copy (maybe no .git), and the
@@ -72,13 +73,15 @@ case "${1:-}" in
     model=${MODEL:-/tmp/sd15-random-fp16}
     [ -f "$model/unet/model.onnx" ] ||
       python3 "$carry/make_sd15_random.py" --out "$model" --diffusers-src /tmp/diffusers/src --fp16 --tokenizer-from "$carry/sd15-configs" 2>&1 | tail -5 | tee "$out/make-model.txt"
-    # Each configuration is a WebGPU layout, optionally with "+pinned" (UNet input shapes pinned, pin-shapes.ts). The
-    # most telling ones first: files written so far come back even if the device's time limit cuts the run short.
-    for config in ${CONFIGS:-default default+pinned NHWC+pinned NHWC}; do
-      layout=${config%+pinned}
+    # Each configuration is a WebGPU layout (default or NHWC) with optional "+pinned" (UNet input shapes pinned,
+    # pin-shapes.ts) and "+fused" (attention as MultiHeadAttention, fuse-attention.ts). The most telling ones first:
+    # files written so far come back even if the device's time limit cuts the run short.
+    for config in ${CONFIGS:-default default+fused+pinned default+fused default+pinned NHWC+fused+pinned}; do
+      layout=${config%%+*}
       extra=()
       [ "$layout" = default ] || extra+=(--webgpu-layout "$layout")
-      [ "$config" = "$layout" ] || extra+=(--pin-shapes)
+      case "$config" in *+pinned*) extra+=(--pin-shapes) ;; esac
+      case "$config" in *+fused*) extra+=(--fuse-attention) ;; esac
       node dist/bench/gpu.bench.js "$model" --providers "${PROVIDERS:-cuda,webgpu}" --steps "${STEPS:-10}" \
         --size "${SIZE:-512}" --image-steps "${IMAGE_STEPS:-30}" --json "$out/gpu-bench-$config.json" "${extra[@]}" 2>&1 |
         tee "$out/gpu-bench-$config.txt"

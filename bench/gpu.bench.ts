@@ -14,6 +14,8 @@
  *   --webgpu-layout NCHW|NHWC     WebGPU's preferredLayout (default: ORT's, NCHW)
  *   --pin-shapes                  open the UNet with its input shapes pinned to the benchmark's (pin-shapes.ts), and
  *                                 the pipeline with `pinUnetShapes`: ORT folds the export's shape arithmetic away
+ *   --fuse-attention              run the UNet's and VAE decoder's attention as ORT's fused MultiHeadAttention
+ *                                 (fuse-attention.ts), in the step variants and in the pipeline images
  *   --json FILE                   also write every figure as JSON
  *   --all-variants                also run the GPU-output variants where outputs cannot stay on the GPU (cpu, cuda):
  *                                 exercises that code on a machine without WebGPU; the figures mean nothing there
@@ -56,6 +58,7 @@ interface Args {
   json: string | undefined;
   allVariants: boolean;
   pinShapes: boolean;
+  fuseAttention: boolean;
 }
 
 function parseArgs(argv: string[]): Args {
@@ -69,6 +72,7 @@ function parseArgs(argv: string[]): Args {
     json: undefined,
     allVariants: false,
     pinShapes: false,
+    fuseAttention: false,
   };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
@@ -85,6 +89,7 @@ function parseArgs(argv: string[]): Args {
     else if (arg === '--json') args.json = value();
     else if (arg === '--all-variants') args.allVariants = true;
     else if (arg === '--pin-shapes') args.pinShapes = true;
+    else if (arg === '--fuse-attention') args.fuseAttention = true;
     else if (arg.startsWith('--')) throw new Error(`unknown option ${arg}`);
     else args.model = arg;
   }
@@ -140,7 +145,13 @@ interface PipelineImageFigures {
  * checker, no previews), after a 2-step warm-up generation, for each loop mode asked for.
  */
 async function benchPipelineImages(args: Args, provider: ProviderName, modes: readonly DeviceLoopMode[]): Promise<PipelineImageFigures[]> {
-  const pipeline = await loadPipeline(args.model, { provider, safetyChecker: false, pinUnetShapes: args.pinShapes });
+  const pipeline = await loadPipeline(args.model, {
+    provider,
+    safetyChecker: false,
+    pinUnetShapes: args.pinShapes,
+    fuseAttention: args.fuseAttention,
+    log: (line) => (line.includes('fused') || line.startsWith('UNet reopened') || line.startsWith('device loop') ? console.log(`  pipeline: ${line}`) : undefined),
+  });
   const figures: PipelineImageFigures[] = [];
   try {
     for (const mode of modes) {
@@ -246,6 +257,7 @@ async function timeSteps(count: number, step: (index: number) => Promise<void>):
 async function benchProvider(args: Args, provider: ProviderName): Promise<ProviderFigures> {
   const latentSide = args.size / 8;
   const sessionOptions: OpenSessionOptions = args.webgpuLayout ? { webgpu: { preferredLayout: args.webgpuLayout } } : {};
+  const fused: OpenSessionOptions = args.fuseAttention ? { fuseAttention: true, log: (line) => console.log(`  ${line}`) } : {};
   let loadMs = 0;
   const open = async (part: string, options: OpenSessionOptions): Promise<InferenceSession> => {
     const started = performance.now();
@@ -272,10 +284,10 @@ async function benchProvider(args: Args, provider: ProviderName): Promise<Provid
     const hiddenTensor = await encode();
     // The UNet's shapes are known once the text encoder said its width: pin them if asked.
     const unetOptions: OpenSessionOptions = args.pinShapes
-      ? { ...sessionOptions, pinnedShapes: { sample: [2, 4, latentSide, latentSide], timestep: [2], encoder_hidden_states: hiddenTensor.dims } }
-      : sessionOptions;
+      ? { ...sessionOptions, ...fused, pinnedShapes: { sample: [2, 4, latentSide, latentSide], timestep: [2], encoder_hidden_states: hiddenTensor.dims } }
+      : { ...sessionOptions, ...fused };
     unet = await open('unet', unetOptions);
-    vae = await open('vae_decoder', sessionOptions);
+    vae = await open('vae_decoder', { ...sessionOptions, ...fused });
     const loadSeconds = loadMs / 1000;
     console.log(`  loaded text encoder, UNet${args.pinShapes ? ' (input shapes pinned)' : ''}, VAE decoder in ${loadSeconds.toFixed(1)} s`);
     const textEncoderMs = median(await timeSteps(3, async () => void (await encode())));
@@ -464,7 +476,8 @@ async function main(): Promise<void> {
   const gpu = await gpuName();
   console.log(
     `gpu.bench: model ${args.model}, ${args.size}², ${args.steps} timed steps per variant; ` +
-      `WebGPU layout ${args.webgpuLayout ?? 'default'}; UNet input shapes ${args.pinShapes ? 'pinned' : 'as exported'}`,
+      `WebGPU layout ${args.webgpuLayout ?? 'default'}; UNet input shapes ${args.pinShapes ? 'pinned' : 'as exported'}; ` +
+      `attention ${args.fuseAttention ? 'fused (MultiHeadAttention)' : 'as exported'}`,
   );
   console.log(`machine: GPU ${gpu}; CPU ${cpus()[0]?.model ?? 'unknown'} × ${cpus().length}; node ${process.version}`);
   const results: Array<ProviderFigures | { provider: ProviderName; unavailable: string }> = [];

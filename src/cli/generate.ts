@@ -39,6 +39,7 @@ interface GenerateOptions extends Pick<GenerationRequest, 'prompt' | 'steps' | '
   promptSyntax: 'plain';
   provider: ProviderChoice;
   safety: boolean;
+  fuseAttention?: boolean;
   out: string;
 }
 
@@ -47,6 +48,8 @@ export interface GenerateCommandDefaults {
   modelPath?: () => string | undefined;
   /** The configured provider, used when --provider is not given. */
   provider?: () => ProviderChoice;
+  /** The configured model.fuseAttention, used when --fuse-attention is not given. */
+  fuseAttention?: () => boolean;
 }
 
 export function registerGenerateCommand(program: Command, defaults: GenerateCommandDefaults = {}): void {
@@ -81,6 +84,7 @@ export function registerGenerateCommand(program: Command, defaults: GenerateComm
       }
     })
     .option('--no-safety', "skip the model's safety checker")
+    .option('--fuse-attention', 'run attention as ONNX Runtime\'s fused MultiHeadAttention (default: model.fuseAttention from the config)')
     .requiredOption('--out <dir>', 'output folder')
     .action(async (options: GenerateOptions) => {
       await runGenerate(options, defaults);
@@ -101,6 +105,7 @@ async function runGenerate(options: GenerateOptions, defaults: GenerateCommandDe
   const pipeline = await loadPipeline(modelPath, {
     provider: options.provider ?? defaults.provider?.() ?? 'auto',
     safetyChecker: options.safety,
+    fuseAttention: options.fuseAttention ?? defaults.fuseAttention?.() ?? false,
     log: (line) => process.stderr.write(`${line}\n`),
   });
   try {

@@ -25,6 +25,7 @@ export function buildProgram(): Command {
   registerGenerateCommand(program, {
     modelPath: () => configured().model.path || undefined,
     provider: () => configured().model.provider,
+    fuseAttention: () => configured().model.fuseAttention,
   });
   registerStartCommand(program);
   registerDeployCommandsCommand(program);

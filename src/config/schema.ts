@@ -76,6 +76,8 @@ export const configSchema = z.strictObject({
     safetyChecker: bool(),
     /** Pin the UNet's input shapes to each job's, reopening it when they change (pin-shapes.ts, docs/gpu.md). */
     pinUnetShapes: bool(),
+    /** Fuse the UNet's and VAE decoder's attention into ORT's MultiHeadAttention (fuse-attention.ts, docs/gpu.md). */
+    fuseAttention: bool(),
   }),
   generation: z.strictObject({
     defaults: z.strictObject({

@@ -12,6 +12,8 @@ export interface LoadPipelineOptions {
   deviceLoop?: DeviceLoopMode;
   /** Pin the UNet's input shapes to each generation's (PipelineOptions.pinUnetShapes; default false). */
   pinUnetShapes?: boolean;
+  /** Fuse the UNet's and the VAE decoder's attention blocks into MultiHeadAttention (fuse-attention.ts; default false). */
+  fuseAttention?: boolean;
   /** One line per event: provider chosen (and why others failed), each part loaded, total load time. */
   log?: (line: string) => void;
 }
@@ -31,10 +33,15 @@ export async function loadPipeline(folder: string, options: LoadPipelineOptions)
   // Where the provider can keep outputs on the device (WebGPU), the UNet leaves its output there for the device loop
   // to feed to the step graph; the JS loop reads it back each step (pipeline.ts). Other parts return to the CPU.
   const unetOutputsOnDevice = keepsOutputsOnDevice(provider) && deviceLoop !== 'never';
-  const isUnet = (file: string): boolean => basename(dirname(file)) === 'unet';
+  const partOf = (file: string): string => basename(dirname(file));
   const model = await loadStableDiffusionModel(folder, {
     createSession: (file, pinnedShapes) =>
-      openSession(file, provider, { preferGpuOutputs: unetOutputsOnDevice && isUnet(file) ? true : undefined, pinnedShapes }),
+      openSession(file, provider, {
+        preferGpuOutputs: unetOutputsOnDevice && partOf(file) === 'unet' ? true : undefined,
+        pinnedShapes,
+        fuseAttention: (options.fuseAttention ?? false) && ['unet', 'vae_decoder'].includes(partOf(file)),
+        log: (line) => log(`${partOf(file)}: ${line}`),
+      }),
     safetyChecker: options.safetyChecker,
     onProgress: ({ part, index, total }) => log(`loading ${part} (${index + 1}/${total}) on ${provider}`),
   });

@@ -54,6 +54,7 @@ import type { InferenceSession } from 'onnxruntime-node';
 import { pathExists } from '../util/fs.js';
 import { ImagineError } from './errors.js';
 import { identityModel, probeModel, type OnnxElementTypeName } from './onnx-builder.js';
+import { fuseAttention } from './fuse-attention.js';
 import { pinInputShapes } from './pin-shapes.js';
 
 export type ProviderName = 'cuda' | 'webgpu' | 'cpu';
@@ -106,6 +107,13 @@ export interface OpenSessionOptions {
    * session then takes only those shapes, and ORT can fold the graph's shape arithmetic away.
    */
   pinnedShapes?: Readonly<Record<string, readonly number[]>>;
+  /**
+   * Replace the export's attention blocks with ORT's fused MultiHeadAttention operator (fuse-attention.ts); a model
+   * without such blocks opens as it is.
+   */
+  fuseAttention?: boolean;
+  /** Where to say what a rewrite did (fuseAttention: how many blocks it fused). */
+  log?: (line: string) => void;
 }
 
 /** Whether `preferGpuOutputs` has any effect on this provider. */
@@ -158,14 +166,21 @@ export async function openSession(
   if (provider !== 'cpu') await checkProviderPrerequisites(provider);
   const sessionOptions = sessionOptionsFor(provider, options);
   let source: string | Uint8Array = model;
-  if (options.pinnedShapes) {
+  if (options.pinnedShapes || options.fuseAttention) {
     let bytes: Uint8Array;
     if (typeof model === 'string') {
       // Rewritten bytes have no file path: ORT looks for external weights (weights.pb) in the folder this entry names.
       sessionOptions.extra = { session: { model_external_initializers_file_folder_path: dirname(model) } };
       bytes = new Uint8Array(await readFile(model));
     } else bytes = model;
-    source = pinInputShapes(bytes, options.pinnedShapes);
+    if (options.fuseAttention) {
+      const fusion = fuseAttention(bytes);
+      bytes = fusion.model;
+      if (fusion.fused > 0) {
+        options.log?.(`${fusion.fused} attention block(s) fused into MultiHeadAttention (${fusion.nodesBefore} → ${fusion.nodesAfter} nodes)`);
+      }
+    }
+    source = options.pinnedShapes ? pinInputShapes(bytes, options.pinnedShapes) : bytes;
   }
   try {
     return typeof source === 'string'

@@ -35,6 +35,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     provider: config.model.provider,
     safetyChecker: config.model.safetyChecker,
     pinUnetShapes: config.model.pinUnetShapes,
+    fuseAttention: config.model.fuseAttention,
     log: (line) => log.info({ module: 'engine' }, line),
   });
   const modelScheduler = schedulerNameForClass(String(pipeline.model.schedulerConfig._class_name ?? '')) ?? 'pndm';

@@ -46,6 +46,18 @@ describe('imagine-bot generate', () => {
     assert.match(parameters, /^dog in batman costume\nSteps: 30, Sampler: Euler, CFG scale: 7, Seed: 1055747, Size: 128x128, Model: tiny-sd/);
   });
 
+  test('--fuse-attention says what it fused and still reproduces p1', async () => {
+    const out = join(work, 'p1-fused');
+    const result = await runCli([
+      'generate', '--model', TINY_MODEL, '--prompt', 'dog in batman costume', '--seed', '1055747', '--steps', '30',
+      '--cfg', '7', '--width', '128', '--height', '128', '--scheduler', 'euler', '--provider', 'cpu', '--fuse-attention', '--out', out,
+    ]);
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(result.stderr, /^unet: 12 attention block\(s\) fused into MultiHeadAttention/m);
+    const { data } = await sharp(await readFile(join(out, '0.png'))).removeAlpha().raw().toBuffer({ resolveWithObject: true });
+    assert.ok(fractionWithin(new Uint8Array(data), (await readReferencePng('p1', 0)).rgb, 1) >= 0.999);
+  });
+
   test('batch writes 0.png … N-1.png and prints a random seed when none is given', async () => {
     const out = join(work, 'batch');
     const result = await runCli(['generate', '--model', TINY_MODEL, '--prompt', 'a cat', '--steps', '2', '--width', '64', '--height', '64', '--batch', '2', '--provider', 'cpu', '--out', out]);

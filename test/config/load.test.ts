@@ -47,6 +47,7 @@ test('defaults load with no files and no environment, with derived paths made ab
   assert.equal(config.storage.keyvUrl, '');
   assert.equal(config.model.provider, 'auto');
   assert.equal(config.model.pinUnetShapes, false);
+  assert.equal(config.model.fuseAttention, false);
   assert.equal(config.log.level, 'info');
 });
 

@@ -1,0 +1,126 @@
+/**
+ * A minimal protobuf reader and writer for rewriting ONNX models in memory (no onnx package in Node): fields are read
+ * as views into the original bytes, so a rewrite copies unchanged parts (weights included) only once, when the
+ * result is concatenated. Used by pin-shapes.ts and fuse-attention.ts.
+ */
+
+export class ProtobufError extends Error {
+  override name = 'ProtobufError';
+}
+
+export const WIRE_VARINT = 0;
+export const WIRE_FIXED64 = 1;
+export const WIRE_BYTES = 2;
+export const WIRE_FIXED32 = 5;
+
+export interface Field {
+  number: number;
+  wireType: number;
+  /** The whole field: key, length prefix and payload. */
+  raw: Uint8Array;
+  /** The payload of a length-delimited field, or the varint's value. */
+  payload: Uint8Array;
+  value: bigint;
+}
+
+export function readVarint(bytes: Uint8Array, start: number): { value: bigint; end: number } {
+  let value = 0n;
+  let shift = 0n;
+  let position = start;
+  for (;;) {
+    const byte = bytes[position];
+    if (byte === undefined) throw new ProtobufError('truncated protobuf varint');
+    position++;
+    value |= BigInt(byte & 0x7f) << shift;
+    if ((byte & 0x80) === 0) return { value, end: position };
+    shift += 7n;
+    if (shift > 63n) throw new ProtobufError('protobuf varint longer than 64 bits');
+  }
+}
+
+export function* fields(bytes: Uint8Array): Generator<Field> {
+  let position = 0;
+  while (position < bytes.length) {
+    const start = position;
+    const key = readVarint(bytes, position);
+    position = key.end;
+    const number = Number(key.value >> 3n);
+    const wireType = Number(key.value & 7n);
+    let payload: Uint8Array = new Uint8Array(0);
+    let value = 0n;
+    if (wireType === WIRE_VARINT) {
+      const read = readVarint(bytes, position);
+      value = read.value;
+      position = read.end;
+    } else if (wireType === WIRE_BYTES) {
+      const length = readVarint(bytes, position);
+      const payloadStart = length.end;
+      position = payloadStart + Number(length.value);
+      if (position > bytes.length) throw new ProtobufError('truncated protobuf field');
+      payload = bytes.subarray(payloadStart, position);
+    } else if (wireType === WIRE_FIXED64) {
+      position += 8;
+    } else if (wireType === WIRE_FIXED32) {
+      position += 4;
+    } else {
+      throw new ProtobufError(`unsupported protobuf wire type ${wireType}`);
+    }
+    if (position > bytes.length) throw new ProtobufError('truncated protobuf field');
+    yield { number, wireType, raw: bytes.subarray(start, position), payload, value };
+  }
+}
+
+export function encodeVarint(value: bigint | number): Uint8Array {
+  let remaining = BigInt(value);
+  const out: number[] = [];
+  while (remaining > 0x7fn) {
+    out.push(Number(remaining & 0x7fn) | 0x80);
+    remaining >>= 7n;
+  }
+  out.push(Number(remaining));
+  return Uint8Array.from(out);
+}
+
+export function lengthDelimited(number: number, parts: readonly Uint8Array[]): Uint8Array[] {
+  const length = parts.reduce((sum, part) => sum + part.length, 0);
+  return [encodeVarint((number << 3) | WIRE_BYTES), encodeVarint(length), ...parts];
+}
+
+export function concat(parts: readonly Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
+  let offset = 0;
+  for (const part of parts) {
+    out.set(part, offset);
+    offset += part.length;
+  }
+  return out;
+}
+
+/** Rewrites the length-delimited fields numbered `number` with `rewrite`; every other field is kept byte for byte. */
+export function rewriteFields(bytes: Uint8Array, number: number, rewrite: (payload: Uint8Array) => Uint8Array[]): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  for (const field of fields(bytes)) {
+    if (field.number === number && field.wireType === WIRE_BYTES) out.push(...lengthDelimited(number, rewrite(field.payload)));
+    else out.push(field.raw);
+  }
+  return out;
+}
+
+/** The payload of the first length-delimited field numbered `number`, or null. */
+export function subMessage(bytes: Uint8Array, number: number): Uint8Array | null {
+  for (const field of fields(bytes)) if (field.number === number && field.wireType === WIRE_BYTES) return field.payload;
+  return null;
+}
+
+
+/** The op types of a serialized model's top-level graph nodes (GraphProto.node = 1, NodeProto.op_type = 4), in order. */
+export function graphOpTypes(model: Uint8Array): string[] {
+  const graph = subMessage(model, 7);
+  if (graph === null) throw new ProtobufError('not an ONNX model: no graph');
+  const ops: string[] = [];
+  for (const node of fields(graph)) {
+    if (node.number !== 1 || node.wireType !== WIRE_BYTES) continue;
+    ops.push(new TextDecoder().decode(subMessage(node.payload, 4) ?? new Uint8Array(0)));
+  }
+  return ops;
+}
