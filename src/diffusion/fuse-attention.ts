@@ -27,22 +27,23 @@
  * .graphs = 11, .type = 20; TensorProto.dims = 1, .data_type = 2, .float_data = 4, .int64_data = 7, .name = 8,
  * .raw_data = 9.
  */
+import { halfBitsToNumber } from './fp16.js';
+import { encodeNode } from './onnx-builder.js';
 import {
   concat,
-  encodeVarint,
   fields,
-  lengthDelimited,
   ProtobufError,
+  ProtoWriter,
+  readVarint,
+  rewriteFields,
+  stringOf,
   subMessage,
   WIRE_BYTES,
   WIRE_FIXED32,
   WIRE_VARINT,
-  type Field,
 } from './onnx-proto.js';
-import { halfBitsToNumber } from './fp16.js';
 
 const MICROSOFT_DOMAIN = 'com.microsoft';
-const ATTRIBUTE_TYPE_INT = 2;
 
 interface OnnxNode {
   /** Position among the graph's nodes. */
@@ -68,18 +69,16 @@ export interface AttentionFusion {
   nodesAfter: number;
 }
 
-const text = (bytes: Uint8Array | null): string => new TextDecoder().decode(bytes ?? new Uint8Array(0));
-
 function parseNode(index: number, bytes: Uint8Array): OnnxNode {
   const node: OnnxNode = { index, name: '', opType: '', domain: '', inputs: [], outputs: [], attributes: new Map() };
   for (const field of fields(bytes)) {
     if (field.wireType !== WIRE_BYTES) continue;
-    if (field.number === 1) node.inputs.push(text(field.payload));
-    else if (field.number === 2) node.outputs.push(text(field.payload));
-    else if (field.number === 3) node.name = text(field.payload);
-    else if (field.number === 4) node.opType = text(field.payload);
-    else if (field.number === 7) node.domain = text(field.payload);
-    else if (field.number === 5) node.attributes.set(text(subMessage(field.payload, 1)), field.payload);
+    if (field.number === 1) node.inputs.push(stringOf(field.payload));
+    else if (field.number === 2) node.outputs.push(stringOf(field.payload));
+    else if (field.number === 3) node.name = stringOf(field.payload);
+    else if (field.number === 4) node.opType = stringOf(field.payload);
+    else if (field.number === 7) node.domain = stringOf(field.payload);
+    else if (field.number === 5) node.attributes.set(stringOf(subMessage(field.payload, 1)), field.payload);
   }
   return node;
 }
@@ -91,26 +90,14 @@ function int64s(bytes: Uint8Array, number: number): bigint[] {
     if (field.number !== number) continue;
     if (field.wireType === WIRE_VARINT) values.push(BigInt.asIntN(64, field.value));
     else if (field.wireType === WIRE_BYTES) {
-      for (const packed of varintsIn(field.payload)) values.push(BigInt.asIntN(64, packed));
+      for (let position = 0; position < field.payload.length; ) {
+        const packed = readVarint(field.payload, position);
+        values.push(BigInt.asIntN(64, packed.value));
+        position = packed.end;
+      }
     }
   }
   return values;
-}
-
-function* varintsIn(bytes: Uint8Array): Generator<bigint> {
-  let position = 0;
-  while (position < bytes.length) {
-    let value = 0n;
-    let shift = 0n;
-    for (;;) {
-      const byte = bytes[position++];
-      if (byte === undefined) throw new ProtobufError('truncated packed varint');
-      value |= BigInt(byte & 0x7f) << shift;
-      if ((byte & 0x80) === 0) break;
-      shift += 7n;
-    }
-    yield value;
-  }
 }
 
 function intAttribute(node: OnnxNode, name: string): bigint | undefined {
@@ -177,8 +164,8 @@ class Graph {
     for (const field of fields(graph)) {
       if (field.wireType !== WIRE_BYTES) continue;
       if (field.number === 1) this.nodes.push(parseNode(this.nodes.length, field.payload));
-      else if (field.number === 12) this.graphOutputs.add(text(subMessage(field.payload, 1)));
-      else if (field.number === 5 && field.payload.length < 4096) this.initializers.set(text(subMessage(field.payload, 8)), field.payload);
+      else if (field.number === 12) this.graphOutputs.add(stringOf(subMessage(field.payload, 1)));
+      else if (field.number === 5 && field.payload.length < 4096) this.initializers.set(stringOf(subMessage(field.payload, 8)), field.payload);
     }
     for (const node of this.nodes) {
       for (const output of node.outputs) this.producer.set(output, node);
@@ -326,43 +313,30 @@ function matchBlock(graph: Graph, softmax: OnnxNode, opset: number): AttentionBl
   return { query: queryIn, key: keyIn, value: valueIn, heads, output };
 }
 
-function stringField(number: number, value: string): Uint8Array[] {
-  return lengthDelimited(number, [new TextEncoder().encode(value)]);
-}
-
+/** A NodeProto for the fused node; it takes the place and the output of the block's last Reshape. */
 function multiHeadAttentionNode(block: AttentionBlock): Uint8Array {
-  const attribute = [
-    ...stringField(1, 'num_heads'),
-    encodeVarint((3 << 3) | WIRE_VARINT),
-    encodeVarint(block.heads),
-    encodeVarint((20 << 3) | WIRE_VARINT),
-    encodeVarint(ATTRIBUTE_TYPE_INT),
-  ];
-  const name = block.output.name.replace(/\/[^/]*$/, '') || block.output.name;
-  return concat([
-    ...stringField(1, block.query),
-    ...stringField(1, block.key),
-    ...stringField(1, block.value),
-    ...stringField(2, block.output.outputs[0]!),
-    ...stringField(3, `${name}/MultiHeadAttention`),
-    ...stringField(4, 'MultiHeadAttention'),
-    ...lengthDelimited(5, attribute),
-    ...stringField(7, MICROSOFT_DOMAIN),
-  ]);
+  const scope = block.output.name.replace(/\/[^/]*$/, '') || block.output.name;
+  return encodeNode(
+    {
+      opType: 'MultiHeadAttention',
+      domain: MICROSOFT_DOMAIN,
+      inputs: [block.query, block.key, block.value],
+      outputs: [block.output.outputs[0]!],
+      attributes: { num_heads: block.heads },
+    },
+    `${scope}/MultiHeadAttention`,
+  );
 }
 
-/** The default-domain opset the model imports (0 when it names none). */
-function defaultOpset(model: Uint8Array): number {
+/** The model's opset imports: version by domain ('' is the default ONNX domain). */
+function opsetImports(model: Uint8Array): Map<string, number> {
+  const imports = new Map<string, number>();
   for (const field of fields(model)) {
     if (field.number !== 8 || field.wireType !== WIRE_BYTES) continue;
-    if (text(subMessage(field.payload, 1)) !== '') continue;
-    for (const part of fields(field.payload)) if (part.number === 2 && part.wireType === WIRE_VARINT) return Number(part.value);
+    const version = [...fields(field.payload)].find((part) => part.number === 2 && part.wireType === WIRE_VARINT);
+    imports.set(stringOf(subMessage(field.payload, 1)), version ? Number(version.value) : 0);
   }
-  return 0;
-}
-
-function importsMicrosoftDomain(model: Uint8Array): boolean {
-  return [...fields(model)].some((field: Field) => field.number === 8 && field.wireType === WIRE_BYTES && text(subMessage(field.payload, 1)) === MICROSOFT_DOMAIN);
+  return imports;
 }
 
 /**
@@ -377,7 +351,8 @@ export function fuseAttention(model: Uint8Array): AttentionFusion {
   const softmaxes = graph.nodes.filter((node) => node.opType === 'Softmax' && node.domain === '');
   const unchanged = { model, fused: 0, skipped: softmaxes.length, nodesBefore: graph.nodes.length, nodesAfter: graph.nodes.length };
   if (graph.hasSubgraphs) return unchanged;
-  const opset = defaultOpset(model);
+  const opsets = opsetImports(model);
+  const opset = opsets.get('') ?? 0;
   const blocks = softmaxes.map((softmax) => matchBlock(graph, softmax, opset)).filter((block): block is AttentionBlock => block !== undefined);
   if (blocks.length === 0) return unchanged;
 
@@ -405,14 +380,12 @@ export function fuseAttention(model: Uint8Array): AttentionFusion {
     const index = nodeIndex++;
     if (!kept.has(index)) continue;
     const block = replacements.get(index);
-    graphParts.push(block ? concat(lengthDelimited(1, [multiHeadAttentionNode(block)])) : field.raw);
+    graphParts.push(block ? new ProtoWriter().bytesField(1, multiHeadAttentionNode(block)).finish() : field.raw);
   }
 
-  const modelParts: Uint8Array[] = [];
-  for (const field of fields(model)) modelParts.push(field.number === 7 && field.wireType === WIRE_BYTES ? concat(lengthDelimited(7, graphParts)) : field.raw);
-  if (!importsMicrosoftDomain(model)) {
-    modelParts.push(...lengthDelimited(8, [...stringField(1, MICROSOFT_DOMAIN), encodeVarint((2 << 3) | WIRE_VARINT), encodeVarint(1)]));
-  }
+  const modelParts = rewriteFields(model, 7, () => graphParts);
+  // ModelProto.opset_import: OperatorSetIdProto { domain = 1, version = 2 }.
+  if (!opsets.has(MICROSOFT_DOMAIN)) modelParts.push(new ProtoWriter().message(8, (opset) => opset.string(1, MICROSOFT_DOMAIN).int(2, 1)).finish());
   return {
     model: concat(modelParts),
     fused: blocks.length,

@@ -7,6 +7,7 @@
  *
  * Only the handful of ModelProto fields those models need are written (onnx.proto3 field numbers in comments).
  */
+import { ProtoWriter } from './onnx-proto.js';
 
 /** ONNX TensorProto.DataType codes for the element types our tensors use. */
 export const ONNX_ELEMENT_TYPES = {
@@ -18,62 +19,6 @@ export const ONNX_ELEMENT_TYPES = {
 } as const;
 export type OnnxElementTypeName = keyof typeof ONNX_ELEMENT_TYPES;
 
-class ProtoWriter {
-  private readonly bytes: number[] = [];
-
-  private varint(value: number): void {
-    let v = value;
-    while (v > 0x7f) {
-      this.bytes.push((v & 0x7f) | 0x80);
-      v = Math.floor(v / 128);
-    }
-    this.bytes.push(v);
-  }
-
-  private key(field: number, wireType: number): void {
-    this.varint(field * 8 + wireType);
-  }
-
-  int(field: number, value: number): this {
-    this.key(field, 0);
-    this.varint(value);
-    return this;
-  }
-
-  int64(field: number, value: number): this {
-    if (value >= 0) return this.int(field, value);
-    this.key(field, 0);
-    let v = BigInt.asUintN(64, BigInt(value));
-    while (v > 0x7fn) {
-      this.bytes.push(Number(v & 0x7fn) | 0x80);
-      v >>= 7n;
-    }
-    this.bytes.push(Number(v));
-    return this;
-  }
-
-  bytesField(field: number, data: Uint8Array): this {
-    this.key(field, 2);
-    this.varint(data.length);
-    for (const byte of data) this.bytes.push(byte);
-    return this;
-  }
-
-  string(field: number, text: string): this {
-    return this.bytesField(field, new TextEncoder().encode(text));
-  }
-
-  message(field: number, write: (writer: ProtoWriter) => void): this {
-    const inner = new ProtoWriter();
-    write(inner);
-    return this.bytesField(field, inner.finish());
-  }
-
-  finish(): Uint8Array {
-    return Uint8Array.from(this.bytes);
-  }
-}
-
 export interface ValueInfo {
   name: string;
   type: OnnxElementTypeName;
@@ -83,10 +28,28 @@ export interface ValueInfo {
 
 export interface NodeSpec {
   opType: string;
+  /** The operator's domain; omitted for the default ONNX domain. */
+  domain?: string;
   inputs: readonly string[];
   outputs: readonly string[];
   /** Integer attributes (e.g. `axis` of Concat, `to` of Cast). */
   attributes?: Readonly<Record<string, number>>;
+}
+
+/** A serialized NodeProto. */
+export function encodeNode(node: NodeSpec, name: string): Uint8Array {
+  const n = new ProtoWriter();
+  for (const input of node.inputs) n.string(1, input);
+  for (const output of node.outputs) n.string(2, output);
+  n.string(3, name);
+  n.string(4, node.opType);
+  for (const [attributeName, value] of Object.entries(node.attributes ?? {})) {
+    // AttributeProto: name = 1, i = 3, type = 20 (AttributeType.INT = 2). Negative ints (axis = -1) are written as
+    // 10-byte two's-complement varints, as protobuf's int64 requires.
+    n.message(5, (attribute) => attribute.string(1, attributeName).int64(3, value).int(20, 2));
+  }
+  if (node.domain) n.string(7, node.domain);
+  return n.finish();
 }
 
 function writeValueInfo(writer: ProtoWriter, value: ValueInfo): void {
@@ -118,19 +81,7 @@ export function buildModel(spec: {
   model.int(1, 8); // ir_version
   model.string(2, 'imagine-bot'); // producer_name
   model.message(7, (graph) => {
-    spec.nodes.forEach((node, index) => {
-      graph.message(1, (n) => {
-        for (const input of node.inputs) n.string(1, input);
-        for (const output of node.outputs) n.string(2, output);
-        n.string(3, `${node.opType.toLowerCase()}_${index}`);
-        n.string(4, node.opType);
-        for (const [name, value] of Object.entries(node.attributes ?? {})) {
-          // AttributeProto: name = 1, i = 3, type = 20 (AttributeType.INT = 2). Negative ints (axis = -1) are
-          // written as 10-byte two's-complement varints, as protobuf's int64 requires.
-          n.message(5, (attribute) => attribute.string(1, name).int64(3, value).int(20, 2));
-        }
-      });
-    });
+    spec.nodes.forEach((node, index) => graph.bytesField(1, encodeNode(node, `${node.opType.toLowerCase()}_${index}`)));
     graph.string(2, 'imagine_bot_graph');
     for (const input of spec.inputs) graph.message(11, (w) => writeValueInfo(w, input));
     for (const output of spec.outputs) graph.message(12, (w) => writeValueInfo(w, output));

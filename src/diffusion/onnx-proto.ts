@@ -1,7 +1,8 @@
 /**
- * A minimal protobuf reader and writer for rewriting ONNX models in memory (no onnx package in Node): fields are read
- * as views into the original bytes, so a rewrite copies unchanged parts (weights included) only once, when the
- * result is concatenated. Used by pin-shapes.ts and fuse-attention.ts.
+ * A minimal protobuf reader and writer for ONNX models in memory (no onnx package in Node). Rewrites (pin-shapes.ts,
+ * fuse-attention.ts) read fields as views into the original bytes, so unchanged parts (weights included) are copied
+ * only once, when the result is concatenated; `ProtoWriter` writes the small new messages (and whole models, in
+ * onnx-builder.ts).
  */
 
 export class ProtobufError extends Error {
@@ -113,6 +114,11 @@ export function subMessage(bytes: Uint8Array, number: number): Uint8Array | null
 }
 
 
+/** A string field's text ('' for an absent field). */
+export function stringOf(bytes: Uint8Array | null): string {
+  return bytes === null ? '' : new TextDecoder().decode(bytes);
+}
+
 /** The op types of a serialized model's top-level graph nodes (GraphProto.node = 1, NodeProto.op_type = 4), in order. */
 export function graphOpTypes(model: Uint8Array): string[] {
   const graph = subMessage(model, 7);
@@ -120,7 +126,64 @@ export function graphOpTypes(model: Uint8Array): string[] {
   const ops: string[] = [];
   for (const node of fields(graph)) {
     if (node.number !== 1 || node.wireType !== WIRE_BYTES) continue;
-    ops.push(new TextDecoder().decode(subMessage(node.payload, 4) ?? new Uint8Array(0)));
+    ops.push(stringOf(subMessage(node.payload, 4)));
   }
   return ops;
+}
+
+/** Writes a small protobuf message field by field. */
+export class ProtoWriter {
+  private readonly bytes: number[] = [];
+
+  private varint(value: number): void {
+    let v = value;
+    while (v > 0x7f) {
+      this.bytes.push((v & 0x7f) | 0x80);
+      v = Math.floor(v / 128);
+    }
+    this.bytes.push(v);
+  }
+
+  private key(field: number, wireType: number): void {
+    this.varint(field * 8 + wireType);
+  }
+
+  int(field: number, value: number): this {
+    this.key(field, 0);
+    this.varint(value);
+    return this;
+  }
+
+  int64(field: number, value: number): this {
+    if (value >= 0) return this.int(field, value);
+    this.key(field, 0);
+    let v = BigInt.asUintN(64, BigInt(value));
+    while (v > 0x7fn) {
+      this.bytes.push(Number(v & 0x7fn) | 0x80);
+      v >>= 7n;
+    }
+    this.bytes.push(Number(v));
+    return this;
+  }
+
+  bytesField(field: number, data: Uint8Array): this {
+    this.key(field, 2);
+    this.varint(data.length);
+    for (const byte of data) this.bytes.push(byte);
+    return this;
+  }
+
+  string(field: number, text: string): this {
+    return this.bytesField(field, new TextEncoder().encode(text));
+  }
+
+  message(field: number, write: (writer: ProtoWriter) => void): this {
+    const inner = new ProtoWriter();
+    write(inner);
+    return this.bytesField(field, inner.finish());
+  }
+
+  finish(): Uint8Array {
+    return Uint8Array.from(this.bytes);
+  }
 }

@@ -17,16 +17,7 @@
  * .dim_param = 2.
  */
 
-import {
-  concat,
-  encodeVarint,
-  fields,
-  lengthDelimited,
-  rewriteFields,
-  subMessage,
-  WIRE_BYTES,
-  WIRE_VARINT,
-} from './onnx-proto.js';
+import { concat, fields, lengthDelimited, ProtoWriter, rewriteFields, stringOf, subMessage, WIRE_BYTES, WIRE_VARINT } from './onnx-proto.js';
 
 /** A problem with the model's declared inputs (wrong rank, a fixed size that differs, an input it lacks). */
 export class ShapePinError extends Error {
@@ -45,7 +36,7 @@ function readDims(shapeProto: Uint8Array): Array<number | string> {
     let size: number | string = '?';
     for (const part of fields(dim.payload)) {
       if (part.number === 1 && part.wireType === WIRE_VARINT) size = Number(BigInt.asIntN(64, part.value));
-      else if (part.number === 2 && part.wireType === WIRE_BYTES) size = new TextDecoder().decode(part.payload);
+      else if (part.number === 2 && part.wireType === WIRE_BYTES) size = stringOf(part.payload);
     }
     dims.push(size);
   }
@@ -65,11 +56,13 @@ function pinShape(input: string, shapeProto: Uint8Array | null, shape: readonly 
       }
     });
   }
-  return shape.flatMap((size) => lengthDelimited(1, [encodeVarint((1 << 3) | WIRE_VARINT), encodeVarint(size)]));
+  const pinned = new ProtoWriter();
+  for (const size of shape) pinned.message(1, (dim) => dim.int(1, size)); // TensorShapeProto.dim, Dimension.dim_value
+  return [pinned.finish()];
 }
 
 function pinValueInfo(valueInfo: Uint8Array, shapes: ReadonlyMap<string, readonly number[]>, pinned: Set<string>): Uint8Array[] {
-  const name = new TextDecoder().decode(subMessage(valueInfo, 1) ?? new Uint8Array(0));
+  const name = stringOf(subMessage(valueInfo, 1));
   const shape = shapes.get(name);
   if (shape === undefined) return [valueInfo];
   pinned.add(name);
@@ -116,7 +109,7 @@ export function declaredInputShapes(model: Uint8Array): Record<string, Array<num
   if (graph === null) throw new ShapePinError('not an ONNX model: no graph');
   for (const input of fields(graph)) {
     if (input.number !== 11 || input.wireType !== WIRE_BYTES) continue;
-    const name = new TextDecoder().decode(subMessage(input.payload, 1) ?? new Uint8Array(0));
+    const name = stringOf(subMessage(input.payload, 1));
     const typeProto = subMessage(input.payload, 2);
     const tensorType = typeProto && subMessage(typeProto, 1);
     const shapeProto = tensorType && subMessage(tensorType, 2);

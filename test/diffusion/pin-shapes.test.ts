@@ -19,25 +19,18 @@ import {
   assertWithinReference,
   EXACT_BOUNDS,
   loadCase,
-  maxAbs,
-  maxAbsDiff,
   measureAgainstReference,
   requestFor,
   runReferenceCase,
   TINY_MODEL,
 } from '../helpers/reference.js';
+import { assertRewriteComputesTheSame, tinyUnetFeeds } from '../helpers/rewritten-model.js';
 
 const UNET_FILE = join(TINY_MODEL, 'unet/model.onnx');
 /** CFG batch 2 at 64×64 pixels (8×8 latents) with CLIP's 77 tokens; the tiny UNet's text width is 32. */
 const SHAPES = { sample: [2, 4, 8, 8], timestep: [2], encoder_hidden_states: [2, 77, 32] };
 
-function unetFeeds(): Record<string, ort.Tensor> {
-  return {
-    sample: new ort.Tensor('float32', Float32Array.from({ length: 2 * 4 * 8 * 8 }, (_, i) => Math.sin(i)), [2, 4, 8, 8]),
-    timestep: new ort.Tensor('float32', Float32Array.from([801, 801]), [2]),
-    encoder_hidden_states: new ort.Tensor('float32', Float32Array.from({ length: 2 * 77 * 32 }, (_, i) => Math.cos(i / 7)), [2, 77, 32]),
-  };
-}
+const unetFeeds = (): Record<string, ort.Tensor> => tinyUnetFeeds(8, 801);
 
 describe('pinInputShapes', () => {
   let exported: Uint8Array;
@@ -84,19 +77,8 @@ describe('pinInputShapes', () => {
   });
 
   test('the pinned UNet computes what the exported one does (weights from weights.pb beside it)', async () => {
-    const dynamic = await openSession(UNET_FILE, 'cpu');
-    const pinned = await openSession(UNET_FILE, 'cpu', { pinnedShapes: SHAPES });
-    try {
-      const feeds = unetFeeds();
-      const expected = (await dynamic.run(feeds)).out_sample!.data as Float32Array;
-      const actual = (await pinned.run(feeds)).out_sample!.data as Float32Array;
-      assert.ok(maxAbs(expected) > 0.1, 'the UNet output is not trivial');
-      // Same weights, same arithmetic; only ORT's fusions differ (measured 7e-7).
-      assert.ok(maxAbsDiff(actual, expected) <= 1e-5 * maxAbs(expected), `differ by ${maxAbsDiff(actual, expected)}`);
-    } finally {
-      await dynamic.release();
-      await pinned.release();
-    }
+    // Same weights, same arithmetic; only ORT's fusions differ (measured 7e-7).
+    await assertRewriteComputesTheSame(UNET_FILE, { pinnedShapes: SHAPES }, unetFeeds(), 1e-5);
   });
 
   test("ORT's optimiser folds the export's shape arithmetic away once the shapes are pinned", async () => {
