@@ -1,7 +1,7 @@
 import { Command } from 'commander';
 import { REST } from 'discord.js';
 import { loadConfig } from '../config/index.js';
-import { ImagineError } from '../diffusion/errors.js';
+import { ImagineError } from '../errors.js';
 import { commandDefinitionsFor, deployCommands } from '../discord/command-data.js';
 
 interface DeployOptions {

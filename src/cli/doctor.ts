@@ -13,7 +13,7 @@ import { connect as connectTcp, type Socket } from 'node:net';
 import { connect as connectTls } from 'node:tls';
 import { join } from 'node:path';
 import type { Command } from 'commander';
-import { ImagineError } from '../diffusion/errors.js';
+import { ImagineError } from '../errors.js';
 import { ConfigError, loadConfig, type Config, type LoadConfigOptions } from '../config/load.js';
 import { SNOWFLAKE } from '../config/schema.js';
 import { addConfigOption, configPathOf } from '../config/cli.js';

@@ -1,7 +1,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { InvalidRequestError } from '../diffusion/errors.js';
+import { InvalidRequestError } from '../errors.js';
 import { loadPipeline } from '../diffusion/load.js';
 import { DEFAULT_CFG, DEFAULT_STEPS, requestedStepOf, type GenerationRequest } from '../diffusion/pipeline.js';
 import { encodePng, formatInfotext } from '../diffusion/png.js';

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from 'commander';
-import { isImagineError } from '../diffusion/errors.js';
+import { isImagineError } from '../errors.js';
 import { PACKAGE_VERSION } from '../util/project.js';
 import { ConfigError, loadConfig, type Config } from '../config/index.js';
 import { registerDeployCommandsCommand } from './deploy-commands.js';

@@ -18,7 +18,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import type { Command } from 'commander';
 
-import { ImagineError } from '../diffusion/errors.js';
+import { ImagineError } from '../errors.js';
 import {
   ProviderUnavailableError,
   cudaProviderFiles,

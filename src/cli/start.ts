@@ -4,7 +4,7 @@ import { createLoggerFromConfig } from '../log.js';
 import { firstRunGuide, missingModelGuide } from './first-run.js';
 import { startHeartbeat } from './doctor.js';
 import { resolveModelPath } from '../hub/cache.js';
-import { isImagineError } from '../diffusion/errors.js';
+import { isImagineError } from '../errors.js';
 
 interface StartOptions {
   config?: string;

@@ -12,7 +12,7 @@ import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as parseDotenv } from 'dotenv';
 import type { z } from 'zod';
-import { ImagineError } from '../diffusion/errors.js';
+import { ImagineError } from '../errors.js';
 import { configSchema, SECRET_KEYS, type Config } from './schema.js';
 
 export type { Config } from './schema.js';

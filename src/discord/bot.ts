@@ -16,7 +16,7 @@ import {
 } from 'discord.js';
 import { IMAGINE_COMMAND, QUEUE_COMMAND, SETTINGS_COMMAND, STATUS_COMMAND, type CommandDefinition } from '../../commands/index.js';
 import type { Config } from '../config/index.js';
-import { isImagineError } from '../diffusion/errors.js';
+import { isImagineError } from '../errors.js';
 import { schedulerDisplayName } from '../diffusion/schedulers/index.js';
 import type { SchedulerName } from '../diffusion/schedulers/types.js';
 import type { Logger } from '../log.js';

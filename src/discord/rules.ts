@@ -5,7 +5,7 @@
  */
 import type { Config } from '../config/index.js';
 import { parseSize } from '../config/index.js';
-import { ImagineError } from '../diffusion/errors.js';
+import { ImagineError } from '../errors.js';
 import { parseSeed, randomSeed } from '../diffusion/rng/index.js';
 import { SCHEDULER_NAMES, type SchedulerName } from '../diffusion/schedulers/types.js';
 import type { Admission, AdmissionContext } from '../queue/admission.js';

@@ -1,4 +1,4 @@
-import { ImagineError } from '../diffusion/errors.js';
+import { ImagineError } from '../errors.js';
 
 /** A model download or lookup failed for a reason the user can act on; the message says how. */
 export class HubError extends ImagineError {

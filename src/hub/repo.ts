@@ -8,7 +8,7 @@
  * them is found by the others.
  */
 import { join } from 'node:path';
-import { ImagineError } from '../diffusion/errors.js';
+import { ImagineError } from '../errors.js';
 
 export const DEFAULT_REVISION = 'main';
 export const COMMIT_PATTERN = /^[0-9a-f]{40}$/;

@@ -1,4 +1,4 @@
-import { ImagineError } from '../diffusion/errors.js';
+import { ImagineError } from '../errors.js';
 
 /** The job id is unknown (never existed, or its record expired). */
 export class JobNotFoundError extends ImagineError {

@@ -2,7 +2,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import PQueue from 'p-queue';
 import type { Logger } from 'pino';
-import { CancelledError, isImagineError } from '../diffusion/errors.js';
+import { CancelledError, isImagineError } from '../errors.js';
 import { TypedEmitter } from './emitter.js';
 import { JobNotActiveError, JobNotFoundError, NotYourJobError, QueueClosedError } from './errors.js';
 import { FairScheduler } from './fair-scheduler.js';

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { lookup } from 'node:dns/promises';
 import { Command } from 'commander';
 
-import { ImagineError } from '../../src/diffusion/errors.js';
+import { ImagineError } from '../../src/errors.js';
 import { missingCudaProviderFiles } from '../../src/diffusion/providers.js';
 import { SetupError, installerEnvironment, registerSetupCommand, setupCuda } from '../../src/cli/setup.js';
 

@@ -4,7 +4,7 @@ import { mkdtempSync, mkdirSync, rmSync, writeFileSync, readFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadConfig, ConfigError, ENV_SETTINGS } from '../../src/config/index.js';
-import { ImagineError } from '../../src/diffusion/errors.js';
+import { ImagineError } from '../../src/errors.js';
 
 /** A fresh working folder with optional config/local.json and .env. */
 function workspace(files: { local?: unknown; env?: string; other?: Record<string, string> } = {}): string {

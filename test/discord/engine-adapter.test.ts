@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { before, describe, test } from 'node:test';
-import { CancelledError } from '../../src/diffusion/errors.js';
+import { CancelledError } from '../../src/errors.js';
 import { loadPipeline } from '../../src/diffusion/load.js';
 import type { StableDiffusionPipeline } from '../../src/diffusion/pipeline.js';
 import { readTextChunks } from '../../src/diffusion/png.js';

@@ -1,7 +1,7 @@
 // A small real ImageGenerator for the queue tests: it works step by step on timers, reports progress, honours the
 // AbortSignal between steps, and returns real PNGs made by sharp. The real engine is wired in by the lead.
 import sharp from 'sharp';
-import { CancelledError } from '../../../src/diffusion/errors.js';
+import { CancelledError } from '../../../src/errors.js';
 import type { GeneratedImages, GenerateOptions, GenerationRequest, ImageGenerator } from '../../../src/queue/types.js';
 
 export class StepGenerator implements ImageGenerator {
