@@ -6,6 +6,7 @@ import { MAX_SEED, type NoiseGenerator, type RngDevice } from './rng/types.js';
 import { createScheduler } from './schedulers/index.js';
 import { supportsLinearStep, type Scheduler, type SchedulerName, type TimestepSpacing } from './schedulers/types.js';
 import { checkSafety } from './safety.js';
+import { roundHalfEven } from './numeric.js';
 import { halfToFloatValues, toFloat16Into } from './fp16.js';
 import { DeviceStepper } from './device-step.js';
 import { GpuTensorReader, GpuTensorUploader, keepsOutputsOnDevice, type ProviderName } from './providers.js';
@@ -241,15 +242,6 @@ function applyGuidanceToHalves(noise: Uint16Array, into: Float32Array, count: nu
     const uncond = widen[noise[i]!]!;
     into[i] = uncond + cfg * (widen[noise[count + i]!]! - uncond);
   }
-}
-
-/** numpy/torch round half to even, as `(x * 255).round()` does. */
-function roundHalfEven(value: number): number {
-  const floor = Math.floor(value);
-  const diff = value - floor;
-  if (diff > 0.5) return floor + 1;
-  if (diff < 0.5) return floor;
-  return floor % 2 === 0 ? floor : floor + 1;
 }
 
 function throwIfAborted(signal: AbortSignal | undefined): void {

@@ -11,6 +11,7 @@
  *   that changes some timestep lists).
  */
 import { InvalidRequestError, ModelFileError } from '../errors.js';
+import { roundHalfEven } from '../numeric.js';
 import type { SchedulerConfig, TimestepSpacing } from './types.js';
 import { TIMESTEP_SPACINGS } from './types.js';
 
@@ -215,12 +216,6 @@ export function trainingSigmas(alphasCumprod: Float32Array): Float32Array {
 }
 
 // ───────────────────────────── numpy helpers (float64) ─────────────────────────────
-
-/** numpy's `np.round` (round half to even) on a double. */
-export function roundHalfEven(value: number): number {
-  const rounded = Math.round(value);
-  return rounded - value === 0.5 && rounded % 2 !== 0 ? rounded - 1 : rounded;
-}
 
 /** `np.linspace(start, stop, num)` (endpoint included): `i · step + start`, the last value exactly `stop`. */
 export function numpyLinspace(start: number, stop: number, num: number): Float64Array {

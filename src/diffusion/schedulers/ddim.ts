@@ -22,10 +22,10 @@ import {
   requireSpacing,
   rescaleZeroTerminalSnr,
   resolveConfig,
-  roundHalfEven,
   validateStepCount,
   type PredictionType,
 } from './common.js';
+import { roundHalfEven } from '../numeric.js';
 import type { LinearStep, Scheduler, SchedulerConfig, SchedulerOptions, TimestepSpacing } from './types.js';
 
 const fround = Math.fround;

@@ -26,13 +26,13 @@ import {
   requireOneOf,
   requireSpacing,
   resolveConfig,
-  roundHalfEven,
   samplerDisplayName,
   sigmaToTimestep,
   sized,
   validateStepCount,
   type PredictionType,
 } from './common.js';
+import { roundHalfEven } from '../numeric.js';
 import {
   SIGMA_SCHEDULE_DEFAULTS,
   StepNoise,

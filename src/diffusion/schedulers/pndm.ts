@@ -20,11 +20,11 @@ import {
   requireOneOf,
   requireSpacing,
   resolveConfig,
-  roundHalfEven,
   karrasUnsupported,
   sized,
   validateStepCount,
 } from './common.js';
+import { roundHalfEven } from '../numeric.js';
 import type { Scheduler, SchedulerConfig, SchedulerOptions, TimestepSpacing } from './types.js';
 
 const fround = Math.fround;
