@@ -1,0 +1,67 @@
+// The dependency rule check that `npm test` runs first: it must pass on this repository and fail, naming the file,
+// on a copy of it with a deliberately wrong import or an import cycle.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { appendFileSync, cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+
+const ROOT = resolve(import.meta.dirname, '..', '..');
+const SCRIPT = join(ROOT, 'scripts', 'check-deps.mjs');
+
+function check(root: string): { status: number | null; output: string } {
+  const run = spawnSync(process.execPath, [SCRIPT, root], { encoding: 'utf8' });
+  return { status: run.status, output: `${run.stdout}${run.stderr}` };
+}
+
+/** A copy of the project's own sources, to break on purpose. */
+function copyOfSources(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'imagine-deps-'));
+  cpSync(join(ROOT, 'src'), join(dir, 'src'), { recursive: true });
+  cpSync(join(ROOT, 'commands'), join(dir, 'commands'), { recursive: true });
+  return dir;
+}
+
+test('the repository follows its layers and has no import cycles', () => {
+  const { status, output } = check(ROOT);
+  assert.equal(status, 0, output);
+  assert.match(output, /imports follow the layers, no cycles/);
+});
+
+test('an upward import (queue → discord) fails, naming the file and the rule', () => {
+  const dir = copyOfSources();
+  try {
+    appendFileSync(join(dir, 'src/queue/types.ts'), "\nexport { ImagineBot } from '../discord/bot.js';\n");
+    const { status, output } = check(dir);
+    assert.equal(status, 1, output);
+    assert.match(output, /src\/queue\/types\.ts imports src\/discord\/bot\.ts: the queue layer may not import the discord layer/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('the engine importing the bot fails, and so does a type-only import of it', () => {
+  const dir = copyOfSources();
+  try {
+    appendFileSync(join(dir, 'src/diffusion/png.ts'), "\nimport type { Config } from '../config/index.js';\nexport type Unused = Config;\n");
+    const { status, output } = check(dir);
+    assert.equal(status, 1, output);
+    assert.match(output, /src\/diffusion\/png\.ts imports src\/config\/index\.ts: the diffusion layer may not import the config layer/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('an import cycle inside one layer fails, listing the modules around it', () => {
+  const dir = copyOfSources();
+  try {
+    writeFileSync(join(dir, 'src/diffusion/cycle-a.ts'), "import { b } from './cycle-b.js';\nexport const a = () => b;\n");
+    writeFileSync(join(dir, 'src/diffusion/cycle-b.ts'), "import { a } from './cycle-a.js';\nexport const b = () => a;\n");
+    const { status, output } = check(dir);
+    assert.equal(status, 1, output);
+    assert.match(output, /import cycle: src\/diffusion\/cycle-a\.ts → src\/diffusion\/cycle-b\.ts → src\/diffusion\/cycle-a\.ts/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
