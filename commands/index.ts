@@ -13,6 +13,7 @@ import {
   PermissionFlagsBits,
   type RESTPostAPIChatInputApplicationCommandsJSONBody,
 } from 'discord-api-types/v10';
+import { sizeLabel } from '../src/util/format.js';
 
 export type CommandDefinition = RESTPostAPIChatInputApplicationCommandsJSONBody;
 
@@ -43,9 +44,6 @@ const GUILD_ONLY: Pick<CommandDefinition, 'contexts' | 'integration_types'> = {
 
 const MANAGE_GUILD = PermissionFlagsBits.ManageGuild.toString();
 
-function sizeLabel(size: string): string {
-  return size.replace('x', '×');
-}
 
 export function imagineCommand(limits: CommandLimits): CommandDefinition {
   return {

@@ -25,7 +25,7 @@ export const LAYERS = [
   { name: 'emulator', prefixes: ['src/emulator/'], mayImport: ['shared'] },
   { name: 'diffusion', prefixes: ['src/diffusion/'], mayImport: ['shared'] },
   { name: 'hub', prefixes: ['src/hub/'], mayImport: ['shared', 'config'] },
-  { name: 'queue', prefixes: ['src/queue/'], mayImport: ['shared', 'diffusion'] },
+  { name: 'queue', prefixes: ['src/queue/'], mayImport: ['shared', 'config', 'diffusion'] },
   { name: 'discord', prefixes: ['src/discord/'], mayImport: ['shared', 'log', 'config', 'commands', 'queue', 'diffusion'] },
   { name: 'cli', prefixes: ['src/cli/'], mayImport: ['shared', 'log', 'config', 'commands', 'hub', 'emulator', 'discord', 'queue', 'diffusion'] },
 ];

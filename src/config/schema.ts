@@ -5,6 +5,7 @@
  * Defaults live in config/default.json, not here: one place to read them, and the file documents itself.
  */
 import { z } from 'zod';
+import { RNG_DEVICES } from '../diffusion/rng/types.js';
 
 /** Every schema built here carries this one message for every way a value can be wrong. */
 function rule<T extends z.ZodType>(schema: (message: { error: string }) => T, message: string): T {
@@ -53,8 +54,10 @@ const imageSize = () =>
   );
 
 export const PROVIDERS = ['auto', 'cuda', 'webgpu', 'cpu'] as const;
-export const RNG_DEVICES = ['cpu', 'cuda'] as const;
+export { RNG_DEVICES };
+/** What happens to an image the safety checker flags; the guild settings and the bot use this one list. */
 export const NSFW_POLICIES = ['spoiler', 'blur', 'withhold'] as const;
+export type NsfwPolicy = (typeof NSFW_POLICIES)[number];
 export const PREVIEW_FORMATS = ['webp', 'jpeg'] as const;
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 

@@ -7,7 +7,9 @@ import type { RawFile } from 'discord.js';
 import sharp from 'sharp';
 import { insertTextChunks, readTextChunks } from '../diffusion/png.js';
 
-export type NsfwPolicy = 'spoiler' | 'blur' | 'withhold';
+import type { NsfwPolicy } from '../config/index.js';
+
+export type { NsfwPolicy };
 
 export interface FinishedImage {
   /** The encoded PNG, with its `parameters` chunk. */

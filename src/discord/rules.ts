@@ -6,6 +6,7 @@
 import type { Config } from '../config/index.js';
 import { parseSize } from '../config/index.js';
 import { ImagineError } from '../errors.js';
+import { sizeLabel } from '../util/format.js';
 import { parseSeed, randomSeed } from '../diffusion/rng/index.js';
 import { SCHEDULER_NAMES, type SchedulerName } from '../diffusion/schedulers/types.js';
 import type { Admission, AdmissionContext } from '../queue/admission.js';
@@ -50,9 +51,6 @@ export function settingsFromConfig(config: Config): GuildSettings {
   };
 }
 
-function sizeLabel(size: string): string {
-  return size.replace('x', '×');
-}
 
 /**
  * Fills in defaults and parses what Discord's option types cannot check (seed text, size, sampler). Limits are

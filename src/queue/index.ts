@@ -5,7 +5,7 @@ export { Storage, DEFAULT_SQLITE_PATH, type StorageOptions, type StorageKind } f
 export { JobStore, type JobStoreOptions } from './job-store.js';
 export { LocalJobQueue, canActOn, toGenerationRequest, type LocalJobQueueOptions } from './local-queue.js';
 export { FairScheduler, type SchedulableJob } from './fair-scheduler.js';
-export { newJobId, randomSeed, parseSeed, JOB_ID_PATTERN } from './ids.js';
+export { newJobId, JOB_ID_PATTERN } from './ids.js';
 export {
   GuildSettingsStore,
   FALLBACK_GUILD_SETTINGS,

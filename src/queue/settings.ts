@@ -4,8 +4,9 @@ import { Blocklist, BlocklistSyntaxError } from './blocklist.js';
 import { SettingsValidationError } from './errors.js';
 import { KeyedSerializer } from './serial.js';
 
-export type NsfwPolicy = 'spoiler' | 'blur' | 'withhold';
-export const NSFW_POLICIES: readonly NsfwPolicy[] = ['spoiler', 'blur', 'withhold'];
+import { NSFW_POLICIES, type NsfwPolicy } from '../config/schema.js';
+
+export { NSFW_POLICIES, type NsfwPolicy };
 
 /** A guild's effective settings: config defaults with the guild's stored overrides on top. 0 means "no limit". */
 export interface GuildSettings {

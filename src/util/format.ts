@@ -1,6 +1,11 @@
 /** Text formatting shared by the terminal (CLI progress) and Discord messages. */
 
 /** "12.3s", "1m 05s", "1h 02m". */
+/** A size as people read it: "512x768" → "512×768" (command choices, limits, refusals). */
+export function sizeLabel(size: string): string {
+  return size.replace('x', '×');
+}
+
 export function formatDuration(ms: number): string {
   const seconds = Math.max(0, ms) / 1000;
   if (seconds < 60) return `${seconds.toFixed(1)}s`;

@@ -17,8 +17,9 @@ export interface NoiseGenerator {
   randnInto(target: Float32Array): Float32Array;
 }
 
-export type RngDevice = 'cpu' | 'cuda';
-export const RNG_DEVICES: readonly RngDevice[] = ['cpu', 'cuda'];
+/** The torch generators the noise can reproduce; the one list the CLI, the config and the bot accept. */
+export const RNG_DEVICES = ['cpu', 'cuda'] as const;
+export type RngDevice = (typeof RNG_DEVICES)[number];
 
 /** Seeds are unsigned 64-bit, as torch's manual_seed accepts (0 … 2^64−1). */
 export const MAX_SEED = (1n << 64n) - 1n;
