@@ -6,6 +6,7 @@
  */
 import { z } from 'zod';
 import { RNG_DEVICES } from '../diffusion/rng/types.js';
+import { SCHEDULER_NAMES } from '../diffusion/schedulers/types.js';
 
 /** Every schema built here carries this one message for every way a value can be wrong. */
 function rule<T extends z.ZodType>(schema: (message: { error: string }) => T, message: string): T {
@@ -88,7 +89,7 @@ export const configSchema = z.strictObject({
       cfg: numberBetween(0, 30),
       size: imageSize(),
       /** null = the scheduler named in the model's scheduler/scheduler_config.json. */
-      scheduler: rule((m) => z.union([z.null(m), z.string(m).min(1, m)], m), 'must be null (the model\'s own) or a scheduler name'),
+      scheduler: rule((m) => z.union([z.null(m), z.enum(SCHEDULER_NAMES, m)], m), `must be null (the model's own) or one of ${SCHEDULER_NAMES.join(', ')}`),
       negative: text(),
     }),
     limits: z.strictObject({

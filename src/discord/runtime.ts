@@ -58,7 +58,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   const queue = new LocalJobQueue({ store, generator, logger: log.child({ module: 'queue' }) });
 
   const settings = new GuildSettingsStore({ keyv: storage.namespace('settings'), defaults: settingsFromConfig(config), logger: log.child({ module: 'settings' }) });
-  const admission = new Admission({ settings, usage: storage.namespace('usage'), queue, logger: log.child({ module: 'admission' }) });
+  const admission = new Admission({ settings, usage: storage.namespace('usage'), queue, maxTotal: config.queue.maxTotal, logger: log.child({ module: 'admission' }) });
   const rules = createGuildRules({ settings, admission, defaults });
   const bot = new ImagineBot({
     config,

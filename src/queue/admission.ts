@@ -56,7 +56,9 @@ export interface AdmissionOptions {
   settings: GuildSettingsStore;
   /** The `usage` namespace of the storage: rate-limit records survive restarts. */
   usage: Keyv;
-  queue: Pick<JobQueue, 'activeCounts' | 'enqueue'>;
+  queue: Pick<JobQueue, 'activeCounts' | 'enqueue' | 'snapshot'>;
+  /** Active (queued + running) jobs in the whole queue, all guilds, beyond which requests are refused (config's queue.maxTotal); default no limit. */
+  maxTotal?: number;
   logger?: Logger;
   /** Epoch milliseconds. */
   clock?: () => number;
@@ -85,7 +87,8 @@ const nextUtcMidnight = (ms: number): number => {
 export class Admission {
   private readonly settings: GuildSettingsStore;
   private readonly usage: Keyv;
-  private readonly queue: Pick<JobQueue, 'activeCounts' | 'enqueue'>;
+  private readonly queue: Pick<JobQueue, 'activeCounts' | 'enqueue' | 'snapshot'>;
+  private readonly maxTotal: number;
   private readonly logger: Logger | undefined;
   private readonly clock: () => number;
   /** Per guild: queue limits and rate limits are read-check-write, so one guild's admissions run one at a time. */
@@ -95,6 +98,7 @@ export class Admission {
     this.settings = options.settings;
     this.usage = options.usage;
     this.queue = options.queue;
+    this.maxTotal = options.maxTotal ?? Infinity;
     this.logger = options.logger;
     this.clock = options.clock ?? Date.now;
   }
@@ -182,6 +186,15 @@ export class Admission {
 
   private async checkQueue(settings: GuildSettings, ctx: AdmissionContext): Promise<void> {
     const { maxPerUser, maxPerGuild } = settings.queue;
+    // The whole queue's bound is the operator's (config), not a guild's: it holds whatever the guild settings say.
+    if (Number.isFinite(this.maxTotal)) {
+      const snapshot = await this.queue.snapshot();
+      const active = snapshot.queuedTotal + snapshot.running.length;
+      if (active >= this.maxTotal) {
+        this.logger?.warn({ guildId: ctx.guildId, active, maxTotal: this.maxTotal }, 'request refused: the whole queue is full');
+        throw new QueueFullError('total', `The bot's queue is full (${plural(active, 'job')} across all servers); try again in a few minutes.`);
+      }
+    }
     if (maxPerUser === 0 && maxPerGuild === 0) return;
     const counts = await this.queue.activeCounts(ctx.guildId, ctx.userId);
     if (maxPerUser > 0 && counts.user >= maxPerUser) {

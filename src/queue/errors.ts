@@ -103,8 +103,8 @@ export class RequestLimitError extends AdmissionError {
 }
 
 export class QueueFullError extends AdmissionError {
-  readonly scope: 'user' | 'guild';
-  constructor(scope: 'user' | 'guild', message: string) {
+  readonly scope: 'user' | 'guild' | 'total';
+  constructor(scope: 'user' | 'guild' | 'total', message: string) {
     super('queue_full', message);
     this.name = 'QueueFullError';
     this.scope = scope;

@@ -287,8 +287,8 @@ export class LocalJobQueue implements JobQueue {
     try {
       delete job.error;
       await this.store.save(job);
+      // Logged once, by the event's listener (the bot logs 'job started' with the guild and attempt).
       this.events.emit('started', { job: copy(job) });
-      this.logger?.info({ jobId: job.id, attempt: job.attempts }, 'job started');
       controller.signal.throwIfAborted();
       const output = await this.generator.generate(toGenerationRequest(job), {
         signal: controller.signal,
@@ -327,7 +327,6 @@ export class LocalJobQueue implements JobQueue {
     };
     await this.store.finish(job);
     this.events.emit('finished', { job: copy(job), images: output.images });
-    this.logger?.info({ jobId: job.id, durationMs }, 'job finished');
   }
 
   private async settleFailure(run: Run, error: unknown): Promise<void> {

@@ -77,6 +77,19 @@ test('empty variables (as in a freshly copied .env.example) count as unset', (t)
   assert.equal(config.model.path, '');
 });
 
+test('generation.defaults.scheduler takes null or a scheduler the engine has, nothing else', (t) => {
+  const wrong = workspace({ local: { generation: { defaults: { scheduler: 'euler-karras' } } } });
+  const right = workspace({ local: { generation: { defaults: { scheduler: 'dpmpp_2m' } } } });
+  t.after(() => {
+    rmSync(wrong, { recursive: true, force: true });
+    rmSync(right, { recursive: true, force: true });
+  });
+  assert.deepEqual(problemsOf(() => loadConfig({ env: {}, cwd: wrong })), [
+    'config/local.json: generation.defaults.scheduler must be null (the model\'s own) or one of pndm, euler, euler_a, ddim, dpmpp_2m, lms (got "euler-karras")',
+  ]);
+  assert.equal(loadConfig({ env: {}, cwd: right }).generation.defaults.scheduler, 'dpmpp_2m');
+});
+
 test('one line per wrong value, naming the file and the key, and what it got', (t) => {
   const dir = workspace({
     local: {
@@ -192,7 +205,7 @@ test('nulls, sections that are not objects, and either-or values get readable li
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const problems = problemsOf(() => loadConfig({ env: { DISCORD_DEV_GUILD_ID: 'abc' }, cwd: dir }));
   assert.deepEqual([...problems].sort(), [
-    'config/local.json: generation.defaults.scheduler must be null (the model\'s own) or a scheduler name (got "")',
+    'config/local.json: generation.defaults.scheduler must be null (the model\'s own) or one of pndm, euler, euler_a, ddim, dpmpp_2m, lms (got "")',
     'config/local.json: generation.defaults.steps must be an integer between 1 and 150 (got null)',
     'config/local.json: preview must be an object of settings ({ … }) (got 5)',
     'config/local.json: storage.sqlitePath must be null or a file path (got "")',

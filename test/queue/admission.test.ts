@@ -256,5 +256,30 @@ for (const backend of backends) {
         await instance.dispose();
       }
     });
+
+    test('queue.maxTotal bounds the whole queue across guilds, whatever the guild settings allow', async () => {
+      const instance = await backend.create();
+      try {
+        const storage: Storage = instance.open();
+        const generator = new StepGenerator();
+        for (const prompt of ['t1', 't2', 't3']) generator.hangOn.add(prompt);
+        const settings = new GuildSettingsStore({ keyv: storage.namespace('settings'), defaults: FALLBACK_GUILD_SETTINGS });
+        const h = createQueue(storage, generator);
+        await h.queue.start();
+        const admission = new Admission({ settings, usage: storage.namespace('usage'), queue: h.queue, maxTotal: 2, clock: () => NOON });
+        await settings.update(GUILD, { queue: { maxPerUser: 0, maxPerGuild: 0 } }, 'admin');
+        const first = await admission.submit(params('t1'), ctx('a'));
+        await admission.submit(params('t2'), { ...ctx('b'), guildId: '2000' });
+        const full = await refusal(admission.submit(params('t3'), ctx('c')), QueueFullError);
+        assert.equal(full.scope, 'total');
+        assert.equal(full.message, "The bot's queue is full (2 jobs across all servers); try again in a few minutes.");
+        // A job that ends makes room for the next request, from any guild.
+        await h.queue.cancel(first.standing.job.id, { userId: 'a', isAdmin: false });
+        await admission.submit(params('t3'), ctx('c'));
+        await h.queue.close();
+      } finally {
+        await instance.dispose();
+      }
+    });
   });
 }
