@@ -15,7 +15,7 @@ import {
   type RepliableInteraction,
 } from 'discord.js';
 import { IMAGINE_COMMAND, QUEUE_COMMAND, SETTINGS_COMMAND, STATUS_COMMAND, type CommandDefinition } from '../../commands/index.js';
-import type { Config } from '../config/index.js';
+import { ConfigError, type Config } from '../config/index.js';
 import { isImagineError } from '../errors.js';
 import { schedulerDisplayName } from '../diffusion/schedulers/index.js';
 import type { SchedulerName } from '../diffusion/schedulers/types.js';
@@ -133,7 +133,7 @@ export class ImagineBot {
    */
   async start(): Promise<void> {
     const { config, queue } = this.options;
-    if (!config.discord.token) throw new Error('DISCORD_TOKEN is not set');
+    if (!config.discord.token) throw new ConfigError(['DISCORD_TOKEN is not set: put the bot token in .env (see .env.example) or the environment.']);
     this.client.rest.setToken(config.discord.token);
     this.subscribe();
     await queue.start();

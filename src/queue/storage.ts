@@ -1,4 +1,5 @@
 import { mkdirSync } from 'node:fs';
+import { ConfigError } from '../config/load.js';
 import { dirname, resolve } from 'node:path';
 import { Keyv } from 'keyv';
 import KeyvSqlite from '@keyv/sqlite';
@@ -46,7 +47,7 @@ export class Storage {
       this.location = resolve(url.replace(/^sqlite:\/\//i, ''));
       this.url = `sqlite://${this.location}`;
     } else if (url) {
-      throw new Error(`Unsupported KEYV_URL scheme in ${redactUrl(url)}; use redis://, rediss:// or sqlite://.`);
+      throw new ConfigError([`Unsupported KEYV_URL scheme in ${redactUrl(url)}; use redis://, rediss:// or sqlite://.`]);
     } else {
       this.kind = 'sqlite';
       this.location = resolve(options.sqlitePath ?? DEFAULT_SQLITE_PATH);

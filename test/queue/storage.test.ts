@@ -1,4 +1,5 @@
 // Storage selection and the job store's crash tolerance, on a real SQLite file and a real Redis server.
+import { ConfigError } from '../../src/config/load.js';
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -25,6 +26,7 @@ test('SQLite by default: the folder is created, sqlite:// URLs work, unknown sch
     assert.deepEqual(await again.namespace('settings').get('k'), { v: 2 });
     await again.close();
     assert.throws(() => new Storage({ url: 'mongodb://user:hunter2@db.example/x' }), (error: unknown) => {
+      assert.ok(error instanceof ConfigError, 'a configuration mistake is a typed, one-line error');
       assert.match(String(error), /Unsupported KEYV_URL scheme/);
       assert.doesNotMatch(String(error), /hunter2/);
       return true;
