@@ -15,12 +15,17 @@ function check(root: string): { status: number | null; output: string } {
   return { status: run.status, output: `${run.stdout}${run.stderr}` };
 }
 
-/** A copy of the project's own sources, to break on purpose. */
-function copyOfSources(): string {
+/** Runs the check on a copy of the project's own sources, broken on purpose by `breakIt`. */
+function checkBrokenCopy(breakIt: (dir: string) => void): { status: number | null; output: string } {
   const dir = mkdtempSync(join(tmpdir(), 'imagine-deps-'));
-  cpSync(join(ROOT, 'src'), join(dir, 'src'), { recursive: true });
-  cpSync(join(ROOT, 'commands'), join(dir, 'commands'), { recursive: true });
-  return dir;
+  try {
+    cpSync(join(ROOT, 'src'), join(dir, 'src'), { recursive: true });
+    cpSync(join(ROOT, 'commands'), join(dir, 'commands'), { recursive: true });
+    breakIt(dir);
+    return check(dir);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 test('the repository follows its layers and has no import cycles', () => {
@@ -30,38 +35,24 @@ test('the repository follows its layers and has no import cycles', () => {
 });
 
 test('an upward import (queue → discord) fails, naming the file and the rule', () => {
-  const dir = copyOfSources();
-  try {
-    appendFileSync(join(dir, 'src/queue/types.ts'), "\nexport { ImagineBot } from '../discord/bot.js';\n");
-    const { status, output } = check(dir);
-    assert.equal(status, 1, output);
-    assert.match(output, /src\/queue\/types\.ts imports src\/discord\/bot\.ts: the queue layer may not import the discord layer/);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  const { status, output } = checkBrokenCopy((dir) => appendFileSync(join(dir, 'src/queue/types.ts'), "\nexport { ImagineBot } from '../discord/bot.js';\n"));
+  assert.equal(status, 1, output);
+  assert.match(output, /src\/queue\/types\.ts imports src\/discord\/bot\.ts: the queue layer may not import the discord layer/);
 });
 
-test('the engine importing the bot fails, and so does a type-only import of it', () => {
-  const dir = copyOfSources();
-  try {
-    appendFileSync(join(dir, 'src/diffusion/png.ts'), "\nimport type { Config } from '../config/index.js';\nexport type Unused = Config;\n");
-    const { status, output } = check(dir);
-    assert.equal(status, 1, output);
-    assert.match(output, /src\/diffusion\/png\.ts imports src\/config\/index\.ts: the diffusion layer may not import the config layer/);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+test('the engine importing the config fails, also as a type-only import', () => {
+  const { status, output } = checkBrokenCopy((dir) =>
+    appendFileSync(join(dir, 'src/diffusion/png.ts'), "\nimport type { Config } from '../config/index.js';\nexport type Unused = Config;\n"),
+  );
+  assert.equal(status, 1, output);
+  assert.match(output, /src\/diffusion\/png\.ts imports src\/config\/index\.ts: the diffusion layer may not import the config layer/);
 });
 
 test('an import cycle inside one layer fails, listing the modules around it', () => {
-  const dir = copyOfSources();
-  try {
+  const { status, output } = checkBrokenCopy((dir) => {
     writeFileSync(join(dir, 'src/diffusion/cycle-a.ts'), "import { b } from './cycle-b.js';\nexport const a = () => b;\n");
     writeFileSync(join(dir, 'src/diffusion/cycle-b.ts'), "import { a } from './cycle-a.js';\nexport const b = () => a;\n");
-    const { status, output } = check(dir);
-    assert.equal(status, 1, output);
-    assert.match(output, /import cycle: src\/diffusion\/cycle-a\.ts → src\/diffusion\/cycle-b\.ts → src\/diffusion\/cycle-a\.ts/);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
+  assert.equal(status, 1, output);
+  assert.match(output, /import cycle: src\/diffusion\/cycle-a\.ts → src\/diffusion\/cycle-b\.ts → src\/diffusion\/cycle-a\.ts/);
 });
