@@ -1,6 +1,7 @@
 import type { ClipTokenizer } from '../tokenizer.js';
 import { parsePromptAttention } from './a1111-parser.js';
 import { chunkCapacity, chunkFragments, COMMA_PADDING_BACKTRACK, type ChunkLayout, type PromptChunk } from './chunker.js';
+import { applyOriginalEmphasisToChunks } from './emphasis.js';
 
 export { parsePromptAttention, isBreakMarker, type WeightedFragment } from './a1111-parser.js';
 export { chunkFragments, chunkCapacity, COMMA_PADDING_BACKTRACK, type PromptChunk, type ChunkLayout } from './chunker.js';
@@ -79,6 +80,35 @@ export function encodePromptChunks(
     ],
   });
   return { prompt: padded(positive), negative: padded(negative) };
+}
+
+/**
+ * Runs the text encoder on `rows` rows of token ids (row-major, rows × tokens) and returns its last hidden state as
+ * float32, [rows, tokens, dim]. The pipeline supplies it (its session, the input's dtype, the device).
+ */
+export type RunTextEncoder = (ids: Int32Array, rows: number) => Promise<{ hidden: Float32Array; dim: number }>;
+
+/**
+ * Encodes a prompt's chunks in one text-encoder call, applies A1111's emphasis chunk by chunk and returns the
+ * chunks concatenated along the sequence axis: [1, chunks × tokens, dim], the UNet's `encoder_hidden_states` for one
+ * prompt (A1111's `torch.hstack` of the chunk encodings). With all weights 1 (`plain`, or an a1111 prompt without
+ * brackets) the result is the text encoder's output untouched, as diffusers computes it.
+ */
+export async function encodeWeightedChunks(
+  runTextEncoder: RunTextEncoder,
+  chunks: readonly PromptChunk[],
+): Promise<{ embeddings: Float32Array; dims: [number, number, number] }> {
+  const tokens = chunks[0]?.ids.length;
+  if (tokens === undefined) throw new RangeError('a prompt has at least one chunk');
+  const ids = new Int32Array(chunks.length * tokens);
+  chunks.forEach((chunk, i) => ids.set(chunk.ids, i * tokens));
+  const { hidden, dim } = await runTextEncoder(ids, chunks.length);
+  applyOriginalEmphasisToChunks(
+    hidden,
+    chunks.map((chunk) => chunk.weights),
+    dim,
+  );
+  return { embeddings: hidden, dims: [1, chunks.length * tokens, dim] };
 }
 
 /** "92/150 tokens" (A1111's counter), and under `plain` what the truncation dropped. */
