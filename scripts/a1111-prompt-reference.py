@@ -219,6 +219,7 @@ PARSER_CASES = [
     '\u00e9BREAK b',
     'a_BREAK b',
     'a (b:\u0661.\u0665)',
+    '(BRE:-1)(AK:-1)',
     '(x:1.2.3)',
     '(x:.)',
 ]
@@ -249,6 +250,7 @@ CHUNK_CASES = [
     ('BREAK last', 'a dog BREAK'),
     ('BREAK inside brackets is a word', '(a dog BREAK a cat)'),
     ('BREAK in a long prompt', words('dog', 80) + ' BREAK cat'),
+    ('merged fragments that spell BREAK at -1 are a BREAK', 'a (BRE:-1)(AK:-1) b'),
     ('a realistic long prompt',
      'masterpiece, best quality, (a lighthouse on a rocky cliff at dusk:1.2), dramatic sky, crashing waves, '
      'seagulls, warm light from the lantern room, [fog], ((detailed stone texture)), cinematic composition, '

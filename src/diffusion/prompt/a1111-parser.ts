@@ -10,7 +10,8 @@ import { InvalidRequestError } from '../../errors.js';
  *   everything after it, as if closed at the end.
  * - `BREAK` (a whole word, upper case) becomes the marker `{ text: 'BREAK', weight: -1 }` that starts a new chunk.
  *   It is a fragment like the others, so brackets around it multiply its weight too, and it then no longer reads as
- *   a marker (A1111 then encodes the word "break" at that negative weight): we keep that quirk rather than guess.
+ *   a marker (A1111 then encodes the word "break" at that negative weight), while merged neighbours that spell
+ *   "BREAK" at weight -1, as `(BRE:-1)(AK:-1)` does, are one: we keep these quirks rather than guess.
  * - Neighbouring fragments with equal weights are merged.
  *
  * A1111 writes these with Python's `re` on `str`, whose `\s`, `\d` and `\b` are Unicode-aware; the classes below spell
