@@ -80,3 +80,12 @@ test('a weighted prompt: each token scaled by its weight times one common factor
   // The tokens the brackets weighted: dog ×1.5, batman ÷1.1.
   assert.deepEqual(Array.from(chunk.weights.subarray(0, 7)), [1, 1, 1.5, 1, Math.fround(1 / 1.1), 1, 1]);
 });
+
+test('(cat:1.0) encodes bit for bit as cat (weight 1 is no emphasis at all)', async () => {
+  const weighted = tokenizePrompt(tokenizer, 'a (cat:1.0) on a sofa', 'a1111');
+  const plainText = tokenizePrompt(tokenizer, 'a cat on a sofa', 'a1111');
+  assert.deepEqual(weighted.chunks, plainText.chunks);
+  const a = await encodeWeightedChunks(runTextEncoder, weighted.chunks);
+  const b = await encodeWeightedChunks(runTextEncoder, plainText.chunks);
+  assert.deepEqual(a.embeddings, b.embeddings);
+});

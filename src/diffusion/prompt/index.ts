@@ -92,7 +92,8 @@ export type RunTextEncoder = (ids: Int32Array, rows: number) => Promise<{ hidden
  * Encodes a prompt's chunks in one text-encoder call, applies A1111's emphasis chunk by chunk and returns the
  * chunks concatenated along the sequence axis: [1, chunks × tokens, dim], the UNet's `encoder_hidden_states` for one
  * prompt (A1111's `torch.hstack` of the chunk encodings). With all weights 1 (`plain`, or an a1111 prompt without
- * brackets) the result is the text encoder's output untouched, as diffusers computes it.
+ * brackets) the result is the text encoder's output untouched, as diffusers computes it. The emphasis is applied in
+ * place on the buffer `runTextEncoder` returns.
  */
 export async function encodeWeightedChunks(
   runTextEncoder: RunTextEncoder,
