@@ -50,6 +50,13 @@ describe('sharding: a world spread over 3 shards, one discord.js client per shar
     assert.equal(guildIds.length, 3);
     assert.deepEqual(guildIds.map((id) => shardOfId(id, 3)).sort(), [0, 1, 2]);
     for (const id of guildIds) assert.match(id, /^\d{17,20}$/);
+    // Moved onto their shards, the guild ids still collide with no other id of the world.
+    const allIds = [
+      ...emulator.state.users.keys(),
+      ...guildIds,
+      ...[...emulator.state.guilds.values()].flatMap((g) => [...g.roles.filter((r) => r.id !== g.id).map((r) => r.id), ...g.channels.map((c) => c.id)]),
+    ];
+    assert.equal(new Set(allIds).size, allIds.length);
     const info = await gatewayBot(emulator);
     assert.equal(info.url, emulator.gatewayUrl);
     assert.equal(info.shards, 3);
