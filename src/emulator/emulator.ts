@@ -223,14 +223,26 @@ export class DiscordEmulator extends EventEmitter {
     return this.readyCount;
   }
 
-  /** Resolves on the next completed handshake after `afterCount` (default: now). */
+  /**
+   * Resolves once a handshake after `afterCount` (default: now) has completed and every shard of the bot's shard
+   * count has a live session, so a sharded bot is ready when all its shards are (an unsharded one: its one session).
+   * Resolves with the latest session that became ready, or null if the bot was ready already.
+   */
   waitForBotReady(options: { afterCount?: number; timeoutMs?: number; signal?: AbortSignal } = {}): Promise<GatewaySession | null> {
     const afterCount = options.afterCount ?? this.readyCount;
-    if (this.readyCount > afterCount) return Promise.resolve(null);
+    const isReady = () => this.readyCount > afterCount && this.allShardsConnected();
+    if (isReady()) return Promise.resolve(null);
     return new Promise((resolve, reject) => {
+      let latest: GatewaySession | null = null;
       const onReady = (session: GatewaySession) => {
+        latest = session;
+        onChange();
+      };
+      // A shard that resumes (rather than identifies) completes readiness too.
+      const onChange = () => {
+        if (!isReady()) return;
         cleanup();
-        resolve(session);
+        resolve(latest);
       };
       const onAbort = () => {
         cleanup();
@@ -238,16 +250,23 @@ export class DiscordEmulator extends EventEmitter {
       };
       const timer = setTimeout(() => {
         cleanup();
-        reject(new Error(`the bot did not IDENTIFY and get READY within ${options.timeoutMs ?? 60_000} ms`));
+        reject(new Error(`the bot did not IDENTIFY and get READY on every shard within ${options.timeoutMs ?? 60_000} ms`));
       }, options.timeoutMs ?? 60_000);
       const cleanup = () => {
         clearTimeout(timer);
         this.off('bot-ready', onReady);
+        this.off('change', onChange);
         options.signal?.removeEventListener('abort', onAbort);
       };
       this.on('bot-ready', onReady);
+      this.on('change', onChange);
       options.signal?.addEventListener('abort', onAbort);
     });
+  }
+
+  /** Whether every shard of the bot's shard count (see `shardsView()`) has a live session. */
+  allShardsConnected(): boolean {
+    return this.shardsView().every((shard) => shard.connected);
   }
 
   // -------------------------------------------------------------------------------------------------------------

@@ -68,12 +68,19 @@ describe('sharding: a world spread over 3 shards, one discord.js client per shar
     );
   });
 
-  it('each shard gets READY and GUILD_CREATE for its own guilds only', async () => {
+  it('each shard gets READY and GUILD_CREATE for its own guilds only; the bot is ready when all 3 are', async () => {
+    let botReady = false;
+    const waiting = emulator.waitForBotReady({ afterCount: emulator.botReadyCount, timeoutMs: 30_000 }).then(() => (botReady = true));
     for (const shard of [0, 1, 2]) {
+      // Let any pending readiness settle before looking: only the last shard may complete it.
+      await new Promise((resolve) => setImmediate(resolve));
+      assert.equal(botReady, false, `not ready with ${shard} of 3 shards connected`);
       const client = await connectClient(emulator, { shards: [shard], shardCount: 3 });
       client.on('raw', (packet: GatewayMessage) => received[shard]?.push(packet));
       clients.push(client);
     }
+    await waiting;
+    assert.equal(emulator.allShardsConnected(), true);
     clients.forEach((client, shard) => {
       const expected = [...emulator.state.guilds.keys()].filter((id) => shardOfId(id, 3) === shard);
       assert.deepEqual([...client.guilds.cache.keys()], expected, `shard ${shard}'s guilds`);
