@@ -88,10 +88,10 @@ export class Gateway extends EventEmitter {
     this.server.handleUpgrade(req, socket, head, (ws) => this.onConnection(ws, req));
   }
 
-  /** Sends an event to every session that asked for it; buffered for sessions that are disconnected but resumable. */
   /**
-   * Only sessions whose shard the event belongs to get it (`(guild_id >> 22) % num_shards`, shard 0 for events
-   * without a guild), as Discord routes them.
+   * Sends an event to every session that asked for it (its intents) and whose shard it belongs to
+   * (`(guild_id >> 22) % num_shards`; shard 0 for events without a guild), as Discord routes them; buffered for
+   * sessions that are disconnected but resumable.
    */
   dispatch(event: string, data: unknown, requiredIntent = 0): number {
     let delivered = 0;
