@@ -117,6 +117,12 @@ describe('sharding: a world spread over 3 shards, one discord.js client per shar
         else assert.deepEqual(types.filter((t) => t === 'INTERACTION_CREATE' || t === 'MESSAGE_CREATE'), [], `shard ${other} got nothing of guild ${guild.name}`);
       });
     }
+    // Events about a guild itself carry it as `id`: GUILD_UPDATE of the shard-2 guild goes to shard 2 only.
+    const onShard2 = [...emulator.state.guilds.values()].find((g) => shardOfId(g.id, 3) === 2)!;
+    received.forEach((events) => (events.length = 0));
+    assert.equal(emulator.gateway.dispatch('GUILD_UPDATE', { id: onShard2.id, name: onShard2.name, owner_id: onShard2.ownerId }), 1);
+    await emulator.waitFor(() => (received[2]!.some((p) => p.t === 'GUILD_UPDATE') ? true : null), 10_000, 'GUILD_UPDATE on shard 2');
+    assert.deepEqual([received[0]!.length, received[1]!.length], [0, 0]);
     // A DM-like event carries no guild_id: only shard 0 gets it.
     received.forEach((events) => (events.length = 0));
     assert.equal(emulator.gateway.dispatch('CHANNEL_PINS_UPDATE', { channel_id: '1', last_pin_timestamp: null }), 1);
