@@ -2,7 +2,7 @@
  * What the Discord layer needs from guild settings and admission checks, in its own words. `rules.ts` implements it
  * over src/queue's settings store and admission checks; the interaction handlers only see this seam.
  */
-import type { JobParams, JobStanding, JsonObject } from '../queue/types.js';
+import type { JobParams, JobStanding, JsonObject } from '../queue/index.js';
 
 /** Who asks, where, as far as admission checks care. */
 export interface Requester {

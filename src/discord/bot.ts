@@ -17,12 +17,18 @@ import {
 import { IMAGINE_COMMAND, QUEUE_COMMAND, SETTINGS_COMMAND, STATUS_COMMAND, type CommandDefinition } from '../../commands/index.js';
 import { ConfigError, type Config } from '../config/index.js';
 import { isImagineError } from '../errors.js';
-import { schedulerDisplayName } from '../diffusion/schedulers/index.js';
-import type { SchedulerName } from '../diffusion/schedulers/types.js';
 import type { Logger } from '../log.js';
-import { randomSeed } from '../diffusion/rng/index.js';
-import { NotYourJobError } from '../queue/errors.js';
-import type { JobParams, JobQueue, JobRecord, JsonObject, QueueSnapshot } from '../queue/types.js';
+import {
+  NotYourJobError,
+  randomSeed,
+  schedulerDisplayName,
+  type JobParams,
+  type JobQueue,
+  type JobRecord,
+  type JsonObject,
+  type QueueSnapshot,
+  type SchedulerName,
+} from '../queue/index.js';
 import type { GuildRules, ImagineOptions, Requester } from './backend.js';
 import { deployCommands } from './command-data.js';
 import type { ReplyTarget } from './job-message.js';

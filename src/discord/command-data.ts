@@ -6,8 +6,7 @@ import { Routes } from 'discord-api-types/v10';
 import type { REST } from 'discord.js';
 import { buildCommandDefinitions, type CommandDefinition } from '../../commands/index.js';
 import type { Config } from '../config/index.js';
-import { schedulerDisplayName } from '../diffusion/schedulers/index.js';
-import { SCHEDULER_NAMES } from '../diffusion/schedulers/types.js';
+import { SCHEDULER_NAMES, schedulerDisplayName } from '../queue/index.js';
 
 export function commandDefinitionsFor(config: Pick<Config, 'generation'>): CommandDefinition[] {
   const { limits } = config.generation;
