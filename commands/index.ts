@@ -202,7 +202,12 @@ export function buildCommands(limits: CommandLimits) {
 
 export type ImagineCommands = ReturnType<typeof buildCommands>;
 
+/** The commands as the array `PUT /applications/{app}/commands` takes. */
+export function commandDefinitionsOf(commands: ImagineCommands): CommandDefinition[] {
+  return [commands.imagine, commands.queue, commands.settings, commands.status];
+}
+
 /** Every command the bot serves, ready for `PUT /applications/{app}/commands`. */
 export function buildCommandDefinitions(limits: CommandLimits): CommandDefinition[] {
-  return Object.values(buildCommands(limits));
+  return commandDefinitionsOf(buildCommands(limits));
 }

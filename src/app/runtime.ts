@@ -13,7 +13,6 @@ import { schedulerNameForClass } from '../diffusion/schedulers/index.js';
 import type { Logger } from '../log.js';
 import { Admission, GuildSettingsStore, JobStore, LocalJobQueue, Storage, type ImageGenerator, type JobQueue, type SchedulerName } from '../queue/index.js';
 import { ImagineBot, type EngineInfo } from '../discord/bot.js';
-import { commandDefinitionsFor } from '../discord/command-data.js';
 import { createGuildRules, requestDefaults, settingsFromConfig } from '../discord/rules.js';
 import { PipelineImageGenerator } from './engine-adapter.js';
 
@@ -96,7 +95,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     queue,
     rules,
     engine: engine.info,
-    ...(options.deployCommands ? { commands: commandDefinitionsFor(config) } : {}),
+    registerCommands: options.deployCommands,
   });
   try {
     await bot.start();

@@ -4,7 +4,7 @@
  * of its own: everything a click or a restart needs is in the job store.
  */
 import { Client, Events, GatewayIntentBits } from 'discord.js';
-import { IMAGINE_COMMAND, QUEUE_COMMAND, SETTINGS_COMMAND, STATUS_COMMAND, type CommandDefinition } from '../../commands/index.js';
+import { commandDefinitionsOf, IMAGINE_COMMAND, QUEUE_COMMAND, SETTINGS_COMMAND, STATUS_COMMAND, type ImagineCommands } from '../../commands/index.js';
 import { ConfigError, type Config } from '../config/index.js';
 import type { Logger } from '../log.js';
 import type { JobQueue, QueueSnapshot } from '../queue/index.js';
@@ -34,8 +34,11 @@ export interface BotOptions {
   queue: JobQueue;
   rules: GuildRules;
   engine: EngineInfo;
-  /** Registered at start (bulk overwrite: unchanged commands keep their ids). */
-  commands?: CommandDefinition[];
+  /**
+   * Register the commands at start (bulk overwrite: unchanged commands keep their ids), from the same definitions the
+   * handlers read their options through.
+   */
+  registerCommands?: boolean;
   /** How often the status line is logged; default 5 minutes. */
   statusLogIntervalMs?: number;
 }
@@ -50,6 +53,7 @@ export class ImagineBot {
   private readonly unsubscribe: Array<() => void> = [];
   private readonly inFlight = new Set<Promise<unknown>>();
   private readonly route: ReturnType<typeof createRouter>;
+  private readonly commands: ImagineCommands;
 
   constructor(private readonly options: BotOptions) {
     const { config } = options;
@@ -69,11 +73,12 @@ export class ImagineBot {
         await options.queue.updateMeta(jobId, { reply: replyTargetToJson(target) });
       },
     });
+    this.commands = commandsFor(config);
     const context: HandlerContext = {
       log: this.log,
       queue: options.queue,
       rules: options.rules,
-      commands: commandsFor(config),
+      commands: this.commands,
       statusLine: async () => (await this.statusLine()).text,
     };
     this.route = createRouter({
@@ -107,8 +112,8 @@ export class ImagineBot {
     await ready;
     this.log.info({ user: this.client.user?.tag, guilds: this.client.guilds.cache.size }, 'connected to Discord');
 
-    if (this.options.commands && config.discord.appId) {
-      const result = await deployCommands(this.client.rest, config.discord.appId, this.options.commands, config.discord.devGuildId);
+    if (this.options.registerCommands && config.discord.appId) {
+      const result = await deployCommands(this.client.rest, config.discord.appId, commandDefinitionsOf(this.commands), config.discord.devGuildId);
       this.log.info({ scope: result.scope, commands: result.names }, 'slash commands registered');
     }
     this.logStatus();
