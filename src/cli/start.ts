@@ -55,7 +55,7 @@ function notStarted(): CommanderError {
 
 async function runUntilSignal(config: Config, modelFolder: string, deploy: boolean): Promise<void> {
   const log = createLoggerFromConfig(config);
-  const { startRuntime } = await import('../discord/runtime.js');
+  const { startRuntime } = await import('../app/runtime.js');
   let stopRequested: (signal: NodeJS.Signals) => void = () => undefined;
   const stopSignal = new Promise<NodeJS.Signals>((resolve) => (stopRequested = resolve));
   // Listen before the (slow) model load, so a SIGTERM during start-up is honoured too.

@@ -7,12 +7,21 @@ import type { Config } from '../config/index.js';
 import { parseSize } from '../config/index.js';
 import { ImagineError } from '../errors.js';
 import { sizeLabel } from '../util/format.js';
-import { parseSeed, randomSeed } from '../diffusion/rng/index.js';
-import { SCHEDULER_NAMES, type SchedulerName } from '../diffusion/schedulers/types.js';
-import type { Admission, AdmissionContext } from '../queue/admission.js';
-import { RequestLimitError, SettingsValidationError } from '../queue/errors.js';
-import type { GuildSettings, GuildSettingsPatch, GuildSettingsStore, ListName } from '../queue/settings.js';
-import type { JobParams } from '../queue/types.js';
+import {
+  parseSeed,
+  randomSeed,
+  RequestLimitError,
+  SCHEDULER_NAMES,
+  SettingsValidationError,
+  type Admission,
+  type AdmissionContext,
+  type GuildSettings,
+  type GuildSettingsPatch,
+  type GuildSettingsStore,
+  type JobParams,
+  type ListName,
+  type SchedulerName,
+} from '../queue/index.js';
 import type { Admitted, GuildRules, ImagineOptions, Requester, SettingsReply, SettingsValues } from './backend.js';
 
 /** What a request falls back to when a value is not given (the guild settings hold limits, not defaults). */
