@@ -24,6 +24,8 @@ export const LAYERS = [
   { name: 'config', prefixes: ['src/config/'], mayImport: ['shared', 'diffusion'] },
   { name: 'emulator', prefixes: ['src/emulator/'], mayImport: ['shared'] },
   { name: 'diffusion', prefixes: ['src/diffusion/'], mayImport: ['shared'] },
+  // The package's library entry (package.json `exports`): the engine, without the bot.
+  { name: 'library', prefixes: ['src/index.ts'], mayImport: ['shared', 'diffusion'] },
   { name: 'hub', prefixes: ['src/hub/'], mayImport: ['shared', 'config'] },
   { name: 'queue', prefixes: ['src/queue/'], mayImport: ['shared', 'config', 'diffusion'] },
   { name: 'discord', prefixes: ['src/discord/'], mayImport: ['shared', 'log', 'config', 'commands', 'queue', 'diffusion'] },
