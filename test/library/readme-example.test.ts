@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -35,6 +35,17 @@ async function readmeExample(): Promise<{ code: string; modelFolder: string }> {
   return { code, modelFolder };
 }
 
+/** The newest .ts file under `folder` and its modification time. */
+function newestSource(folder: string): { file: string; mtimeMs: number } {
+  let newest = { file: folder, mtimeMs: 0 };
+  for (const entry of readdirSync(folder, { withFileTypes: true })) {
+    const path = join(folder, entry.name);
+    const candidate = entry.isDirectory() ? newestSource(path) : entry.name.endsWith('.ts') ? { file: path, mtimeMs: statSync(path).mtimeMs } : null;
+    if (candidate && candidate.mtimeMs > newest.mtimeMs) newest = candidate;
+  }
+  return newest;
+}
+
 function run(args: string[], cwd: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -51,6 +62,9 @@ let work: string;
 let modelFolder: string;
 before(async () => {
   assert.ok(existsSync(BUILT_ENTRY), `${BUILT_ENTRY} is missing: run \`npm run build\` before this test (CI builds before testing)`);
+  // A stale build would test yesterday's engine.
+  const source = newestSource(join(PROJECT_ROOT, 'src'));
+  assert.ok(statSync(BUILT_ENTRY).mtimeMs >= source.mtimeMs, `${source.file} is newer than the build: run \`npm run build\` before this test`);
   const example = await readmeExample();
   modelFolder = example.modelFolder;
   work = await mkdtemp(join(tmpdir(), 'imagine-library-'));
