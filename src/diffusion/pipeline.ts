@@ -244,7 +244,7 @@ export class StableDiffusionPipeline {
       scheduler: start.scheduler.name,
       loop: denoised.loop,
       sampler: start.scheduler.displayName,
-      timesteps: Float64Array.from(start.scheduler.timesteps),
+      timesteps: Float64Array.from(start.timesteps),
       truncatedTokens: this.model.tokenizer.truncatedTokenCount(request.prompt),
       timings: timings.result(),
     };
