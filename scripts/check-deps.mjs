@@ -26,6 +26,8 @@ export const LAYERS = [
   { name: 'config', prefixes: ['src/config/'], mayImport: ['shared', 'diffusion'] },
   { name: 'emulator', prefixes: ['src/emulator/'], mayImport: ['shared'] },
   { name: 'diffusion', prefixes: ['src/diffusion/'], mayImport: ['shared'] },
+  // The package's library entry (package.json `exports`): the engine, without the bot.
+  { name: 'library', prefixes: ['src/index.ts'], mayImport: ['shared', 'diffusion'] },
   { name: 'hub', prefixes: ['src/hub/'], mayImport: ['shared', 'config'] },
   // The queue is the contract between the bot and the engine; what the bot needs of the engine it re-exports.
   { name: 'queue', prefixes: ['src/queue/'], entry: 'src/queue/index.ts', mayImport: ['shared', 'config', 'diffusion'] },

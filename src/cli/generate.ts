@@ -4,7 +4,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { InvalidRequestError } from '../errors.js';
 import { loadPipeline } from '../diffusion/load.js';
 import { DEFAULT_CFG, DEFAULT_STEPS, requestedStepOf, type GenerationRequest } from '../diffusion/pipeline.js';
-import { encodePng, formatInfotext } from '../diffusion/png.js';
+import { encodePng, generationInfotext } from '../diffusion/png.js';
 import { parseSeed, randomSeed } from '../diffusion/rng/index.js';
 import { RNG_DEVICES, type RngDevice } from '../diffusion/rng/types.js';
 import { SCHEDULER_NAMES, TIMESTEP_SPACINGS } from '../diffusion/schedulers/types.js';
@@ -136,21 +136,7 @@ async function runGenerate(options: GenerateOptions, defaults: GenerateCommandDe
     await mkdir(options.out, { recursive: true });
     const sampler = result.sampler;
     for (const image of result.images) {
-      const infotext = formatInfotext({
-        prompt: options.prompt,
-        negativePrompt: options.negative,
-        steps: options.steps,
-        sampler,
-        cfg: options.cfg,
-        seed,
-        width: image.width,
-        height: image.height,
-        model: pipeline.model.name,
-        extra: {
-          RNG: options.rng === 'cpu' ? 'CPU' : 'NV',
-          ...(options.batch > 1 ? { 'Batch size': options.batch, 'Batch pos': image.index } : {}),
-        },
-      });
+      const infotext = generationInfotext(request, sampler, image, pipeline.model.name);
       const path = join(options.out, `${image.index}.png`);
       await writeFile(path, await encodePng(image.rgb, image.width, image.height, infotext));
       const flag = image.nsfw ? ' (flagged by the safety checker)' : '';

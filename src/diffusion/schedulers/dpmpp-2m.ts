@@ -7,31 +7,13 @@
  * pipeline's generator.
  */
 import type { NoiseGenerator } from '../rng/types.js';
-import {
-  AlternatingBuffers,
-  BETA_DEFAULTS,
-  type BetaConfig,
-  assertSameLength,
-  configError,
-  exponentialSigmas,
-  interpolateAtIndex,
-  karrasSigmas,
-  logFloat32,
-  numpyArange,
-  numpyLinspace,
-  rejectUnsupported,
-  requireBoolean,
-  requireInteger,
-  requireNumber,
-  requireOneOf,
-  requireSpacing,
-  resolveConfig,
-  samplerDisplayName,
-  sigmaToTimestep,
-  sized,
-  validateStepCount,
-  type PredictionType,
-} from './common.js';
+import { BETA_DEFAULTS, type BetaConfig } from './betas.js';
+import { AlternatingBuffers, assertSameLength, sized } from './buffers.js';
+import { configError, type PredictionType, rejectUnsupported, requireBoolean, requireInteger, requireNumber, requireOneOf, requireSpacing, resolveConfig } from './config.js';
+import { interpolateAtIndex, numpyArange, numpyLinspace } from './numpy.js';
+import { samplerDisplayName } from './sampler-name.js';
+import { exponentialSigmas, karrasSigmas, logFloat32, sigmaToTimestep } from './sigmas.js';
+import { validateStepCount } from './timesteps.js';
 import { roundHalfEven } from '../numeric.js';
 import {
   SIGMA_SCHEDULE_DEFAULTS,
