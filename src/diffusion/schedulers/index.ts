@@ -6,6 +6,7 @@ import { DdimScheduler } from './ddim.js';
 import { DpmSolverMultistepScheduler } from './dpmpp-2m.js';
 import { EulerAncestralScheduler } from './euler-ancestral.js';
 import { EulerScheduler } from './euler.js';
+import { HeunScheduler } from './heun.js';
 import { LmsScheduler } from './lms.js';
 import { PndmScheduler } from './pndm.js';
 import {
@@ -20,7 +21,7 @@ import {
 
 export { SCHEDULER_NAMES, TIMESTEP_SPACINGS } from './types.js';
 export type { Scheduler, SchedulerConfig, SchedulerName, SchedulerOptions, TimestepSpacing } from './types.js';
-export { DdimScheduler, DpmSolverMultistepScheduler, EulerAncestralScheduler, EulerScheduler, LmsScheduler, PndmScheduler };
+export { DdimScheduler, DpmSolverMultistepScheduler, EulerAncestralScheduler, EulerScheduler, HeunScheduler, LmsScheduler, PndmScheduler };
 
 /** diffusers' class name for each of our scheduler names. */
 export const SCHEDULER_CLASS_NAMES: Readonly<Record<SchedulerName, string>> = {
@@ -30,10 +31,11 @@ export const SCHEDULER_CLASS_NAMES: Readonly<Record<SchedulerName, string>> = {
   ddim: 'DDIMScheduler',
   dpmpp_2m: 'DPMSolverMultistepScheduler',
   lms: 'LMSDiscreteScheduler',
+  heun: 'HeunDiscreteScheduler',
 };
 
 /** Which of our schedulers offer Karras sigmas (diffusers' `use_karras_sigmas`). */
-export const KARRAS_CAPABLE: ReadonlySet<SchedulerName> = new Set<SchedulerName>(['euler', 'dpmpp_2m', 'lms']);
+export const KARRAS_CAPABLE: ReadonlySet<SchedulerName> = new Set<SchedulerName>(['euler', 'dpmpp_2m', 'lms', 'heun']);
 
 /** The scheduler a diffusers class name stands for, or undefined for classes we do not implement. */
 export function schedulerNameForClass(className: string): SchedulerName | undefined {
@@ -78,6 +80,8 @@ export function createScheduler(name: SchedulerName | undefined, config: Schedul
       return new DpmSolverMultistepScheduler(config, options);
     case 'lms':
       return new LmsScheduler(config, options);
+    case 'heun':
+      return new HeunScheduler(config, options);
     default:
       throw new InvalidRequestError(unknownSchedulerMessage(String(chosen)));
   }
@@ -108,6 +112,7 @@ const BASE_DISPLAY_NAMES: Readonly<Record<SchedulerName, string>> = {
   ddim: 'DDIM',
   dpmpp_2m: 'DPM++ 2M',
   lms: 'LMS',
+  heun: 'Heun',
 };
 
 /**

@@ -1,0 +1,175 @@
+/**
+ * Parity of the schedulers added after the first set (Heun, UniPC, DPM++ 2M SDE, LCM) with diffusers' own classes:
+ * schedule tables and whole trajectories from test/fixtures/reference/schedulers-more.json, which
+ * scripts/make-scheduler-references.py writes by running diffusers' scheduler modules (see that script for the
+ * diffusers commit, the torch version and the fake UNet output).
+ */
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { InvalidRequestError } from '../../src/diffusion/errors.js';
+import { createNoiseGenerator } from '../../src/diffusion/rng/index.js';
+import {
+  createScheduler,
+  KARRAS_CAPABLE,
+  parseSchedulerName,
+  SCHEDULER_CLASS_NAMES,
+  SCHEDULER_NAMES,
+  schedulerDisplayName,
+} from '../../src/diffusion/schedulers/index.js';
+import type { SchedulerConfig, SchedulerName, SchedulerOptions } from '../../src/diffusion/schedulers/types.js';
+
+interface TableEntry {
+  timesteps: number[];
+  sigmas?: number[];
+  init_noise_sigma: number;
+}
+interface Table {
+  scheduler: string;
+  class: string;
+  class_overrides: Record<string, unknown>;
+  overrides: Record<string, unknown>;
+  [steps: string]: unknown;
+}
+interface Trajectory {
+  id: string;
+  scheduler: string;
+  config_changes: Record<string, unknown>;
+  config_removed: string[];
+  overrides: Record<string, unknown>;
+  steps: number;
+  seed: number;
+  scale: number;
+  timesteps: number[];
+  latents_after_each_step: number[][];
+}
+interface Reference {
+  generator: { diffusers_commit: string; torch: string };
+  scheduler_config: SchedulerConfig;
+  step_counts: number[];
+  tables: Record<string, Table>;
+  trajectories: Trajectory[];
+}
+
+const referencePath = fileURLToPath(new URL('../fixtures/reference/schedulers-more.json', import.meta.url));
+const reference = JSON.parse(readFileSync(referencePath, 'utf8')) as Reference;
+/** SD 1.5's own scheduler_config.json (PNDM, scaled_linear 0.00085–0.012, steps_offset 1, skip_prk_steps). */
+const SD15 = reference.scheduler_config;
+
+/** The user's choices a reference was built with (from_config overrides), as our options. */
+function optionsFrom(overrides: Record<string, unknown>): SchedulerOptions {
+  const options: SchedulerOptions = {};
+  for (const [key, value] of Object.entries(overrides)) {
+    if (key === 'use_karras_sigmas') options.karras = value as boolean;
+    else if (key === 'timestep_spacing') options.timestepSpacing = value as SchedulerOptions['timestepSpacing'];
+    else assert.fail(`unexpected override ${key}`);
+  }
+  return options;
+}
+
+function ourName(text: string): SchedulerName {
+  assert.ok((SCHEDULER_NAMES as readonly string[]).includes(text), `we implement ${text}`);
+  return text as SchedulerName;
+}
+
+/** |actual − expected| ≤ tolerance · max(1, |expected|) element by element. */
+function assertClose(actual: ArrayLike<number>, expected: readonly number[], tolerance: number, what: string): void {
+  assert.equal(actual.length, expected.length, `${what}: length`);
+  for (let i = 0; i < expected.length; i++) {
+    const bound = tolerance * Math.max(1, Math.abs(expected[i]!));
+    assert.ok(Math.abs(actual[i]! - expected[i]!) <= bound, `${what}[${i}]: got ${actual[i]}, diffusers has ${expected[i]}`);
+  }
+}
+
+/** The schedulers whose reference data this file checks, as they are implemented. */
+const implemented = (name: string): boolean => (SCHEDULER_NAMES as readonly string[]).includes(name);
+
+describe(`scheduler tables match diffusers' (schedulers-more.json, diffusers ${reference.generator.diffusers_commit.slice(0, 10)})`, () => {
+  for (const [tableName, table] of Object.entries(reference.tables).filter(([, table]) => implemented(table.scheduler))) {
+    it(tableName, () => {
+      const name = ourName(table.scheduler);
+      assert.equal(SCHEDULER_CLASS_NAMES[name], table.class);
+      for (const steps of reference.step_counts) {
+        const expected = table[String(steps)] as TableEntry;
+        const scheduler = createScheduler(name, SD15, optionsFrom(table.overrides));
+        scheduler.setTimesteps(steps);
+        // Timesteps and sigmas are float32 values on both sides: equal up to float32 rounding.
+        assertClose(scheduler.timesteps, expected.timesteps, 1e-6, `${tableName} n=${steps} timesteps`);
+        if (expected.sigmas) {
+          assert.ok(scheduler.sigmas, `${tableName} has sigmas`);
+          assertClose(scheduler.sigmas, expected.sigmas, 1e-6, `${tableName} n=${steps} sigmas`);
+        } else {
+          assert.equal(scheduler.sigmas, null);
+        }
+        assertClose([scheduler.initNoiseSigma], [expected.init_noise_sigma], 1e-6, `${tableName} n=${steps} init_noise_sigma`);
+      }
+    });
+  }
+});
+
+describe("whole trajectories match diffusers' (schedulers-more.json: latents after every step)", () => {
+  for (const trajectory of reference.trajectories.filter((trajectory) => implemented(trajectory.scheduler))) {
+    it(trajectory.id, () => {
+      const config: SchedulerConfig = { ...SD15, ...trajectory.config_changes };
+      for (const key of trajectory.config_removed) delete config[key];
+      const scheduler = createScheduler(ourName(trajectory.scheduler), config, optionsFrom(trajectory.overrides));
+      scheduler.setTimesteps(trajectory.steps);
+      assertClose(scheduler.timesteps, trajectory.timesteps, 1e-6, `${trajectory.id} timesteps`);
+
+      const generator = createNoiseGenerator('cpu', BigInt(trajectory.seed));
+      const count = 64;
+      let latents: Float32Array = generator.randn(count).map((v) => v * scheduler.initNoiseSigma);
+      const output = new Float32Array(count);
+      // Both sides compute in float32, diffusers rounding every tensor operation, we once per element; the gap grows
+      // over the steps but stays far below anything visible. torch 1.13's float32 linspace differs from torch 2's in
+      // the last bit of some betas, which zero-SNR rescaling amplifies, hence its looser bound.
+      const tolerance = trajectory.config_changes['rescale_betas_zero_snr'] ? 1e-4 : 2e-5;
+      scheduler.timesteps.forEach((t, i) => {
+        const input = scheduler.scaleModelInput(latents, t);
+        for (let k = 0; k < count; k++) output[k] = Math.fround(0.5 * input[k]!) + Math.fround(trajectory.scale * 0.8 * Math.cos(0.37 * k + 1.3 * i));
+        latents = scheduler.step(output, t, latents, generator);
+        const expected = trajectory.latents_after_each_step[i]!;
+        const scale = Math.max(1, ...expected.map(Math.abs));
+        assertClose(
+          latents.map((v) => v / scale),
+          expected.map((v) => v / scale),
+          tolerance,
+          `${trajectory.id} after step ${i + 1} of ${scheduler.timesteps.length} (t = ${t})`,
+        );
+      });
+    });
+  }
+});
+
+describe('Heun', () => {
+  it('visits every noise level but the first twice and ends with an Euler step to σ = 0', () => {
+    const scheduler = createScheduler('heun', SD15);
+    scheduler.setTimesteps(4);
+    assert.deepEqual(Array.from(scheduler.timesteps), [999, 666, 666, 333, 333, 0, 0]);
+    const sigmas = Array.from(scheduler.sigmas!);
+    assert.equal(sigmas.length, 8);
+    assert.equal(sigmas[1], sigmas[2]);
+    assert.equal(sigmas[5], sigmas[6]);
+    assert.equal(sigmas[7], 0);
+    assert.equal(scheduler.initNoiseSigma, sigmas[0]);
+
+    // With a model output that is exactly the noise of a straight line x = x̂₀ + σ·ε, Heun (like Euler) is exact.
+    const clean = Float32Array.from([0.25, -0.5, 1, 0]);
+    const epsilon = Float32Array.from([1, -1, 0.5, 2]);
+    let latents: Float32Array = clean.map((x, i) => x + sigmas[0]! * epsilon[i]!);
+    for (const t of scheduler.timesteps) latents = scheduler.step(epsilon, t, latents);
+    assertClose(latents, Array.from(clean), 1e-5, 'Heun on a straight path');
+  });
+
+  it('is offered with Karras sigmas and named as A1111 does', () => {
+    assert.ok(KARRAS_CAPABLE.has('heun'));
+    assert.equal(schedulerDisplayName('heun'), 'Heun');
+    assert.equal(schedulerDisplayName('heun', { karras: true }), 'Heun Karras');
+    assert.equal(createScheduler('heun', SD15, { karras: true }).displayName, 'Heun Karras');
+    assert.equal(parseSchedulerName('Heun'), 'heun');
+    assert.equal(createScheduler(undefined, { ...SD15, _class_name: 'HeunDiscreteScheduler' }).name, 'heun');
+    assert.throws(() => createScheduler('heun', { ...SD15, use_beta_sigmas: true }), /use_beta_sigmas/);
+    assert.throws(() => createScheduler('heun', SD15).setTimesteps(0), InvalidRequestError);
+  });
+});
