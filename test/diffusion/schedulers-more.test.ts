@@ -173,3 +173,34 @@ describe('Heun', () => {
     assert.throws(() => createScheduler('heun', SD15).setTimesteps(0), InvalidRequestError);
   });
 });
+
+describe('DPM++ 2M SDE', () => {
+  it('is DPMSolverMultistepScheduler with sde-dpmsolver++, with Karras, named as A1111 does', () => {
+    const scheduler = createScheduler('dpmpp_2m_sde', SD15);
+    assert.equal(scheduler.name, 'dpmpp_2m_sde');
+    assert.equal(scheduler.displayName, 'DPM++ 2M SDE');
+    assert.equal(createScheduler('dpmpp_2m_sde', SD15, { karras: true }).displayName, 'DPM++ 2M SDE Karras');
+    assert.equal(schedulerDisplayName('dpmpp_2m_sde', { karras: true }), 'DPM++ 2M SDE Karras');
+    assert.ok(KARRAS_CAPABLE.has('dpmpp_2m_sde'));
+    assert.equal(parseSchedulerName('DPMPP-2M-SDE'), 'dpmpp_2m_sde');
+    // A model whose own config picks the SDE algorithm builds the same sampler and says so.
+    const fromModel = createScheduler(undefined, { ...SD15, _class_name: 'DPMSolverMultistepScheduler', algorithm_type: 'sde-dpmsolver++' });
+    assert.equal(fromModel.name, 'dpmpp_2m_sde');
+    assert.equal(createScheduler(undefined, { ...SD15, _class_name: 'DPMSolverMultistepScheduler' }).name, 'dpmpp_2m');
+  });
+
+  it('draws one randn of the sample size per step, the last step included, and needs the generator', () => {
+    const count = 16;
+    const scheduler = createScheduler('dpmpp_2m_sde', SD15);
+    scheduler.setTimesteps(3);
+    const generator = createNoiseGenerator('cpu', 5n);
+    let latents: Float32Array = generator.randn(count);
+    const epsilon = new Float32Array(count).fill(0.25);
+    for (const t of scheduler.timesteps) latents = scheduler.step(epsilon, t, latents, generator);
+    const twin = createNoiseGenerator('cpu', 5n);
+    twin.randn(count * 4);
+    assert.deepEqual(generator.randn(8), twin.randn(8), 'initial latents + 3 step draws consumed');
+    scheduler.setTimesteps(3);
+    assert.throws(() => scheduler.step(epsilon, scheduler.timesteps[0]!, latents), /generator/);
+  });
+});

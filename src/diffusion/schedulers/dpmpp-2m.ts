@@ -97,7 +97,8 @@ function alphaSigmaLambda(sigma: number): { alpha: number; sigmaT: number; lambd
 }
 
 export class DpmSolverMultistepScheduler implements Scheduler {
-  readonly name = 'dpmpp_2m' as const;
+  /** dpmpp_2m_sde when the config (or DpmSolverSdeScheduler) picks the SDE algorithm. */
+  readonly name: 'dpmpp_2m' | 'dpmpp_2m_sde';
   readonly displayName: string;
   readonly karras: boolean;
   readonly timestepSpacing: TimestepSpacing;
@@ -120,8 +121,10 @@ export class DpmSolverMultistepScheduler implements Scheduler {
   private modelOutputNewest = -1;
   private readonly noise = new StepNoise('sde-dpmsolver++ draws noise every step: pass the pipeline generator');
 
-  constructor(modelConfig: SchedulerConfig, options: SchedulerOptions = {}) {
+  /** `implied`: from_config overrides a sampler name stands for (DPM++ 2M SDE's algorithm_type). */
+  constructor(modelConfig: SchedulerConfig, options: SchedulerOptions = {}, implied: Partial<DpmSolverConfig> = {}) {
     const config = resolveConfig(DPM_SOLVER_DEFAULTS, modelConfig, {
+      ...implied,
       use_karras_sigmas: options.karras,
       timestep_spacing: options.timestepSpacing,
     });
@@ -141,6 +144,7 @@ export class DpmSolverMultistepScheduler implements Scheduler {
     this.heun = requireOneOf(solverType, 'solver_type', ['midpoint', 'heun'] as const) === 'heun';
     requireOneOf(config.final_sigmas_type, 'final_sigmas_type', ['zero', 'sigma_min'] as const);
     requireInteger(config.steps_offset, 'steps_offset', 0);
+    this.name = this.sde ? 'dpmpp_2m_sde' : 'dpmpp_2m';
     this.displayName = samplerDisplayName(this.sde ? 'DPM++ 2M SDE' : 'DPM++ 2M', this.karras);
 
     ({ alphasCumprod: this.alphasCumprod, trainSigmas: this.trainSigmas } = sigmaNoiseSchedule(config));

@@ -4,6 +4,7 @@ import { SCHEDULER_CONFIG_FILE, karrasUnsupported } from './common.js';
 export { parseSchedulerConfig } from './common.js';
 import { DdimScheduler } from './ddim.js';
 import { DpmSolverMultistepScheduler } from './dpmpp-2m.js';
+import { DpmSolverSdeScheduler } from './dpmpp-2m-sde.js';
 import { EulerAncestralScheduler } from './euler-ancestral.js';
 import { EulerScheduler } from './euler.js';
 import { HeunScheduler } from './heun.js';
@@ -21,7 +22,7 @@ import {
 
 export { SCHEDULER_NAMES, TIMESTEP_SPACINGS } from './types.js';
 export type { Scheduler, SchedulerConfig, SchedulerName, SchedulerOptions, TimestepSpacing } from './types.js';
-export { DdimScheduler, DpmSolverMultistepScheduler, EulerAncestralScheduler, EulerScheduler, HeunScheduler, LmsScheduler, PndmScheduler };
+export { DdimScheduler, DpmSolverMultistepScheduler, DpmSolverSdeScheduler, EulerAncestralScheduler, EulerScheduler, HeunScheduler, LmsScheduler, PndmScheduler };
 
 /** diffusers' class name for each of our scheduler names. */
 export const SCHEDULER_CLASS_NAMES: Readonly<Record<SchedulerName, string>> = {
@@ -32,10 +33,11 @@ export const SCHEDULER_CLASS_NAMES: Readonly<Record<SchedulerName, string>> = {
   dpmpp_2m: 'DPMSolverMultistepScheduler',
   lms: 'LMSDiscreteScheduler',
   heun: 'HeunDiscreteScheduler',
+  dpmpp_2m_sde: 'DPMSolverMultistepScheduler',
 };
 
 /** Which of our schedulers offer Karras sigmas (diffusers' `use_karras_sigmas`). */
-export const KARRAS_CAPABLE: ReadonlySet<SchedulerName> = new Set<SchedulerName>(['euler', 'dpmpp_2m', 'lms', 'heun']);
+export const KARRAS_CAPABLE: ReadonlySet<SchedulerName> = new Set<SchedulerName>(['euler', 'dpmpp_2m', 'lms', 'heun', 'dpmpp_2m_sde']);
 
 /** The scheduler a diffusers class name stands for, or undefined for classes we do not implement. */
 export function schedulerNameForClass(className: string): SchedulerName | undefined {
@@ -82,6 +84,8 @@ export function createScheduler(name: SchedulerName | undefined, config: Schedul
       return new LmsScheduler(config, options);
     case 'heun':
       return new HeunScheduler(config, options);
+    case 'dpmpp_2m_sde':
+      return new DpmSolverSdeScheduler(config, options);
     default:
       throw new InvalidRequestError(unknownSchedulerMessage(String(chosen)));
   }
@@ -113,6 +117,7 @@ const BASE_DISPLAY_NAMES: Readonly<Record<SchedulerName, string>> = {
   dpmpp_2m: 'DPM++ 2M',
   lms: 'LMS',
   heun: 'Heun',
+  dpmpp_2m_sde: 'DPM++ 2M SDE',
 };
 
 /**
