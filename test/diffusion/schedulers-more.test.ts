@@ -204,3 +204,69 @@ describe('DPM++ 2M SDE', () => {
     assert.throws(() => scheduler.step(epsilon, scheduler.timesteps[0]!, latents), /generator/);
   });
 });
+
+describe('LCM', () => {
+  it('takes evenly spaced picks of the 50-step distillation schedule, 1 … original_inference_steps steps', () => {
+    const scheduler = createScheduler('lcm', SD15);
+    scheduler.setTimesteps(4);
+    // k = 1000/50 = 20: the schedule is 19, 39, …, 999; the picks are its indices ⌊i·50/4⌋ from the top.
+    assert.deepEqual(Array.from(scheduler.timesteps), [999, 759, 499, 259]);
+    assert.equal(scheduler.sigmas, null);
+    assert.equal(scheduler.initNoiseSigma, 1);
+    scheduler.setTimesteps(50);
+    assert.equal(scheduler.timesteps.at(-1), 19);
+    assert.throws(() => scheduler.setTimesteps(51), (error: unknown) => error instanceof InvalidRequestError && /1 to 50/.test(error.message));
+    assert.throws(() => createScheduler('lcm', SD15, { karras: true }), InvalidRequestError);
+    assert.throws(() => createScheduler('lcm', { ...SD15, original_inference_steps: 2000 }), /original_inference_steps/);
+    assert.equal(createScheduler(undefined, { ...SD15, _class_name: 'LCMScheduler' }).name, 'lcm');
+    assert.equal(schedulerDisplayName('lcm'), 'LCM');
+    assert.equal(parseSchedulerName('LCM'), 'lcm');
+  });
+
+  it('adds noise on every step but the last, drawn in the same order whether prepared early or not', () => {
+    const count = 32;
+    const run = (prepare: boolean): { latents: Float32Array; next: Float32Array } => {
+      const scheduler = createScheduler('lcm', SD15);
+      scheduler.setTimesteps(4);
+      const generator = createNoiseGenerator('cpu', 9n);
+      let latents: Float32Array = generator.randn(count);
+      const output = new Float32Array(count);
+      for (const t of scheduler.timesteps) {
+        const input = scheduler.scaleModelInput(latents, t);
+        if (prepare) scheduler.prepareStep?.(generator, count);
+        for (let k = 0; k < count; k++) output[k] = 0.5 * input[k]! + Math.sin(k + t);
+        latents = scheduler.step(output, t, latents, prepare ? undefined : generator);
+      }
+      return { latents: Float32Array.from(latents), next: generator.randn(4) };
+    };
+    const drawn = run(false);
+    assert.deepEqual(run(true), drawn);
+    const twin = createNoiseGenerator('cpu', 9n);
+    twin.randn(count * 4); // the initial latents and three step draws: none on the last step
+    assert.deepEqual(drawn.next, twin.randn(4));
+  });
+
+  it('linearStep gives the same latents as step, for every prediction type', () => {
+    const count = 24;
+    for (const prediction of ['epsilon', 'v_prediction', 'sample']) {
+      const config = { ...SD15, prediction_type: prediction };
+      const stepped = createScheduler('lcm', config);
+      const linear = createScheduler('lcm', config);
+      assert.ok(linear.canStepLinearly?.());
+      for (const scheduler of [stepped, linear]) scheduler.setTimesteps(5);
+      const generators = [createNoiseGenerator('cpu', 11n), createNoiseGenerator('cpu', 11n)] as const;
+      let a: Float32Array = generators[0].randn(count);
+      let b: Float32Array = generators[1].randn(count);
+      const output = new Float32Array(count);
+      for (const t of stepped.timesteps) {
+        for (let k = 0; k < count; k++) output[k] = 0.3 * a[k]! + Math.cos(2 * k + t);
+        a = stepped.step(output, t, a, generators[0]);
+        const c = linear.linearStep!(t, count, generators[1]);
+        b = b.map((x, k) => x * c.latents + output[k]! * c.prediction + (c.noiseValues ? c.noiseValues[k]! * c.noise : 0));
+        assert.equal(c.nextInputScale, 1);
+        assertClose(b, Array.from(a), 1e-5, `${prediction} at t = ${t}`);
+      }
+    }
+    assert.equal(createScheduler('lcm', { ...SD15, clip_sample: true }).canStepLinearly?.(), false);
+  });
+});

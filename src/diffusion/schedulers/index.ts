@@ -8,6 +8,7 @@ import { DpmSolverSdeScheduler } from './dpmpp-2m-sde.js';
 import { EulerAncestralScheduler } from './euler-ancestral.js';
 import { EulerScheduler } from './euler.js';
 import { HeunScheduler } from './heun.js';
+import { LcmScheduler } from './lcm.js';
 import { LmsScheduler } from './lms.js';
 import { PndmScheduler } from './pndm.js';
 import {
@@ -22,7 +23,7 @@ import {
 
 export { SCHEDULER_NAMES, TIMESTEP_SPACINGS } from './types.js';
 export type { Scheduler, SchedulerConfig, SchedulerName, SchedulerOptions, TimestepSpacing } from './types.js';
-export { DdimScheduler, DpmSolverMultistepScheduler, DpmSolverSdeScheduler, EulerAncestralScheduler, EulerScheduler, HeunScheduler, LmsScheduler, PndmScheduler };
+export { DdimScheduler, DpmSolverMultistepScheduler, DpmSolverSdeScheduler, EulerAncestralScheduler, EulerScheduler, HeunScheduler, LcmScheduler, LmsScheduler, PndmScheduler };
 
 /** diffusers' class name for each of our scheduler names. */
 export const SCHEDULER_CLASS_NAMES: Readonly<Record<SchedulerName, string>> = {
@@ -34,6 +35,7 @@ export const SCHEDULER_CLASS_NAMES: Readonly<Record<SchedulerName, string>> = {
   lms: 'LMSDiscreteScheduler',
   heun: 'HeunDiscreteScheduler',
   dpmpp_2m_sde: 'DPMSolverMultistepScheduler',
+  lcm: 'LCMScheduler',
 };
 
 /** Which of our schedulers offer Karras sigmas (diffusers' `use_karras_sigmas`). */
@@ -86,6 +88,8 @@ export function createScheduler(name: SchedulerName | undefined, config: Schedul
       return new HeunScheduler(config, options);
     case 'dpmpp_2m_sde':
       return new DpmSolverSdeScheduler(config, options);
+    case 'lcm':
+      return new LcmScheduler(config, options);
     default:
       throw new InvalidRequestError(unknownSchedulerMessage(String(chosen)));
   }
@@ -118,6 +122,7 @@ const BASE_DISPLAY_NAMES: Readonly<Record<SchedulerName, string>> = {
   lms: 'LMS',
   heun: 'Heun',
   dpmpp_2m_sde: 'DPM++ 2M SDE',
+  lcm: 'LCM',
 };
 
 /**

@@ -1,7 +1,7 @@
 import type { NoiseGenerator } from '../rng/types.js';
 
 /** The scheduler names the CLI, the bot and the config accept. */
-export const SCHEDULER_NAMES = ['pndm', 'euler', 'euler_a', 'ddim', 'dpmpp_2m', 'lms', 'heun', 'dpmpp_2m_sde'] as const;
+export const SCHEDULER_NAMES = ['pndm', 'euler', 'euler_a', 'ddim', 'dpmpp_2m', 'lms', 'heun', 'dpmpp_2m_sde', 'lcm'] as const;
 export type SchedulerName = (typeof SCHEDULER_NAMES)[number];
 
 export type TimestepSpacing = 'linspace' | 'leading' | 'trailing';
