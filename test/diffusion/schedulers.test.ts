@@ -102,8 +102,8 @@ describe('createScheduler: from_config semantics', () => {
 
   it('rejects an unknown or missing class with a one-line error naming the config file', () => {
     assert.throws(
-      () => createScheduler(undefined, { ...SD15, _class_name: 'UniPCMultistepScheduler' }),
-      (error: unknown) => error instanceof ModelFileError && /UniPCMultistepScheduler/.test(error.message) && /scheduler_config\.json/.test(error.message),
+      () => createScheduler(undefined, { ...SD15, _class_name: 'KDPM2DiscreteScheduler' }),
+      (error: unknown) => error instanceof ModelFileError && /KDPM2DiscreteScheduler/.test(error.message) && /scheduler_config\.json/.test(error.message),
     );
     const { _class_name: _, ...withoutClass } = SD15;
     assert.throws(() => createScheduler(undefined, withoutClass), ModelFileError);

@@ -11,6 +11,7 @@ import { HeunScheduler } from './heun.js';
 import { LcmScheduler } from './lcm.js';
 import { LmsScheduler } from './lms.js';
 import { PndmScheduler } from './pndm.js';
+import { UniPcScheduler } from './unipc.js';
 import {
   SCHEDULER_NAMES,
   TIMESTEP_SPACINGS,
@@ -23,7 +24,7 @@ import {
 
 export { SCHEDULER_NAMES, TIMESTEP_SPACINGS } from './types.js';
 export type { Scheduler, SchedulerConfig, SchedulerName, SchedulerOptions, TimestepSpacing } from './types.js';
-export { DdimScheduler, DpmSolverMultistepScheduler, DpmSolverSdeScheduler, EulerAncestralScheduler, EulerScheduler, HeunScheduler, LcmScheduler, LmsScheduler, PndmScheduler };
+export { DdimScheduler, DpmSolverMultistepScheduler, DpmSolverSdeScheduler, EulerAncestralScheduler, EulerScheduler, HeunScheduler, LcmScheduler, LmsScheduler, PndmScheduler, UniPcScheduler };
 
 /** diffusers' class name for each of our scheduler names. */
 export const SCHEDULER_CLASS_NAMES: Readonly<Record<SchedulerName, string>> = {
@@ -35,11 +36,12 @@ export const SCHEDULER_CLASS_NAMES: Readonly<Record<SchedulerName, string>> = {
   lms: 'LMSDiscreteScheduler',
   heun: 'HeunDiscreteScheduler',
   dpmpp_2m_sde: 'DPMSolverMultistepScheduler',
+  unipc: 'UniPCMultistepScheduler',
   lcm: 'LCMScheduler',
 };
 
 /** Which of our schedulers offer Karras sigmas (diffusers' `use_karras_sigmas`). */
-export const KARRAS_CAPABLE: ReadonlySet<SchedulerName> = new Set<SchedulerName>(['euler', 'dpmpp_2m', 'lms', 'heun', 'dpmpp_2m_sde']);
+export const KARRAS_CAPABLE: ReadonlySet<SchedulerName> = new Set<SchedulerName>(['euler', 'dpmpp_2m', 'lms', 'heun', 'dpmpp_2m_sde', 'unipc']);
 
 /** The scheduler a diffusers class name stands for, or undefined for classes we do not implement. */
 export function schedulerNameForClass(className: string): SchedulerName | undefined {
@@ -88,6 +90,8 @@ export function createScheduler(name: SchedulerName | undefined, config: Schedul
       return new HeunScheduler(config, options);
     case 'dpmpp_2m_sde':
       return new DpmSolverSdeScheduler(config, options);
+    case 'unipc':
+      return new UniPcScheduler(config, options);
     case 'lcm':
       return new LcmScheduler(config, options);
     default:
@@ -122,6 +126,7 @@ const BASE_DISPLAY_NAMES: Readonly<Record<SchedulerName, string>> = {
   lms: 'LMS',
   heun: 'Heun',
   dpmpp_2m_sde: 'DPM++ 2M SDE',
+  unipc: 'UniPC',
   lcm: 'LCM',
 };
 

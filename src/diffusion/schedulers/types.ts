@@ -1,7 +1,7 @@
 import type { NoiseGenerator } from '../rng/types.js';
 
 /** The scheduler names the CLI, the bot and the config accept. */
-export const SCHEDULER_NAMES = ['pndm', 'euler', 'euler_a', 'ddim', 'dpmpp_2m', 'lms', 'heun', 'dpmpp_2m_sde', 'lcm'] as const;
+export const SCHEDULER_NAMES = ['pndm', 'euler', 'euler_a', 'ddim', 'dpmpp_2m', 'lms', 'heun', 'dpmpp_2m_sde', 'unipc', 'lcm'] as const;
 export type SchedulerName = (typeof SCHEDULER_NAMES)[number];
 
 export type TimestepSpacing = 'linspace' | 'leading' | 'trailing';
@@ -32,7 +32,7 @@ export interface SchedulerConfig {
 
 /** Caller's choices layered over the model's scheduler_config.json, as diffusers' `from_config(config, **overrides)`. */
 export interface SchedulerOptions {
-  /** `use_karras_sigmas=True` (Euler, LMS, DPM++ 2M, DPM++ 2M SDE, Heun only: diffusers has no Karras option for the others). */
+  /** `use_karras_sigmas=True` (Euler, LMS, DPM++ 2M, DPM++ 2M SDE, Heun, UniPC only: diffusers has no Karras option for the others). */
   karras?: boolean;
   /** `timestep_spacing=…` (every scheduler). */
   timestepSpacing?: TimestepSpacing;
