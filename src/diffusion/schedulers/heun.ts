@@ -85,7 +85,7 @@ export class HeunScheduler extends SigmaScheduler implements Scheduler {
     this.config = config;
     this.prediction = prediction;
     this.karras = requireSigmaScheduleSwitches(config);
-    this.clipRange = requireBoolean(config.clip_sample, 'clip_sample') ? requireNumber(config.clip_sample_range, 'clip_sample_range') : null;
+    this.clipRange = requireBoolean(config.clip_sample, 'clip_sample') ? Math.fround(requireNumber(config.clip_sample_range, 'clip_sample_range')) : null;
     requireInteger(config.steps_offset, 'steps_offset', 0);
     this.displayName = samplerDisplayName('Heun', this.karras);
     this.trainSigmas = sigmaNoiseSchedule(config).trainSigmas;
