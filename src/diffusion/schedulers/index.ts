@@ -8,7 +8,7 @@ import { DpmSolverSdeScheduler } from './dpmpp-2m-sde.js';
 import { EulerAncestralScheduler } from './euler-ancestral.js';
 import { EulerScheduler } from './euler.js';
 import { HeunScheduler } from './heun.js';
-import { LcmScheduler } from './lcm.js';
+import { LCM_REQUEST_DEFAULTS, LcmScheduler } from './lcm.js';
 import { LmsScheduler } from './lms.js';
 import { PndmScheduler } from './pndm.js';
 import { UniPcScheduler } from './unipc.js';
@@ -38,6 +38,14 @@ export const SCHEDULER_CLASS_NAMES: Readonly<Record<SchedulerName, string>> = {
   dpmpp_2m_sde: 'DPMSolverMultistepScheduler',
   unipc: 'UniPCMultistepScheduler',
   lcm: 'LCMScheduler',
+};
+
+/**
+ * Samplers that need other request defaults than the configured ones (steps, CFG) and a lower step ceiling; the
+ * bot applies them when a member picks such a sampler without giving steps or CFG.
+ */
+export const SAMPLER_REQUEST_DEFAULTS: Readonly<Partial<Record<SchedulerName, { steps: number; cfg: number; maxSteps: number }>>> = {
+  lcm: LCM_REQUEST_DEFAULTS,
 };
 
 /** Which of our schedulers offer Karras sigmas (diffusers' `use_karras_sigmas`). */

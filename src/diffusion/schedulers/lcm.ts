@@ -74,6 +74,13 @@ export const LCM_DEFAULTS: LcmConfig = {
   rescale_betas_zero_snr: false,
 };
 
+/**
+ * What a request with LCM uses when it names no steps or CFG: LCM-distilled models (and LCM-LoRA) are made for 2–8
+ * steps with guidance about 1–2, as their authors recommend; SD's usual 30 steps at CFG 7 overshoot. At most
+ * LCM_DEFAULTS.original_inference_steps steps (a model's own config may say otherwise; setTimesteps enforces it).
+ */
+export const LCM_REQUEST_DEFAULTS = { steps: 4, cfg: 1.5, maxSteps: LCM_DEFAULTS.original_inference_steps } as const;
+
 /** The boundary condition's σ_data (diffusers hard-codes 0.5). */
 const SIGMA_DATA = 0.5;
 
