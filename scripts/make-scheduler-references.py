@@ -9,7 +9,8 @@ set (Heun, UniPC, DPM++ 2M SDE, LCM), for test/diffusion/schedulers-more.test.ts
 scheduler modules are imported (scheduling_utils.py and the four scheduling_*.py below), read straight from the
 checkout; nothing of diffusers is copied into this project.
 
-Made with Debian bookworm's python3-torch 1.13.1 (CPU), python3-numpy 1.24.2 and python3-scipy 1.10.1; diffusers at
+Made with Debian bookworm's python3-torch 1.13.1 (CPU; its torch.__version__ reads 1.13.0a0), python3-numpy 1.24.2
+and python3-scipy 1.10.1, run by /usr/bin/python3 (3.11); diffusers at
 the commit recorded in the output's "generator" block. huggingface_hub and transformers are not installable there, so
 the few names the scheduler modules import from the rest of the package are stubbed here, with the behaviour the
 schedulers rely on:
