@@ -71,7 +71,7 @@ export function registerGenerateCommand(program: Command, defaults: GenerateComm
     .option('--width <w>', 'image width, a multiple of 8', integer('width', 8, 4096), 512)
     .option('--height <h>', 'image height, a multiple of 8', integer('height', 8, 4096), 512)
     .addOption(new Option('--scheduler <name>', "scheduler (default: the model's scheduler_config.json)").choices([...SCHEDULER_NAMES]))
-    .option('--karras', 'use Karras sigmas (euler, euler_a, dpmpp_2m, lms)')
+    .option('--karras', 'use Karras sigmas (euler, lms, dpmpp_2m, dpmpp_2m_sde, heun, unipc)')
     .addOption(new Option('--timestep-spacing <spacing>', "timestep spacing (default: the scheduler's own)").choices([...TIMESTEP_SPACINGS]))
     .addOption(new Option('--rng <device>', "which torch generator the noise reproduces: cpu (torch.Generator('cpu')) or cuda (Philox)").choices([...RNG_DEVICES]).default('cpu'))
     .option('--batch <n>', 'images per prompt', integer('batch', 1, 8), 1)

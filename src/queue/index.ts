@@ -38,6 +38,6 @@ export {
 // whose JobParams and events carry these values, hands them on.
 export { parseSeed, randomSeed } from '../diffusion/rng/index.js';
 export { SCHEDULER_NAMES, type SchedulerName } from '../diffusion/schedulers/types.js';
-export { schedulerDisplayName } from '../diffusion/schedulers/index.js';
+export { SAMPLER_REQUEST_DEFAULTS, schedulerDisplayName } from '../diffusion/schedulers/index.js';
 export { encodeLatentPreview } from '../diffusion/preview.js';
 export { insertTextChunks, readTextChunks } from '../diffusion/png.js';

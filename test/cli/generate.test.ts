@@ -67,8 +67,8 @@ describe('imagine-bot generate', () => {
   });
 
   test('unknown scheduler is a one-line error', async () => {
-    const result = await runCli(['generate', '--model', TINY_MODEL, '--prompt', 'x', '--scheduler', 'heun', '--out', join(work, 'x')]);
-    assertOneLineError(result, /heun.*(pndm|euler)/);
+    const result = await runCli(['generate', '--model', TINY_MODEL, '--prompt', 'x', '--scheduler', 'dpm_fast', '--out', join(work, 'x')]);
+    assertOneLineError(result, /dpm_fast.*(pndm|euler)/);
   });
 
   test('size not a multiple of 8 is a one-line error', async () => {

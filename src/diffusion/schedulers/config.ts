@@ -97,5 +97,5 @@ export type PredictionType = 'epsilon' | 'v_prediction' | 'sample';
 
 /** The user asked for Karras sigmas on a scheduler diffusers has no such option for. */
 export function karrasUnsupported(name: string): InvalidRequestError {
-  return new InvalidRequestError(`Karras sigmas are not available for ${name}; diffusers offers them for euler, lms and dpmpp_2m.`);
+  return new InvalidRequestError(`Karras sigmas are not available for ${name}; diffusers offers them for euler, lms, dpmpp_2m, dpmpp_2m_sde, heun and unipc.`);
 }

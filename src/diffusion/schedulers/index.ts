@@ -2,6 +2,7 @@ import { InvalidRequestError, ModelFileError } from '../errors.js';
 import { karrasUnsupported, SCHEDULER_CONFIG_FILE } from './config.js';
 import { SCHEDULER_REGISTRY, schedulerRegistration } from './registry.js';
 import { samplerDisplayName } from './sampler-name.js';
+import { LCM_REQUEST_DEFAULTS } from './lcm.js';
 import {
   SCHEDULER_NAMES,
   TIMESTEP_SPACINGS,
@@ -22,6 +23,18 @@ export { EulerAncestralScheduler } from './euler-ancestral.js';
 export { EulerScheduler } from './euler.js';
 export { LmsScheduler } from './lms.js';
 export { PndmScheduler } from './pndm.js';
+export { HeunScheduler } from './heun.js';
+export { DpmSolverSdeScheduler } from './dpmpp-2m-sde.js';
+export { UniPcScheduler } from './unipc.js';
+export { LcmScheduler } from './lcm.js';
+
+/**
+ * Samplers that need other request defaults than the configured ones (steps, CFG) and a lower step ceiling; the
+ * bot applies them when a member picks such a sampler without giving steps or CFG.
+ */
+export const SAMPLER_REQUEST_DEFAULTS: Readonly<Partial<Record<SchedulerName, { steps: number; cfg: number; maxSteps: number }>>> = {
+  lcm: LCM_REQUEST_DEFAULTS,
+};
 
 /** diffusers' class name for each of our scheduler names (from the registry). */
 export const SCHEDULER_CLASS_NAMES: Readonly<Record<SchedulerName, string>> = Object.fromEntries(

@@ -10,10 +10,14 @@
  */
 import { DdimScheduler } from './ddim.js';
 import { DpmSolverMultistepScheduler } from './dpmpp-2m.js';
+import { DpmSolverSdeScheduler } from './dpmpp-2m-sde.js';
 import { EulerAncestralScheduler } from './euler-ancestral.js';
 import { EulerScheduler } from './euler.js';
+import { HeunScheduler } from './heun.js';
+import { LcmScheduler } from './lcm.js';
 import { LmsScheduler } from './lms.js';
 import { PndmScheduler } from './pndm.js';
+import { UniPcScheduler } from './unipc.js';
 import { SCHEDULER_NAMES, type Scheduler, type SchedulerConfig, type SchedulerName, type SchedulerOptions } from './types.js';
 
 export interface SchedulerRegistration {
@@ -47,6 +51,18 @@ const REGISTRY: { readonly [Name in SchedulerName]: SchedulerRegistration & { na
     create: (config, options) => new DpmSolverMultistepScheduler(config, options),
   },
   lms: { name: 'lms', label: 'LMS', className: 'LMSDiscreteScheduler', karras: true, create: (config, options) => new LmsScheduler(config, options) },
+  heun: { name: 'heun', label: 'Heun', className: 'HeunDiscreteScheduler', karras: true, create: (config, options) => new HeunScheduler(config, options) },
+  dpmpp_2m_sde: {
+    name: 'dpmpp_2m_sde',
+    label: 'DPM++ 2M SDE',
+    // The same diffusers class as dpmpp_2m (algorithm_type sde-dpmsolver++): dpmpp_2m comes first in SCHEDULER_NAMES,
+    // so a config naming the class alone maps to dpmpp_2m.
+    className: 'DPMSolverMultistepScheduler',
+    karras: true,
+    create: (config, options) => new DpmSolverSdeScheduler(config, options),
+  },
+  unipc: { name: 'unipc', label: 'UniPC', className: 'UniPCMultistepScheduler', karras: true, create: (config, options) => new UniPcScheduler(config, options) },
+  lcm: { name: 'lcm', label: 'LCM', className: 'LCMScheduler', karras: false, create: (config, options) => new LcmScheduler(config, options) },
 };
 
 /** The row of one scheduler. */
