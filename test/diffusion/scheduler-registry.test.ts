@@ -37,7 +37,7 @@ describe('the scheduler registry', () => {
       // The config's _class_name alone picks that row's scheduler.
       assert.equal(createScheduler(undefined, { ...SD15, _class_name: className }).name, name);
     }
-    assert.equal(schedulerNameForClass('UniPCMultistepScheduler'), undefined);
+    assert.equal(schedulerNameForClass('KDPM2DiscreteScheduler'), undefined);
   });
 
   it("builds each row's scheduler, whose own metadata name is the row's A1111 label", () => {
@@ -49,7 +49,7 @@ describe('the scheduler registry', () => {
   });
 
   it('offers Karras sigmas exactly where a row says so, and the scheduler then uses them', () => {
-    assert.deepEqual([...KARRAS_CAPABLE].sort(), ['dpmpp_2m', 'euler', 'lms']);
+    assert.deepEqual([...KARRAS_CAPABLE].sort(), ['dpmpp_2m', 'dpmpp_2m_sde', 'euler', 'heun', 'lms', 'unipc']);
     for (const row of SCHEDULER_REGISTRY) {
       if (row.karras) {
         const scheduler = createScheduler(row.name, SD15, { karras: true });
