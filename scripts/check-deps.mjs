@@ -26,8 +26,11 @@ export const LAYERS = [
   { name: 'diffusion', prefixes: ['src/diffusion/'], mayImport: ['shared'] },
   { name: 'hub', prefixes: ['src/hub/'], mayImport: ['shared', 'config'] },
   { name: 'queue', prefixes: ['src/queue/'], mayImport: ['shared', 'config', 'diffusion'] },
+  // The wiring: the engine (in its child process or inline) and the runtime that puts engine, queue and bot together.
+  // runtime.ts and engine-adapter.ts still sit in src/discord/ but belong here (issue 11 moves them to src/app/).
+  { name: 'app', prefixes: ['src/app/', 'src/discord/runtime.ts', 'src/discord/engine-adapter.ts'], mayImport: ['shared', 'log', 'config', 'commands', 'discord', 'queue', 'diffusion'] },
   { name: 'discord', prefixes: ['src/discord/'], mayImport: ['shared', 'log', 'config', 'commands', 'queue', 'diffusion'] },
-  { name: 'cli', prefixes: ['src/cli/'], mayImport: ['shared', 'log', 'config', 'commands', 'hub', 'emulator', 'discord', 'queue', 'diffusion'] },
+  { name: 'cli', prefixes: ['src/cli/'], mayImport: ['shared', 'log', 'config', 'commands', 'hub', 'emulator', 'app', 'discord', 'queue', 'diffusion'] },
 ];
 
 const SOURCE_DIRS = ['src', 'commands'];

@@ -1,17 +1,18 @@
 /**
- * Puts the bot together: model → pipeline worker → persisted fair queue → guild rules → discord.js client.
+ * Puts the bot together: the engine (in its own process, src/app/engine-process.ts) → persisted fair queue → guild
+ * rules → discord.js client.
  * `start` calls this; tests start the same thing as a child process through the CLI.
  */
 import { parseSize, type Config } from '../config/index.js';
-import { loadPipeline } from '../diffusion/load.js';
-import { schedulerNameForClass } from '../diffusion/schedulers/index.js';
+import { engineSetupFromConfig, openEngine } from '../app/engine.js';
+import { EngineProcess } from '../app/engine-process.js';
+import { startLoopDelayMonitor } from '../app/loop-delay.js';
 import type { Logger } from '../log.js';
 import { JobStore } from '../queue/job-store.js';
 import { LocalJobQueue } from '../queue/local-queue.js';
 import { Storage } from '../queue/storage.js';
 import { ImagineBot } from './bot.js';
 import { commandDefinitionsFor } from './command-data.js';
-import { PipelineImageGenerator } from './engine-adapter.js';
 import { createGuildRules, requestDefaults, settingsFromConfig } from './rules.js';
 import { Admission } from '../queue/admission.js';
 import { GuildSettingsStore } from '../queue/settings.js';
@@ -31,31 +32,23 @@ export interface Runtime {
 
 export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   const { config, log } = options;
-  const pipeline = await loadPipeline(options.modelFolder, {
-    provider: config.model.provider,
-    safetyChecker: config.model.safetyChecker,
-    pinUnetShapes: config.model.pinUnetShapes,
-    fuseAttention: config.model.fuseAttention,
-    log: (line) => log.info({ module: 'engine' }, line),
-  });
-  const modelScheduler = schedulerNameForClass(String(pipeline.model.schedulerConfig._class_name ?? '')) ?? 'pndm';
-  const defaults = requestDefaults(config, modelScheduler);
-  // Before the first job: a job in the default shape should not pay for shader compilation and the like.
-  const defaultSize = parseSize(defaults.size);
-  if (defaultSize) {
-    try {
-      await pipeline.warmUp({ ...defaultSize, cfg: defaults.cfg, scheduler: defaults.scheduler, safetyCheck: config.model.safetyChecker });
-    } catch (error) {
-      await pipeline.release();
-      await pipeline.model.release();
-      throw error;
-    }
-  }
+  const defaultSize = parseSize(config.generation.defaults.size);
+  const setup = engineSetupFromConfig(
+    config,
+    options.modelFolder,
+    defaultSize ? { ...defaultSize, cfg: config.generation.defaults.cfg, scheduler: config.generation.defaults.scheduler } : null,
+  );
+  // The engine runs in its own process unless the configuration says otherwise (engine.isolation).
+  const engine =
+    config.engine.isolation === 'inline'
+      ? await openEngine(setup, (line) => log.info({ module: 'engine' }, line))
+      : await EngineProcess.start({ setup, log, stepTimeoutMs: config.engine.stepTimeoutSeconds * 1000, niceness: config.engine.niceness });
+  const defaults = requestDefaults(config, engine.info.modelScheduler);
+  const stopLoopDelayMonitor = startLoopDelayMonitor(log);
   const storage = new Storage({ ...(config.storage.keyvUrl ? { url: config.storage.keyvUrl } : {}), sqlitePath: config.storage.sqlitePath, logger: log });
   log.info({ storage: storage.kind, location: storage.location }, 'storage opened');
   const store = new JobStore(storage.namespace('jobs'), { logger: log.child({ module: 'jobs' }) });
-  const generator = new PipelineImageGenerator(pipeline, { safetyCheck: config.model.safetyChecker, previewIntervalMs: config.preview.minIntervalMs });
-  const queue = new LocalJobQueue({ store, generator, logger: log.child({ module: 'queue' }) });
+  const queue = new LocalJobQueue({ store, generator: engine.generator, logger: log.child({ module: 'queue' }) });
 
   const settings = new GuildSettingsStore({ keyv: storage.namespace('settings'), defaults: settingsFromConfig(config), logger: log.child({ module: 'settings' }) });
   const admission = new Admission({ settings, usage: storage.namespace('usage'), queue, maxTotal: config.queue.maxTotal, logger: log.child({ module: 'admission' }) });
@@ -65,7 +58,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     log,
     queue,
     rules,
-    engine: { modelName: pipeline.model.name, provider: pipeline.provider },
+    engine: { modelName: engine.info.modelName, provider: engine.info.provider },
     ...(options.deployCommands ? { commands: commandDefinitionsFor(config) } : {}),
   });
   try {
@@ -73,6 +66,8 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   } catch (error) {
     await bot.stop().catch(() => undefined);
     await storage.close().catch(() => undefined);
+    await engine.close().catch(() => undefined);
+    stopLoopDelayMonitor();
     throw error;
   }
   return {
@@ -80,8 +75,8 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     async stop() {
       await bot.stop();
       await storage.close();
-      await pipeline.release();
-      await pipeline.model.release();
+      await engine.close();
+      stopLoopDelayMonitor();
     },
   };
 }
