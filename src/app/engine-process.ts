@@ -136,9 +136,8 @@ export class EngineProcess implements Engine, ImageGenerator {
 
   private async run(request: GenerationRequest, options: GenerateOptions): Promise<GeneratedImages> {
     if (this.closed) throw new Error('the engine process is closed');
-    options.signal.throwIfAborted();
-    const live = await this.readyChild();
-    options.signal.throwIfAborted();
+    // A job cancelled while the engine restarts ends at once, not when the model is loaded again.
+    const live = await untilAborted(this.readyChild(), options.signal);
     const callId = ++this.callIds;
     return new Promise<GeneratedImages>((resolve, reject) => {
       const onAbort = () => this.post(live, { type: 'cancel', callId });
@@ -345,6 +344,16 @@ export function describeExit(code: number | null, signal: NodeJS.Signals | null,
   if (signal === 'SIGABRT') return 'native abort, SIGABRT';
   if (signal) return `stopped by ${signal}`;
   return `exited with code ${String(code)}`;
+}
+
+/** `promise`, or the signal's reason as soon as it is aborted. */
+function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason as Error);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason as Error);
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
 }
 
 function tailNote(stderrTail: readonly string[]): string {

@@ -89,7 +89,7 @@ export const configSchema = z.strictObject({
     isolation: oneOf(ENGINE_ISOLATIONS),
     /** A job that shows no sign of life (step, decode, result) for this long has its engine process killed and fails. */
     stepTimeoutSeconds: intBetween(1, 3600),
-    /** Scheduling priority (nice value) of the engine process, so the Discord thread wins the CPU; 0 = the bot's own. */
+    /** Scheduling priority (nice value) of the engine process; above 0 the Discord thread wins the CPU; 0 = the bot's own. */
     niceness: intBetween(0, 19),
   }),
   generation: z.strictObject({
