@@ -253,7 +253,7 @@ export class EngineProcess implements Engine, ImageGenerator {
       case 'progress':
         this.armWatchdog(live);
         try {
-          // The latents arrived as their own buffer (a view into the received message): handed on without a copy.
+          // The latents arrived in the received message (a view into it): handed on without a copy of ours.
           call.onProgress?.({ step: message.step, totalSteps: message.totalSteps, ...(message.latents ? { latents: message.latents } : {}) });
         } catch (error) {
           this.log.warn({ jobId: call.jobId, err: error }, 'a progress listener failed');
