@@ -65,6 +65,8 @@ interface LiveChild {
   /** A stop was asked for: its exit is not a crash. */
   stopping: boolean;
   ready: boolean;
+  /** The process has exited. */
+  dead: boolean;
   exited: Promise<void>;
 }
 
@@ -137,16 +139,23 @@ export class EngineProcess implements Engine, ImageGenerator {
   private async run(request: GenerationRequest, options: GenerateOptions): Promise<GeneratedImages> {
     if (this.closed) throw new Error('the engine process is closed');
     // A job cancelled while the engine restarts ends at once, not when the model is loaded again.
-    const live = await untilAborted(this.readyChild(), options.signal);
+    let live = await untilAborted(this.readyChild(), options.signal);
+    // Died between jobs: its exit handler has already started the next one.
+    while (live.dead) {
+      if (this.closed) throw new Error('the engine process is closed');
+      live = await untilAborted(this.readyChild(), options.signal);
+    }
+    options.signal.throwIfAborted();
+    const ready = live;
     const callId = ++this.callIds;
     return new Promise<GeneratedImages>((resolve, reject) => {
-      const onAbort = () => this.post(live, { type: 'cancel', callId });
+      const onAbort = () => this.post(ready, { type: 'cancel', callId });
       const settle = () => {
-        clearTimeout(live.watchdog);
+        clearTimeout(ready.watchdog);
         options.signal.removeEventListener('abort', onAbort);
-        live.call = null;
+        ready.call = null;
       };
-      live.call = {
+      ready.call = {
         callId,
         jobId: options.jobId,
         onProgress: options.onProgress,
@@ -160,8 +169,8 @@ export class EngineProcess implements Engine, ImageGenerator {
         },
       };
       options.signal.addEventListener('abort', onAbort, { once: true });
-      this.armWatchdog(live);
-      this.post(live, { type: 'generate', callId, ...(options.jobId ? { jobId: options.jobId } : {}), request: { ...request, seed: request.seed.toString() } });
+      this.armWatchdog(ready);
+      this.post(ready, { type: 'generate', callId, ...(options.jobId ? { jobId: options.jobId } : {}), request: { ...request, seed: request.seed.toString() } });
     });
   }
 
@@ -194,6 +203,7 @@ export class EngineProcess implements Engine, ImageGenerator {
       killedBecause: null,
       stopping: false,
       ready: false,
+      dead: false,
       exited: new Promise((resolve) => (exitedResolve = resolve)),
     };
     this.live = live;
@@ -273,6 +283,7 @@ export class EngineProcess implements Engine, ImageGenerator {
   }
 
   private onExit(live: LiveChild, code: number | null, signal: NodeJS.Signals | null): void {
+    live.dead = true;
     clearTimeout(live.watchdog);
     const expected = live.stopping && live.killedBecause === null;
     const reason = live.killedBecause ?? describeExit(code, signal, live.stderrTail);
