@@ -1,5 +1,6 @@
 /**
- * `npm run bench:responsiveness [-- --backend local] [--isolation process|inline] [--interactions 50] [--interval-ms 200]`
+ * `npm run bench:responsiveness [-- --backend local] [--isolation process|inline] [--niceness N] [--interactions 50]
+ *   [--interval-ms 200]`
  *
  * Is the bot still answering Discord while the engine works? On the emulator, with the real bot (`imagine-bot start`
  * as a child process, the tiny model on the CPU), this starts the heaviest job the sandbox offers (512×512, 4 images,
@@ -9,7 +10,8 @@
  *   - the acknowledgement time p50 / p99 (target p99 ≤ 250 ms),
  *   - the bot thread's event-loop delay p99 over the burst (perf_hooks.monitorEventLoopDelay in the bot, read with
  *     SIGUSR2; target ≤ 50 ms).
- * `--isolation inline` runs the engine on the bot's thread as before issue 12, for the before/after comparison.
+ * `--isolation inline` runs the engine on the bot's thread as before issue 12, for the before/after comparison;
+ * `--niceness N` sets engine.niceness (the engine process's nice value).
  * Printed numbers, not a test: timings on a shared machine vary.
  */
 import { availableParallelism, cpus } from 'node:os';
@@ -21,6 +23,7 @@ const { values: args } = parseArgs({
   options: {
     backend: { type: 'string', default: 'local' },
     isolation: { type: 'string', default: 'process' },
+    niceness: { type: 'string', default: '0' },
     interactions: { type: 'string', default: '50' },
     'interval-ms': { type: 'string', default: '200' },
   },
@@ -56,7 +59,7 @@ const backend = await openBackend();
 const sb = await Sandbox.start({
   config: {
     ...backend.config,
-    engine: { isolation: args.isolation },
+    engine: { isolation: args.isolation, niceness: Number(args.niceness) },
     generation: { limits: { sizes: ['64x64', '128x128', '256x256', '512x512'], maxSteps: 50, maxCount: 4 } },
     queue: { maxPerUser: 100, maxPerGuild: 200, maxTotal: 500 },
     // Previews as the bot's defaults make them (the tests' harness makes them smaller and more often).
@@ -105,7 +108,7 @@ try {
   const sorted = [...ackTimes].sort((a, b) => a - b);
   const withinDeadline = ackTimes.filter((t) => t <= ACK_DEADLINE_MS).length;
   console.log(`machine: ${cpus()[0]?.model ?? 'unknown CPU'}, ${availableParallelism()} cores, Node ${process.version}`);
-  console.log(`backend: ${backendName}; engine: ${args.isolation === 'process' ? 'in its own process' : "on the bot's thread (inline)"}; model: tiny-sd on the CPU`);
+  console.log(`backend: ${backendName}; engine: ${args.isolation === 'process' ? `in its own process (niceness ${args.niceness})` : "on the bot's thread (inline)"}; model: tiny-sd on the CPU`);
   console.log(
     `heavy job: ${HEAVY_JOB.size}, ${HEAVY_JOB.count} images, ${HEAVY_JOB.steps} steps — ${heavyStillRunning ? `still running when the burst ended (${(heavyView.original?.content ?? '').split('\n')[0]})` : 'FINISHED BEFORE THE BURST ENDED: the numbers below are not all under load'}`,
   );
