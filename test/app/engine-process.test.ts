@@ -9,7 +9,7 @@ import { after, before, describe, test } from 'node:test';
 import { EngineProcess } from '../../src/app/engine-process.js';
 import { openEngine, type Engine, type EngineSetup } from '../../src/app/engine.js';
 import { readTextChunks } from '../../src/diffusion/png.js';
-import { CancelledError, EngineCrashedError } from '../../src/errors.js';
+import { CancelledError, EngineCrashedError, ImagineError } from '../../src/errors.js';
 import { createLogger } from '../../src/log.js';
 import type { GenerationProgress, GenerationRequest } from '../../src/queue/types.js';
 import { TINY_MODEL } from '../discord/harness.js';
@@ -142,3 +142,28 @@ describe('EngineProcess', () => {
     await survives(() => engine.injectFault('hang'), /stopped responding: no progress for 1 s/);
   });
 });
+
+test('a model the engine cannot load: start rejects with the engine\'s own user-facing error, and no process is left', async () => {
+  const { lines, log } = collectingLogger();
+  await assert.rejects(EngineProcess.start({ setup: { ...setup, modelFolder: '/nonexistent/model' }, log, stepTimeoutMs: 1_000 }), (error: unknown) => {
+    assert.ok(error instanceof ImagineError, String(error));
+    assert.equal(error.code, 'model_file');
+    assert.equal(error.message, '/nonexistent/model: model folder does not exist');
+    return true;
+  });
+  const started = lines.find((line) => line.msg === 'engine process started');
+  assert.ok(started, 'the engine process was started');
+  const pid = started['pid'] as number;
+  // It exits on its own right after reporting the error.
+  for (let i = 0; i < 100 && isAlive(pid); i++) await new Promise((resolve) => setTimeout(resolve, 50));
+  assert.ok(!isAlive(pid), 'the failed engine process exited');
+});
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
