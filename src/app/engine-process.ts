@@ -30,6 +30,12 @@ export interface EngineProcessOptions {
   log: Logger;
   /** A job with no progress message for this long has its process killed and fails (config engine.stepTimeoutSeconds). */
   stepTimeoutMs: number;
+  /**
+   * The longest a child may take from its start to `ready` (loading and warming up the model; config
+   * engine.startTimeoutSeconds): a start that hangs (a stuck driver) is killed and fails instead of waiting forever.
+   * Unset: no limit.
+   */
+  startTimeoutMs?: number;
   /** Nice value for the child (config engine.niceness), so the Discord thread wins the CPU; 0 leaves it alone. */
   niceness?: number;
   /** Tests only: lets `injectFault` make the child abort or hang. */
@@ -221,6 +227,15 @@ export class EngineProcess implements Engine, ImageGenerator {
       if (live.stderrTail.length > STDERR_TAIL_LINES) live.stderrTail.shift();
       this.log.warn({ stream: 'stderr' }, line);
     });
+    const startTimeoutMs = this.options.startTimeoutMs;
+    const startTimer =
+      startTimeoutMs === undefined
+        ? undefined
+        : setTimeout(() => {
+            live.killedBecause = `it did not finish loading the model within ${startTimeoutMs / 1000} s`;
+            this.log.error({ pid: proc.pid, startTimeoutSeconds: startTimeoutMs / 1000 }, 'engine process did not start in time; killing it');
+            proc.kill('SIGKILL');
+          }, startTimeoutMs);
     return new Promise<LiveChild>((resolve, reject) => {
       proc.on('message', (message: ChildMessage) => {
         switch (message.type) {
@@ -228,6 +243,7 @@ export class EngineProcess implements Engine, ImageGenerator {
             this.relog(message.line);
             return;
           case 'ready':
+            clearTimeout(startTimer);
             live.ready = true;
             this.engineInfo = message.info;
             resolve(live);
@@ -247,10 +263,11 @@ export class EngineProcess implements Engine, ImageGenerator {
         }
       });
       proc.once('exit', (code, signal) => {
+        clearTimeout(startTimer);
         exitedResolve();
         const wasReady = live.ready;
         this.onExit(live, code, signal);
-        if (!wasReady) reject(new Error(`the engine process ended while loading the model (${describeExit(code, signal, live.stderrTail)})${tailNote(live.stderrTail)}`));
+        if (!wasReady) reject(new Error(`the engine process ended while loading the model (${live.killedBecause ?? describeExit(code, signal, live.stderrTail)})${tailNote(live.stderrTail)}`));
       });
       this.post(live, { type: 'start', setup: this.options.setup });
     });

@@ -89,6 +89,8 @@ export const configSchema = z.strictObject({
     isolation: oneOf(ENGINE_ISOLATIONS),
     /** A job that shows no sign of life (step, decode, result) for this long has its engine process killed and fails. */
     stepTimeoutSeconds: intBetween(1, 3600),
+    /** The longest the engine process may take to load and warm up the model before it is killed and start fails. */
+    startTimeoutSeconds: intBetween(10, 3600),
     /** Scheduling priority (nice value) of the engine process; above 0 the Discord thread wins the CPU; 0 = the bot's own. */
     niceness: intBetween(0, 19),
   }),

@@ -42,7 +42,13 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   const engine =
     config.engine.isolation === 'inline'
       ? await openEngine(setup, (line) => log.info({ module: 'engine' }, line))
-      : await EngineProcess.start({ setup, log, stepTimeoutMs: config.engine.stepTimeoutSeconds * 1000, niceness: config.engine.niceness });
+      : await EngineProcess.start({
+          setup,
+          log,
+          stepTimeoutMs: config.engine.stepTimeoutSeconds * 1000,
+          startTimeoutMs: config.engine.startTimeoutSeconds * 1000,
+          niceness: config.engine.niceness,
+        });
   const defaults = requestDefaults(config, engine.info.modelScheduler);
   const stopLoopDelayMonitor = startLoopDelayMonitor(log);
   const storage = new Storage({ ...(config.storage.keyvUrl ? { url: config.storage.keyvUrl } : {}), sqlitePath: config.storage.sqlitePath, logger: log });

@@ -167,3 +167,11 @@ function isAlive(pid: number): boolean {
     return false;
   }
 }
+
+test('a start that does not finish in time is killed and fails, saying so', async () => {
+  const { log } = collectingLogger();
+  await assert.rejects(
+    EngineProcess.start({ setup, log, stepTimeoutMs: 1_000, startTimeoutMs: 1 }),
+    /^Error: the engine process ended while loading the model \(it did not finish loading the model within 0\.001 s\)/,
+  );
+});
