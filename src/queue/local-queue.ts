@@ -292,6 +292,7 @@ export class LocalJobQueue implements JobQueue {
       controller.signal.throwIfAborted();
       const output = await this.generator.generate(toGenerationRequest(job), {
         signal: controller.signal,
+        jobId: job.id,
         onProgress: (progress) => {
           run.step = progress.step;
           run.totalSteps = progress.totalSteps;

@@ -43,6 +43,8 @@ export interface GenerateOptions {
   /** Aborted when the job is cancelled or the queue shuts down; the engine should stop between steps and reject. */
   signal: AbortSignal;
   onProgress?: (progress: GenerationProgress) => void;
+  /** The queue's job id, for the engine's own log lines (an engine in another process logs with it). */
+  jobId?: string;
 }
 
 export interface GeneratedImage {
