@@ -1,7 +1,7 @@
 // The job queue on real storage (an SQLite file and a real redis-server): fairness across guilds and users,
 // positions that match the real dispatch order, persistence across a crash, cancel, "not yours", engine failures.
 import assert from 'node:assert/strict';
-import { describe, test } from 'node:test';
+import { describeNeeding } from '../helpers/needs.js';
 import { JobNotActiveError, JobNotFoundError, NotYourJobError } from '../../src/queue/errors.js';
 import { JOB_ID_PATTERN } from '../../src/queue/ids.js';
 import { backends } from './helpers/backends.js';
@@ -11,7 +11,7 @@ import { createQueue, owner, params } from './helpers/queue-harness.js';
 const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
 
 for (const backend of backends) {
-  describe(`job queue on ${backend.name}`, { skip: backend.skip }, () => {
+  describeNeeding(`job queue on ${backend.name}`, backend.skip, ({ test }) => {
     test('guild B waits behind at most one job of guild A, which queued ten', async () => {
       const instance = await backend.create();
       try {
