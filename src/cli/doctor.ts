@@ -18,6 +18,7 @@ import { SNOWFLAKE } from '../config/schema.js';
 import { addConfigOption, configPathOf } from '../config/cli.js';
 import { resolveModelPath } from '../hub/cache.js';
 import { ensureWritableFolder } from '../util/fs.js';
+import { alreadyReported } from './reported.js';
 
 export type CheckStatus = 'ok' | 'warn' | 'fail';
 
@@ -425,7 +426,7 @@ export function registerDoctorCommand(program: Command): Command {
     const checks = await runDoctor({ quick: options.quick === true, ...(configPath ? { configPath } : {}) });
     process.stdout.write(`${formatDoctorReport(checks)}\n`);
     const failed = checks.filter((check) => check.status === 'fail').length;
-    // The report is already printed; the error only gives main its non-zero exit status and a summary line.
-    if (failed > 0) throw new ImagineError('doctor_failed', `doctor found ${failed} problem${failed === 1 ? '' : 's'} (see above).`);
+    // The report, with its count, is already printed: the error only gives main its non-zero exit status.
+    if (failed > 0) throw alreadyReported('imagine.doctorFailed', `doctor found ${failed} problem${failed === 1 ? '' : 's'} (see above).`);
   });
 }

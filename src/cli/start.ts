@@ -5,6 +5,7 @@ import { firstRunGuide, missingModelGuide } from './first-run.js';
 import { startHeartbeat } from './doctor.js';
 import { resolveModelPath } from '../hub/cache.js';
 import { isImagineError } from '../errors.js';
+import { alreadyReported } from './reported.js';
 
 interface StartOptions {
   config?: string;
@@ -45,12 +46,9 @@ export function registerStartCommand(program: Command): void {
     });
 }
 
-/**
- * Exit status 1 after a guide was printed: the bot did not start (a supervisor should not count it as running).
- * A CommanderError is how a command tells main.ts "already explained, just exit with this code".
- */
+/** Exit status 1 after a guide was printed: the bot did not start (a supervisor should not count it as running). */
 function notStarted(): CommanderError {
-  return new CommanderError(1, 'imagine.notStarted', 'the bot was not started');
+  return alreadyReported('imagine.notStarted', 'the bot was not started');
 }
 
 async function runUntilSignal(config: Config, modelFolder: string, deploy: boolean): Promise<void> {
