@@ -6,6 +6,7 @@ import { startHeartbeat } from './doctor.js';
 import { resolveModelPath } from '../hub/cache.js';
 import { isImagineError } from '../errors.js';
 import { alreadyReported } from './reported.js';
+import { checkDiscordToken, type DiscordBotUser } from './discord-check.js';
 
 interface StartOptions {
   config?: string;
@@ -16,8 +17,8 @@ interface StartOptions {
 const SHUTDOWN_DEADLINE_MS = 8_000;
 
 /**
- * `imagine-bot start`: loads the model, connects to Discord and serves /imagine until SIGTERM or SIGINT, then shuts
- * down gracefully (stops taking jobs, persists the running one, closes the gateway) and exits 0.
+ * `imagine-bot start`: checks the token with Discord, loads the model, connects to Discord and serves /imagine until
+ * SIGTERM or SIGINT, then shuts down gracefully (stops taking jobs, persists the running one, closes the gateway) and exits 0.
  * Without a token it prints the first-run guide; without a model, how to get one.
  */
 export function registerStartCommand(program: Command): void {
@@ -42,7 +43,10 @@ export function registerStartCommand(program: Command): void {
         process.stdout.write(`${missingModelGuide({ problem: config.model.path ? error.message : undefined })}\n`);
         throw notStarted();
       }
-      await runUntilSignal(config, modelFolder, options.deploy);
+      // Discord before the model: a wrong token or no route to Discord is reported at once, not after the model has
+      // loaded and warmed up.
+      const botUser = await checkDiscordToken({ apiBase: config.discord.apiBase, token: config.discord.token });
+      await runUntilSignal(config, modelFolder, botUser, options.deploy);
     });
 }
 
@@ -51,7 +55,7 @@ function notStarted(): CommanderError {
   return alreadyReported('imagine.notStarted', 'the bot was not started');
 }
 
-async function runUntilSignal(config: Config, modelFolder: string, deploy: boolean): Promise<void> {
+async function runUntilSignal(config: Config, modelFolder: string, botUser: DiscordBotUser, deploy: boolean): Promise<void> {
   const log = createLoggerFromConfig(config);
   const { startRuntime } = await import('../discord/runtime.js');
   let stopRequested: (signal: NodeJS.Signals) => void = () => undefined;
@@ -60,6 +64,7 @@ async function runUntilSignal(config: Config, modelFolder: string, deploy: boole
   process.once('SIGTERM', () => stopRequested('SIGTERM'));
   process.once('SIGINT', () => stopRequested('SIGINT'));
 
+  log.info({ user: botUser.username, id: botUser.id }, 'Discord accepted the token');
   const runtime = await startRuntime({ config, log, modelFolder, deployCommands: deploy });
   const stopHeartbeat = startHeartbeat(config);
   const signal = await stopSignal;
