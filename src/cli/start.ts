@@ -13,12 +13,17 @@ interface StartOptions {
   deploy: boolean;
 }
 
-/** After SIGTERM, the longest a shutdown may take before the process exits anyway (Docker waits 10 s by default). */
-const SHUTDOWN_DEADLINE_MS = 8_000;
+/**
+ * After SIGTERM, how long the rest of a shutdown may take once the running job's grace (`queue.shutdownGraceSeconds`)
+ * is over: persisting, the last message edits, closing the gateway. Then the process exits anyway.
+ */
+const SHUTDOWN_AFTER_GRACE_MS = 8_000;
 
 /**
  * `imagine-bot start`: checks the token with Discord, loads the model, connects to Discord and serves /imagine until
- * SIGTERM or SIGINT, then shuts down gracefully (stops taking jobs, persists the running one, closes the gateway) and exits 0.
+ * SIGTERM or SIGINT, then shuts down gracefully and exits 0: it starts no new job, lets the running one finish and be
+ * posted within `queue.shutdownGraceSeconds` (else interrupts it and keeps it persisted for the next start), and closes
+ * the gateway.
  * Without a token it prints the first-run guide; without a model, how to get one.
  */
 export function registerStartCommand(program: Command): void {
@@ -72,7 +77,7 @@ async function runUntilSignal(config: Config, modelFolder: string, botUser: Disc
   const deadline = setTimeout(() => {
     log.warn('shutdown took too long; exiting');
     process.exit(0);
-  }, SHUTDOWN_DEADLINE_MS);
+  }, config.queue.shutdownGraceSeconds * 1000 + SHUTDOWN_AFTER_GRACE_MS);
   deadline.unref();
   try {
     await runtime.stop();

@@ -55,7 +55,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   log.info({ storage: storage.kind, location: storage.location }, 'storage opened');
   const store = new JobStore(storage.namespace('jobs'), { logger: log.child({ module: 'jobs' }) });
   const generator = new PipelineImageGenerator(pipeline, { safetyCheck: config.model.safetyChecker, previewIntervalMs: config.preview.minIntervalMs });
-  const queue = new LocalJobQueue({ store, generator, logger: log.child({ module: 'queue' }) });
+  const queue = new LocalJobQueue({ store, generator, logger: log.child({ module: 'queue' }), shutdownGraceMs: config.queue.shutdownGraceSeconds * 1000 });
 
   const settings = new GuildSettingsStore({ keyv: storage.namespace('settings'), defaults: settingsFromConfig(config), logger: log.child({ module: 'settings' }) });
   const admission = new Admission({ settings, usage: storage.namespace('usage'), queue, maxTotal: config.queue.maxTotal, logger: log.child({ module: 'admission' }) });

@@ -16,7 +16,8 @@ export const TINY_MODEL = join(REPO_ROOT, 'test', 'fixtures', 'tiny-sd');
 export const TEST_CONFIG = {
   generation: { defaults: { steps: 4, size: '64x64', cfg: 7 }, limits: { sizes: ['64x64', '128x128'], maxSteps: 100, maxCount: 4 } },
   preview: { minIntervalMs: 250, size: 64 },
-  queue: { maxPerUser: 20, maxPerGuild: 30, maxTotal: 100 },
+  // A stopped bot interrupts its running job at once (the restart tests interrupt one on purpose).
+  queue: { maxPerUser: 20, maxPerGuild: 30, maxTotal: 100, shutdownGraceSeconds: 0 },
   // The configuration cannot say "no limit" (rateLimit.jobs ≥ 1), so a limit no test reaches.
   rateLimit: { jobs: 1000, minutes: 1, cooldownSeconds: 0, daily: 0 },
 };

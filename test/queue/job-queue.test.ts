@@ -192,6 +192,52 @@ for (const backend of backends) {
       }
     });
 
+    test('close() with a shutdown grace: the running job finishes and is recorded, no other starts; past the grace it is interrupted', async () => {
+      const instance = await backend.create();
+      try {
+        const generator = new StepGenerator();
+        let release!: () => void;
+        generator.gates.set('finishing', new Promise<void>((resolve) => (release = resolve)));
+        const h = createQueue(instance.open(), generator, { shutdownGraceMs: 60_000 });
+        await h.queue.start();
+        const started = h.waitFor('started', 'finishing');
+        const finishing = await h.queue.enqueue({ owner: owner('G', 'u1'), params: params('finishing') });
+        await h.queue.enqueue({ owner: owner('H', 'u2'), params: params('waiting') });
+        await started;
+        // SIGTERM arrives while the job runs; it is released only afterwards.
+        let closed = false;
+        const closing = h.queue.close().then(() => (closed = true));
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        assert.equal(closed, false, 'close() waits for the running job');
+        release();
+        await closing;
+        assert.deepEqual(generator.started, ['finishing']);
+        assert.deepEqual(generator.finished, ['finishing']);
+        assert.deepEqual(h.log.filter((e) => e.event === 'finished').map((e) => e.prompt), ['finishing']);
+        assert.equal((await h.queue.getJob(finishing.job.id))?.status, 'done');
+
+        // The next process runs only what had not started; then a job that outlasts a short grace is interrupted.
+        const second = new StepGenerator();
+        second.hangOn.add('waiting');
+        const again = createQueue(instance.open(), second, { shutdownGraceMs: 100 });
+        const waitingStarted = again.waitFor('started', 'waiting');
+        await again.queue.start();
+        await waitingStarted;
+        await again.queue.close();
+        assert.deepEqual(second.finished, []);
+        assert.ok(!again.log.some((e) => e.event === 'finished' || e.event === 'failed'), 'interrupted, neither finished nor failed');
+
+        const third = new StepGenerator();
+        const last = createQueue(instance.open(), third);
+        await last.queue.start();
+        await last.queue.idle();
+        assert.deepEqual(third.finished, ['waiting']);
+        await last.queue.close();
+      } finally {
+        await instance.dispose();
+      }
+    });
+
     test('cancel: queued and running jobs, by the owner or an admin; others are refused', async () => {
       const instance = await backend.create();
       try {
