@@ -76,7 +76,9 @@ export class Sandbox {
     });
   }
 
-  static async start(options: { config?: object; emulator?: EmulatorOptions; dataDir?: string; env?: Record<string, string> } = {}): Promise<Sandbox> {
+  static async start(
+    options: { config?: object; emulator?: EmulatorOptions; dataDir?: string; env?: Record<string, string>; stopTimeoutMs?: number } = {},
+  ): Promise<Sandbox> {
     const emulator = await startDiscordEmulator(options.emulator ?? {});
     const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'imagine-bot-test-'));
     const configFile = join(dataDir, 'test-config.json');
@@ -87,6 +89,8 @@ export class Sandbox {
       cwd: REPO_ROOT,
       emulator,
       readyTimeoutMs: 60_000,
+      // How long a soft stop (SIGTERM) may take before SIGKILL: longer for a bot given a shutdown grace.
+      ...(options.stopTimeoutMs !== undefined ? { stopTimeoutMs: options.stopTimeoutMs } : {}),
       env: {
         ...emulator.botEnv(),
         IMAGINE_MODEL: TINY_MODEL,
