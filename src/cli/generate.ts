@@ -3,9 +3,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { ImagineError, InvalidRequestError } from '../errors.js';
-import { loadPipeline } from '../diffusion/load.js';
 import { DEFAULT_CFG, DEFAULT_STEPS, requestedStepOf, validateRequest, type GenerationRequest } from '../diffusion/pipeline.js';
-import { encodePng, formatInfotext } from '../diffusion/png.js';
 import { parseSeedOrRandom, randomSeed } from '../diffusion/rng/index.js';
 import { RNG_DEVICES, type RngDevice } from '../diffusion/rng/types.js';
 import { SCHEDULER_NAMES, TIMESTEP_SPACINGS } from '../diffusion/schedulers/types.js';
@@ -140,6 +138,8 @@ async function runGenerate(options: GenerateOptions, defaults: GenerateCommandDe
   const modelPath = resolveModelPath(configuredPath);
   if (randomlySeeded) process.stderr.write(`seed: ${seed}\n`);
 
+  // The engine's loader and the PNG encoder (sharp) are imported only now: a refused argument costs no import time.
+  const [{ loadPipeline }, { encodePng, formatInfotext }] = await Promise.all([import('../diffusion/load.js'), import('../diffusion/png.js')]);
   const pipeline = await loadPipeline(modelPath, {
     provider: options.provider ?? defaults.provider?.() ?? 'auto',
     safetyChecker: options.safety,
