@@ -29,7 +29,7 @@ const SHUTDOWN_AFTER_GRACE_MS = 8_000;
 export function registerStartCommand(program: Command): void {
   program
     .command('start')
-    .description('Run the Discord bot (prints a setup guide when DISCORD_TOKEN or the model is missing).')
+    .description('Run the Discord bot: checks the token with Discord, loads the model, serves /imagine (prints a setup guide when DISCORD_TOKEN or the model is missing).')
     .option('--config <file>', 'configuration override file (default: config/local.json or IMAGINE_CONFIG)')
     .option('--no-deploy', 'do not register the slash commands at start (use `deploy-commands` instead)')
     .action(async (options: StartOptions, command: Command) => {
