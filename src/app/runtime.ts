@@ -53,9 +53,9 @@ export async function startEngine(config: Config, log: Logger, modelFolder: stri
 }
 
 /** The queue backend: jobs persisted in the job store, served fairly by one worker that calls `generator`. */
-export function createQueue(storage: Storage, generator: ImageGenerator, log: Logger): JobQueue {
+export function createQueue(config: Config, storage: Storage, generator: ImageGenerator, log: Logger): JobQueue {
   const store = new JobStore(storage.namespace('jobs'), { logger: log.child({ module: 'jobs' }) });
-  return new LocalJobQueue({ store, generator, logger: log.child({ module: 'queue' }) });
+  return new LocalJobQueue({ store, generator, logger: log.child({ module: 'queue' }), shutdownGraceMs: config.queue.shutdownGraceSeconds * 1000 });
 }
 
 export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
@@ -65,7 +65,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   const stopLoopDelayMonitor = startLoopDelayMonitor(log);
   const storage = new Storage({ ...(config.storage.keyvUrl ? { url: config.storage.keyvUrl } : {}), sqlitePath: config.storage.sqlitePath, logger: log });
   log.info({ storage: storage.kind, location: storage.location }, 'storage opened');
-  const queue = createQueue(storage, engine.generator, log);
+  const queue = createQueue(config, storage, engine.generator, log);
 
   const settings = new GuildSettingsStore({ keyv: storage.namespace('settings'), defaults: settingsFromConfig(config), logger: log.child({ module: 'settings' }) });
   const admission = new Admission({ settings, usage: storage.namespace('usage'), queue, maxTotal: config.queue.maxTotal, logger: log.child({ module: 'admission' }) });

@@ -116,6 +116,7 @@ export const configSchema = z.strictObject({
     maxPerUser: intBetween(1, 100),
     maxPerGuild: intBetween(1, 1000),
     maxTotal: intBetween(1, 10000),
+    shutdownGraceSeconds: intBetween(0, 3600),
   }),
   preview: z.strictObject({
     enabled: bool(),

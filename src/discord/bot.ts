@@ -122,14 +122,15 @@ export class ImagineBot {
   }
 
   /**
-   * Graceful stop: refuse new work, stop the queue (a running job is interrupted and stays persisted, so the next
-   * start runs it again), let pending message edits go out, close the gateway.
+   * Graceful stop: refuse new work, stop the queue (a running job finishes within the queue's shutdown grace, else is
+   * interrupted and stays persisted, so the next start runs it again), let pending message edits go out, close the
+   * gateway.
    */
   async stop(): Promise<void> {
     this.accepting = false;
     if (this.statusTimer) clearInterval(this.statusTimer);
     this.statusTimer = null;
-    // No new jobs start after this; a running job is interrupted and stays persisted for the next start.
+    // No new jobs start after this; a running job finishes within the grace or stays persisted for the next start.
     await this.options.queue.close();
     // Interactions being answered and results being posted (a job that finished just before) complete first.
     await Promise.allSettled([...this.inFlight]);

@@ -192,7 +192,10 @@ export type JobQueueListener<K extends JobQueueEventName> = (payload: JobQueueEv
 export interface JobQueue {
   /** Loads persisted queued/running jobs (emitting `queued` with restored=true for each) and starts dispatching. */
   start(): Promise<void>;
-  /** Stops dispatching; a running job is interrupted and stays persisted as running, so the next start reruns it. */
+  /**
+   * Stops dispatching; a running job may finish within the implementation's shutdown grace (LocalJobQueue's
+   * `shutdownGraceMs`), after which it is interrupted and stays persisted as running, so the next start reruns it.
+   */
   close(): Promise<void>;
   enqueue(input: EnqueueInput): Promise<JobStanding>;
   /** Cancels a queued or running job; resolves once the job is recorded as cancelled. */
