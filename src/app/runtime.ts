@@ -81,9 +81,16 @@ export function createQueue(storage: Storage, generator: ImageGenerator, log: Lo
 
 export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   const { config, log } = options;
-  const engine = await startEngine(config, log, options.modelFolder);
-  const storage = new Storage({ ...(config.storage.keyvUrl ? { url: config.storage.keyvUrl } : {}), sqlitePath: config.storage.sqlitePath, logger: log });
+  // Storage first: a damaged store file is reported in a second, not after the model has loaded.
+  const storage = await Storage.open({ ...(config.storage.keyvUrl ? { url: config.storage.keyvUrl } : {}), sqlitePath: config.storage.sqlitePath, logger: log });
   log.info({ storage: storage.kind, location: storage.location }, 'storage opened');
+  let engine: Engine;
+  try {
+    engine = await startEngine(config, log, options.modelFolder);
+  } catch (error) {
+    await storage.close().catch(() => undefined);
+    throw error;
+  }
   const queue = createQueue(storage, engine.generator, log);
 
   const settings = new GuildSettingsStore({ keyv: storage.namespace('settings'), defaults: settingsFromConfig(config), logger: log.child({ module: 'settings' }) });
