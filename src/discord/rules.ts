@@ -5,9 +5,10 @@
  */
 import type { Config } from '../config/index.js';
 import { parseSize } from '../config/index.js';
-import { ImagineError } from '../errors.js';
+import { ImagineError, isImagineError } from '../errors.js';
 import { sizeLabel } from '../util/format.js';
 import {
+  meansRandomSeed,
   parseSeed,
   randomSeed,
   RequestLimitError,
@@ -61,6 +62,17 @@ export function settingsFromConfig(config: Config): GuildSettings {
 }
 
 
+/** A typed seed as the decimal text JobParams holds; none, or A1111's `-1`, draws a random one. */
+function resolveSeed(text: string | undefined): string {
+  if (text === undefined || meansRandomSeed(text)) return randomSeed().toString();
+  try {
+    return parseSeed(text).toString();
+  } catch (error) {
+    if (!isImagineError(error)) throw error;
+    throw new RequestLimitError('seed', `${error.message} Leave the seed out, or type -1, for a random one.`);
+  }
+}
+
 /**
  * Fills in defaults and parses what Discord's option types cannot check (seed text, size, sampler). Limits are
  * not applied here: admission lowers or refuses against the guild's own limits.
@@ -68,7 +80,7 @@ export function settingsFromConfig(config: Config): GuildSettings {
 export function resolveRequest(options: ImagineOptions, defaults: RequestDefaults, allowedSizes: readonly string[]): JobParams {
   const prompt = options.prompt.trim();
   if (!prompt) throw new RequestLimitError('prompt', 'The prompt is empty: describe what to draw.');
-  const seed = options.seed === undefined ? randomSeed().toString() : parseSeed(options.seed).toString();
+  const seed = resolveSeed(options.seed);
   // Without a size of their own, members get the configured default, or the guild's first size if it excludes it.
   const size = options.size ?? (allowedSizes.includes(defaults.size) ? defaults.size : (allowedSizes[0] ?? defaults.size));
   const dims = parseSize(size);
@@ -167,7 +179,9 @@ export function createGuildRules(options: GuildRulesOptions): GuildRules {
       const result = await admission.check(params, context(requester));
       return { params: result.params, notes: result.notes };
     },
-    async checkParams(requester, params): Promise<Admitted> {
+    async checkParams(requester, reused): Promise<Admitted> {
+      // Parameters re-used from elsewhere may carry A1111's -1 for "random" too.
+      const params = meansRandomSeed(reused.seed) ? { ...reused, seed: randomSeed().toString() } : reused;
       const result = await admission.check(params, context(requester));
       return { params: result.params, notes: result.notes };
     },

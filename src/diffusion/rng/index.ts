@@ -40,6 +40,14 @@ export function parseSeed(text: string): bigint {
   return seed;
 }
 
+/**
+ * True for `-1`, which A1111's seed box and API take as "draw a random seed": people who come from it type that where
+ * they would leave the seed out. Callers check this before `parseSeed`.
+ */
+export function meansRandomSeed(text: string): boolean {
+  return text.trim() === '-1';
+}
+
 /** Accepts what `parseSeed` accepts and RNG_DEVICES' names; narrows a string to a device. */
 export function parseRngDevice(text: string): RngDevice {
   const device = text.trim().toLowerCase();
