@@ -12,7 +12,9 @@ import {
   parseSeed,
   randomSeed,
   RequestLimitError,
-  SCHEDULER_NAMES,
+  asSamplerName,
+  samplerNameOf,
+  samplerSettings,
   SettingsValidationError,
   type Admission,
   type AdmissionContext,
@@ -31,6 +33,8 @@ export interface RequestDefaults {
   cfg: number;
   size: string;
   scheduler: SchedulerName;
+  /** The default sampler is the scheduler's Karras variant (config's generation.defaults.karras). */
+  karras?: boolean;
   rng: JobParams['rng'];
 }
 
@@ -41,6 +45,7 @@ export function requestDefaults(config: Config, modelScheduler: SchedulerName): 
     cfg: defaults.cfg,
     size: defaults.size,
     scheduler: (defaults.scheduler as SchedulerName | null) ?? modelScheduler,
+    karras: defaults.karras,
     rng: config.generation.rng,
   };
 }
@@ -85,8 +90,10 @@ export function resolveRequest(options: ImagineOptions, defaults: RequestDefault
   const size = options.size ?? (allowedSizes.includes(defaults.size) ? defaults.size : (allowedSizes[0] ?? defaults.size));
   const dims = parseSize(size);
   if (!dims) throw new RequestLimitError('size', `Size ${sizeLabel(size)} is not a valid size; choose one from the list.`);
-  const scheduler = options.sampler ?? defaults.scheduler;
-  if (!(SCHEDULER_NAMES as readonly string[]).includes(scheduler)) throw new RequestLimitError('sampler', `Unknown sampler "${scheduler}"; choose one from the list.`);
+  // The sampler option's values are SAMPLER_NAMES: a scheduler, or its Karras variant ("dpmpp_2m_karras").
+  const sampler = options.sampler === undefined ? samplerNameOf(defaults.scheduler, defaults.karras) : asSamplerName(options.sampler);
+  if (sampler === undefined) throw new RequestLimitError('sampler', `Unknown sampler "${options.sampler}"; choose one from the list.`);
+  const { scheduler, karras } = samplerSettings(sampler);
   return {
     prompt,
     negative: options.negative?.trim() ?? '',
@@ -95,7 +102,9 @@ export function resolveRequest(options: ImagineOptions, defaults: RequestDefault
     cfg: options.cfg ?? defaults.cfg,
     width: dims.width,
     height: dims.height,
-    scheduler: scheduler as SchedulerName,
+    scheduler,
+    // Only when chosen: other jobs keep the shape stored jobs have always had.
+    ...(karras ? { karras } : {}),
     count: options.count ?? 1,
     rng: defaults.rng,
   };

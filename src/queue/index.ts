@@ -37,7 +37,7 @@ export {
 // progress event and the PNG text chunks of a result. The discord layer may not import the engine itself; the queue,
 // whose JobParams and events carry these values, hands them on.
 export { meansRandomSeed, parseSeed, randomSeed } from '../diffusion/rng/index.js';
-export { SCHEDULER_NAMES, type SchedulerName } from '../diffusion/schedulers/types.js';
-export { schedulerDisplayName } from '../diffusion/schedulers/index.js';
+export { SAMPLER_NAMES, SCHEDULER_NAMES, type SamplerName, type SchedulerName } from '../diffusion/schedulers/types.js';
+export { asSamplerName, samplerNameOf, samplerSettings, schedulerDisplayName } from '../diffusion/schedulers/index.js';
 export { encodeLatentPreview } from '../diffusion/preview.js';
 export { insertTextChunks, readTextChunks } from '../diffusion/png.js';

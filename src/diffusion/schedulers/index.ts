@@ -9,8 +9,11 @@ import { EulerScheduler } from './euler.js';
 import { LmsScheduler } from './lms.js';
 import { PndmScheduler } from './pndm.js';
 import {
+  KARRAS_SCHEDULERS,
+  SAMPLER_NAMES,
   SCHEDULER_NAMES,
   TIMESTEP_SPACINGS,
+  type SamplerName,
   type Scheduler,
   type SchedulerConfig,
   type SchedulerName,
@@ -18,8 +21,8 @@ import {
   type TimestepSpacing,
 } from './types.js';
 
-export { SCHEDULER_NAMES, TIMESTEP_SPACINGS } from './types.js';
-export type { Scheduler, SchedulerConfig, SchedulerName, SchedulerOptions, TimestepSpacing } from './types.js';
+export { KARRAS_SCHEDULERS, SAMPLER_NAMES, SCHEDULER_NAMES, TIMESTEP_SPACINGS } from './types.js';
+export type { SamplerName, Scheduler, SchedulerConfig, SchedulerName, SchedulerOptions, TimestepSpacing } from './types.js';
 export { DdimScheduler, DpmSolverMultistepScheduler, EulerAncestralScheduler, EulerScheduler, LmsScheduler, PndmScheduler };
 
 /** diffusers' class name for each of our scheduler names. */
@@ -33,7 +36,23 @@ export const SCHEDULER_CLASS_NAMES: Readonly<Record<SchedulerName, string>> = {
 };
 
 /** Which of our schedulers offer Karras sigmas (diffusers' `use_karras_sigmas`). */
-export const KARRAS_CAPABLE: ReadonlySet<SchedulerName> = new Set<SchedulerName>(['euler', 'dpmpp_2m', 'lms']);
+export const KARRAS_CAPABLE: ReadonlySet<SchedulerName> = new Set<SchedulerName>(KARRAS_SCHEDULERS);
+
+/** A sampler name (SAMPLER_NAMES) as the scheduler and Karras choice the engine takes. */
+export function samplerSettings(sampler: SamplerName): { scheduler: SchedulerName; karras: boolean } {
+  const karras = sampler.endsWith('_karras');
+  return { scheduler: (karras ? sampler.slice(0, -'_karras'.length) : sampler) as SchedulerName, karras };
+}
+
+/** The sampler name of a scheduler and Karras choice (Karras dropped where the scheduler has no such option). */
+export function samplerNameOf(scheduler: SchedulerName, karras = false): SamplerName {
+  return karras && KARRAS_CAPABLE.has(scheduler) ? (`${scheduler}_karras` as SamplerName) : scheduler;
+}
+
+/** Narrows text to a sampler name, or undefined. */
+export function asSamplerName(text: string): SamplerName | undefined {
+  return (SAMPLER_NAMES as readonly string[]).includes(text) ? (text as SamplerName) : undefined;
+}
 
 /** The scheduler a diffusers class name stands for, or undefined for classes we do not implement. */
 export function schedulerNameForClass(className: string): SchedulerName | undefined {
