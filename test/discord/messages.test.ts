@@ -80,6 +80,14 @@ describe('message rendering', () => {
     assert.equal(progressBar(0.5, 10), '█████░░░░░');
     assert.equal(progressBar(2, 4), '████');
     assert.equal(progressContent({ step: 5, totalSteps: 20, elapsedMs: 2000 }), '🎨 Generating — step 5/20 · `████░░░░░░░░░░░░` 25% · 2.0s elapsed · ETA 6.0s');
+    // Several images: the line says which image and which of its steps, in the steps the user asked for (a 4-image
+    // 20-step job used to read "step 60/80"); the bar, percentage and ETA stay those of the whole job.
+    const fourImages = (step: number) => progressContent({ step, totalSteps: 80, stepsPerImage: 20, elapsedMs: 2000 });
+    assert.match(fourImages(60), /^🎨 Generating — image 3\/4 · step 20\/20 · `.{16}` 75% · /);
+    assert.match(fourImages(61), /^🎨 Generating — image 4\/4 · step 1\/20 · /);
+    assert.match(fourImages(80), /^🎨 Generating — image 4\/4 · step 20\/20 · `█{16}` 100% · 2\.0s elapsed$/);
+    assert.match(fourImages(1), /^🎨 Generating — image 1\/4 · step 1\/20 · /);
+    assert.equal(progressContent({ step: 5, totalSteps: 20, stepsPerImage: 20, elapsedMs: 2000 }), progressContent({ step: 5, totalSteps: 20, elapsedMs: 2000 }), 'one image: as before');
     assert.equal(formatDuration(65_000), '1m 05s');
     assert.equal(formatDuration(3_720_000), '1h 02m');
   });
