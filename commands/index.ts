@@ -61,7 +61,7 @@ export function imagineCommand(limits: CommandLimits) {
       {
         type: ApplicationCommandOptionType.String,
         name: 'seed',
-        description: 'Seed (a whole number ≥ 0); the same seed and settings give the same image',
+        description: 'Seed (a whole number ≥ 0, or -1 for random); the same seed and settings give the same image',
         min_length: 1,
         max_length: MAX_SEED_DIGITS,
       },

@@ -56,6 +56,8 @@ export class PipelineImageGenerator implements ImageGenerator {
           width: request.width,
           height: request.height,
           scheduler: request.scheduler,
+          // Absent on jobs stored before Karras samplers were offered: the model's scheduler config decides.
+          ...(request.karras === undefined ? {} : { karras: request.karras }),
           rng: request.rng,
           batch: 1,
           safetyCheck: this.options.safetyCheck,

@@ -60,11 +60,18 @@ export function createQueue(config: Config, storage: Storage, generator: ImageGe
 
 export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   const { config, log } = options;
-  const engine = await startEngine(config, log, options.modelFolder);
+  // Storage first: a damaged store file is reported in a second, not after the model has loaded.
+  const storage = await Storage.open({ ...(config.storage.keyvUrl ? { url: config.storage.keyvUrl } : {}), sqlitePath: config.storage.sqlitePath, logger: log });
+  log.info({ storage: storage.kind, location: storage.location }, 'storage opened');
+  let engine: Engine;
+  try {
+    engine = await startEngine(config, log, options.modelFolder);
+  } catch (error) {
+    await storage.close().catch(() => undefined);
+    throw error;
+  }
   const defaults = requestDefaults(config, engine.info.modelScheduler);
   const stopLoopDelayMonitor = startLoopDelayMonitor(log);
-  const storage = new Storage({ ...(config.storage.keyvUrl ? { url: config.storage.keyvUrl } : {}), sqlitePath: config.storage.sqlitePath, logger: log });
-  log.info({ storage: storage.kind, location: storage.location }, 'storage opened');
   const queue = createQueue(config, storage, engine.generator, log);
 
   const settings = new GuildSettingsStore({ keyv: storage.namespace('settings'), defaults: settingsFromConfig(config), logger: log.child({ module: 'settings' }) });

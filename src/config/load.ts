@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { parse as parseDotenv } from 'dotenv';
 import type { z } from 'zod';
 import { ImagineError } from '../errors.js';
+import { KARRAS_SCHEDULERS } from '../diffusion/schedulers/types.js';
 import { configSchema, SECRET_KEYS, type Config } from './schema.js';
 
 export type { Config } from './schema.js';
@@ -201,6 +202,8 @@ function crossChecks(config: z.infer<typeof configSchema>, origins: Map<string, 
     problems.push(`${at('generation.defaults.cfg')}: generation.defaults.cfg must not exceed generation.limits.maxCfg (${limits.maxCfg}) (got ${defaults.cfg})`);
   if (!limits.sizes.includes(defaults.size))
     problems.push(`${at('generation.defaults.size')}: generation.defaults.size must be one of generation.limits.sizes (${limits.sizes.join(', ')}) (got "${defaults.size}")`);
+  if (defaults.karras && !(KARRAS_SCHEDULERS as readonly (string | null)[]).includes(defaults.scheduler))
+    problems.push(`${at('generation.defaults.karras')}: generation.defaults.karras needs generation.defaults.scheduler set to one of ${KARRAS_SCHEDULERS.join(', ')}, the schedulers with a Karras variant (got ${JSON.stringify(defaults.scheduler)})`);
   return problems;
 }
 

@@ -101,6 +101,8 @@ export const configSchema = z.strictObject({
       size: imageSize(),
       /** null = the scheduler named in the model's scheduler/scheduler_config.json. */
       scheduler: rule((m) => z.union([z.null(m), z.enum(SCHEDULER_NAMES, m)], m), `must be null (the model's own) or one of ${SCHEDULER_NAMES.join(', ')}`),
+      /** With `scheduler` euler, dpmpp_2m or lms: its Karras variant ("DPM++ 2M Karras"), as `generate --karras`. */
+      karras: bool(),
       negative: text(),
     }),
     limits: z.strictObject({

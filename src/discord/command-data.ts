@@ -6,13 +6,16 @@ import { Routes } from 'discord-api-types/v10';
 import type { REST } from 'discord.js';
 import { buildCommandDefinitions, buildCommands, type CommandDefinition, type CommandLimits, type ImagineCommands } from '../../commands/index.js';
 import type { Config } from '../config/index.js';
-import { SCHEDULER_NAMES, schedulerDisplayName } from '../queue/index.js';
+import { SAMPLER_NAMES, samplerSettings, schedulerDisplayName } from '../queue/index.js';
 
 function commandLimitsFor(config: Pick<Config, 'generation'>): CommandLimits {
   const { limits } = config.generation;
   return {
     sizes: limits.sizes,
-    samplers: SCHEDULER_NAMES.map((name) => ({ value: name, label: schedulerDisplayName(name) })),
+    samplers: SAMPLER_NAMES.map((name) => {
+      const { scheduler, karras } = samplerSettings(name);
+      return { value: name, label: schedulerDisplayName(scheduler, { karras }) };
+    }),
     maxSteps: limits.maxSteps,
     maxCfg: limits.maxCfg,
     // Guild settings allow at most 4 images per job (see rules.settingsFromConfig).

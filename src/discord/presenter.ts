@@ -124,7 +124,7 @@ export class JobPresenter {
   progress(job: PresentedJob, step: number, totalSteps: number, latents?: Float32Array, shape?: readonly [number, number, number, number]): void {
     const live = this.ensure(job);
     const startedAt = live.startedAt ?? (live.startedAt = Date.now());
-    live.content = progressContent({ step, totalSteps, elapsedMs: Date.now() - startedAt });
+    live.content = progressContent({ step, totalSteps, stepsPerImage: job.steps, elapsedMs: Date.now() - startedAt });
     this.showProgress(job.id, live);
     const { preview } = this.options;
     const now = Date.now();

@@ -18,9 +18,9 @@ export function replyTargetOf(job: JobRecord): ReplyTarget | undefined {
   return reply as unknown as ReplyTarget;
 }
 
-function samplerLabel(name: string): string {
+function samplerLabel(name: string, karras: boolean | undefined): string {
   try {
-    return schedulerDisplayName(name as SchedulerName);
+    return schedulerDisplayName(name as SchedulerName, { karras });
   } catch {
     return name;
   }
@@ -36,7 +36,7 @@ export function presentedJob(job: JobRecord, reply: ReplyTarget): PresentedJob {
     cfg: job.params.cfg,
     width: job.params.width,
     height: job.params.height,
-    samplerName: samplerLabel(job.params.scheduler),
+    samplerName: samplerLabel(job.params.scheduler, job.params.karras),
     channelNsfw: job.meta['channelNsfw'] === true,
   };
 }

@@ -58,18 +58,33 @@ export function queuedContent(position: number, ahead: { total?: number } = {}):
 }
 
 export interface ProgressView {
+  /** Steps done across the whole job (every image), 1 … totalSteps, as the queue reports them. */
   step: number;
   totalSteps: number;
+  /** The steps asked for, per image: with several images the line says which image and which of its steps. */
+  stepsPerImage?: number;
   elapsedMs: number;
 }
 
-/** One line: step k/n, the bar, percentage, elapsed time and a simple linear ETA. */
+/**
+ * Where a job-wide step count stands in the terms the user asked in: image i of n and its step. A 4-image 20-step
+ * job at its 60th step is at image 3/4, step 20/20. Undefined for one image, or counts that do not split evenly.
+ */
+function imageAndStep(step: number, totalSteps: number, stepsPerImage: number | undefined): { image: number; images: number; step: number } | undefined {
+  if (!stepsPerImage || stepsPerImage <= 0 || totalSteps <= stepsPerImage || totalSteps % stepsPerImage !== 0) return undefined;
+  const images = totalSteps / stepsPerImage;
+  const image = Math.min(images, Math.max(1, Math.ceil(step / stepsPerImage)));
+  return { image, images, step: step - (image - 1) * stepsPerImage };
+}
+
+/** One line: image i/n and step k/n, the bar, percentage, elapsed time and a simple linear ETA (of the whole job). */
 export function progressContent(view: ProgressView): string {
   const { step, totalSteps, elapsedMs } = view;
   const fraction = totalSteps > 0 ? step / totalSteps : 0;
   const eta = step > 0 ? (elapsedMs / step) * (totalSteps - step) : undefined;
+  const split = imageAndStep(step, totalSteps, view.stepsPerImage);
   const parts = [
-    `🎨 Generating — step ${step}/${totalSteps}`,
+    split ? `🎨 Generating — image ${split.image}/${split.images} · step ${split.step}/${view.stepsPerImage}` : `🎨 Generating — step ${step}/${totalSteps}`,
     `\`${progressBar(fraction)}\` ${Math.round(fraction * 100)}%`,
     `${formatDuration(elapsedMs)} elapsed`,
   ];

@@ -5,15 +5,18 @@
  */
 import type { Config } from '../config/index.js';
 import { parseSize } from '../config/index.js';
-import { ImagineError } from '../errors.js';
+import { ImagineError, isImagineError } from '../errors.js';
 import { sizeLabel } from '../util/format.js';
 import {
+  meansRandomSeed,
   parseSeed,
   randomSeed,
   SAMPLER_REQUEST_DEFAULTS,
   schedulerDisplayName,
   RequestLimitError,
-  SCHEDULER_NAMES,
+  asSamplerName,
+  samplerNameOf,
+  samplerSettings,
   SettingsValidationError,
   type Admission,
   type AdmissionContext,
@@ -32,6 +35,8 @@ export interface RequestDefaults {
   cfg: number;
   size: string;
   scheduler: SchedulerName;
+  /** The default sampler is the scheduler's Karras variant (config's generation.defaults.karras). */
+  karras?: boolean;
   rng: JobParams['rng'];
   /** Samplers with steps/CFG of their own (LCM: few steps, low guidance), used instead of the above, and a step ceiling. */
   samplers?: Partial<Record<SchedulerName, { steps?: number; cfg?: number; maxSteps: number }>>;
@@ -49,6 +54,7 @@ export function requestDefaults(config: Config, modelScheduler: SchedulerName): 
     cfg: defaults.cfg,
     size: defaults.size,
     scheduler: (defaults.scheduler as SchedulerName | null) ?? modelScheduler,
+    karras: defaults.karras,
     rng: config.generation.rng,
     samplers,
   };
@@ -71,6 +77,17 @@ export function settingsFromConfig(config: Config): GuildSettings {
 }
 
 
+/** A typed seed as the decimal text JobParams holds; none, or A1111's `-1`, draws a random one. */
+function resolveSeed(text: string | undefined): string {
+  if (text === undefined || meansRandomSeed(text)) return randomSeed().toString();
+  try {
+    return parseSeed(text).toString();
+  } catch (error) {
+    if (!isImagineError(error)) throw error;
+    throw new RequestLimitError('seed', `${error.message} Leave the seed out, or type -1, for a random one.`);
+  }
+}
+
 /**
  * Fills in defaults and parses what Discord's option types cannot check (seed text, size, sampler). Limits are
  * not applied here: admission lowers or refuses against the guild's own limits.
@@ -78,17 +95,19 @@ export function settingsFromConfig(config: Config): GuildSettings {
 export function resolveRequest(options: ImagineOptions, defaults: RequestDefaults, allowedSizes: readonly string[]): JobParams {
   const prompt = options.prompt.trim();
   if (!prompt) throw new RequestLimitError('prompt', 'The prompt is empty: describe what to draw.');
-  const seed = options.seed === undefined ? randomSeed().toString() : parseSeed(options.seed).toString();
+  const seed = resolveSeed(options.seed);
   // Without a size of their own, members get the configured default, or the guild's first size if it excludes it.
   const size = options.size ?? (allowedSizes.includes(defaults.size) ? defaults.size : (allowedSizes[0] ?? defaults.size));
   const dims = parseSize(size);
   if (!dims) throw new RequestLimitError('size', `Size ${sizeLabel(size)} is not a valid size; choose one from the list.`);
-  const scheduler = options.sampler ?? defaults.scheduler;
-  if (!(SCHEDULER_NAMES as readonly string[]).includes(scheduler)) throw new RequestLimitError('sampler', `Unknown sampler "${scheduler}"; choose one from the list.`);
-  const own = defaults.samplers?.[scheduler as SchedulerName];
+  // The sampler option's values are SAMPLER_NAMES: a scheduler, or its Karras variant ("dpmpp_2m_karras").
+  const sampler = options.sampler === undefined ? samplerNameOf(defaults.scheduler, defaults.karras) : asSamplerName(options.sampler);
+  if (sampler === undefined) throw new RequestLimitError('sampler', `Unknown sampler "${options.sampler}"; choose one from the list.`);
+  const { scheduler, karras } = samplerSettings(sampler);
+  const own = defaults.samplers?.[scheduler];
   const steps = options.steps ?? own?.steps ?? defaults.steps;
   if (own && steps > own.maxSteps) {
-    throw new RequestLimitError('steps', `${schedulerDisplayName(scheduler as SchedulerName)} takes at most ${own.maxSteps} steps; ask for fewer.`);
+    throw new RequestLimitError('steps', `${schedulerDisplayName(scheduler)} takes at most ${own.maxSteps} steps; ask for fewer.`);
   }
   return {
     prompt,
@@ -98,7 +117,9 @@ export function resolveRequest(options: ImagineOptions, defaults: RequestDefault
     cfg: options.cfg ?? own?.cfg ?? defaults.cfg,
     width: dims.width,
     height: dims.height,
-    scheduler: scheduler as SchedulerName,
+    scheduler,
+    // Only when chosen: other jobs keep the shape stored jobs have always had.
+    ...(karras ? { karras } : {}),
     count: options.count ?? 1,
     rng: defaults.rng,
   };
@@ -182,7 +203,9 @@ export function createGuildRules(options: GuildRulesOptions): GuildRules {
       const result = await admission.check(params, context(requester));
       return { params: result.params, notes: result.notes };
     },
-    async checkParams(requester, params): Promise<Admitted> {
+    async checkParams(requester, reused): Promise<Admitted> {
+      // Parameters re-used from elsewhere may carry A1111's -1 for "random" too.
+      const params = meansRandomSeed(reused.seed) ? { ...reused, seed: randomSeed().toString() } : reused;
       const result = await admission.check(params, context(requester));
       return { params: result.params, notes: result.notes };
     },

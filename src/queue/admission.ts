@@ -73,8 +73,9 @@ const nextUtcMidnight = (ms: number): number => {
 };
 
 /**
- * The checks a request passes before it is queued, in this order: channel allow-list, blocklist (prompt only: a
- * negative prompt naming unwanted content is the point of a negative prompt), limits, queue limits, rate limits.
+ * The checks a request passes before it is queued, in this order: channel allow-list, prompt text (something
+ * visible, no control characters: `checkPromptText`), blocklist (prompt only: a negative prompt naming unwanted
+ * content is the point of a negative prompt), limits, queue limits, rate limits.
  *
  * Limits, per field: a size not on the guild's list is refused (we cannot guess which other size the user wants);
  * steps, image count and CFG above the guild's maximum are lowered to it, with a note, because the user's intent
@@ -160,6 +161,7 @@ export class Admission {
   private async evaluate(requested: JobParams, ctx: AdmissionContext): Promise<AdmissionResult> {
     const settings = await this.settings.get(ctx.guildId);
     this.checkChannel(settings, ctx);
+    checkPromptText(requested);
     this.checkBlocklist(settings, requested, ctx);
     const { params, notes } = applyLimits(settings, requested);
     await this.checkQueue(settings, ctx);
@@ -275,6 +277,42 @@ export class Admission {
 
 function usageKey(guildId: string, userId: string): string {
   return `${guildId}:${userId}`;
+}
+
+/**
+ * Characters that draw nothing on their own: white space, control characters (NUL, …), format characters (zero-width
+ * space and joiners, word joiner, BOM, soft hyphen, direction marks, tags), combining marks with nothing to combine
+ * with (variation selectors among them), and the blank letters that Unicode classes as letters (Hangul fillers,
+ * the blank Braille pattern).
+ */
+const INVISIBLE = /[\p{White_Space}\p{Cc}\p{Cf}\p{Mn}\p{Me}\u115F\u1160\u3164\uFFA0\u2800]/gu;
+/** Control characters other than tab and line breaks, which some clients put in pasted text and mean nothing here. */
+const CONTROL = /[^\P{Cc}\t\n\r]/u;
+
+/** True when the text has at least one character that is drawn. */
+export function hasVisibleText(text: string): boolean {
+  return text.replace(INVISIBLE, '') !== '';
+}
+
+/**
+ * A prompt must have something to see (a prompt of zero-width characters passes a plain emptiness check and then
+ * draws the unconditional image, which nobody asked for), and neither prompt may carry control characters such as
+ * NUL. A negative prompt may be empty, but not invisible-yet-not-empty.
+ */
+export function checkPromptText(params: Pick<JobParams, 'prompt' | 'negative'>): void {
+  const fields = [
+    { field: 'prompt', text: params.prompt, name: 'Your prompt', fix: 'describe what to draw' },
+    { field: 'negative', text: params.negative, name: 'Your negative prompt', fix: 'leave it out for none' },
+  ] as const;
+  for (const { field, text, name, fix } of fields) {
+    if (field === 'negative' && text === '') continue;
+    if (!hasVisibleText(text)) throw new RequestLimitError(field, `${name} has no visible text (only spaces, zero-width or control characters); ${fix}.`);
+    const control = CONTROL.exec(text)?.[0];
+    if (control !== undefined) {
+      const code = `U+${(control.codePointAt(0) ?? 0).toString(16).toUpperCase().padStart(4, '0')}`;
+      throw new RequestLimitError(field, `${name} contains a control character (${code}), which cannot be drawn; remove it and try again.`);
+    }
+  }
 }
 
 /** Applies the guild's limits to a request; see the class comment for which fields clamp and which refuse. */

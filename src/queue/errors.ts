@@ -40,6 +40,28 @@ export class QueueClosedError extends ImagineError {
   }
 }
 
+/**
+ * The SQLite store cannot be read as a database (SQLite's SQLITE_CORRUPT or SQLITE_NOTADB, or a failed integrity
+ * check). Its message names the file and the two ways out, with the exact command that moves it (and the WAL files
+ * SQLite keeps beside it, which belong to it) aside.
+ */
+export class StorageCorruptError extends ImagineError {
+  readonly file: string;
+  /** The shell command that moves the damaged files aside, so the next start creates a new, empty store. */
+  readonly moveAsideCommand: string;
+  constructor(file: string, problem: string, moveAsideCommand: string, options?: { cause?: unknown }) {
+    super(
+      'storage_corrupt',
+      `the job store ${file} is damaged (${problem}). Stop the bot, then either restore the file from a backup, or move ` +
+        `it aside to start with an empty store (queued jobs, guild settings and rate-limit usage are then lost): ${moveAsideCommand}`,
+      options,
+    );
+    this.name = 'StorageCorruptError';
+    this.file = file;
+    this.moveAsideCommand = moveAsideCommand;
+  }
+}
+
 /** A guild setting failed validation; `field` names the setting (e.g. `rateLimit.jobs`). */
 export class SettingsValidationError extends ImagineError {
   readonly field: string;

@@ -36,8 +36,8 @@ export {
 // What the bot needs to know of the engine, for the jobs it describes: seeds, sampler names, the latent preview of a
 // progress event and the PNG text chunks of a result. The discord layer may not import the engine itself; the queue,
 // whose JobParams and events carry these values, hands them on.
-export { parseSeed, randomSeed } from '../diffusion/rng/index.js';
-export { SCHEDULER_NAMES, type SchedulerName } from '../diffusion/schedulers/types.js';
-export { SAMPLER_REQUEST_DEFAULTS, schedulerDisplayName } from '../diffusion/schedulers/index.js';
+export { meansRandomSeed, parseSeed, randomSeed } from '../diffusion/rng/index.js';
+export { SAMPLER_NAMES, SCHEDULER_NAMES, type SamplerName, type SchedulerName } from '../diffusion/schedulers/types.js';
+export { asSamplerName, SAMPLER_REQUEST_DEFAULTS, samplerNameOf, samplerSettings, schedulerDisplayName } from '../diffusion/schedulers/index.js';
 export { encodeLatentPreview } from '../diffusion/preview.js';
 export { insertTextChunks, readTextChunks } from '../diffusion/png.js';

@@ -1,6 +1,8 @@
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import { ConfigError } from '../config/load.js';
 import { dirname, resolve } from 'node:path';
+import { StorageCorruptError } from './errors.js';
 import { Keyv } from 'keyv';
 import KeyvSqlite from '@keyv/sqlite';
 import KeyvRedis from '@keyv/redis';
@@ -34,6 +36,17 @@ export class Storage {
   private readonly logger: Logger | undefined;
   private readonly opened = new Map<string, Keyv>();
   private closed = false;
+
+  /**
+   * Opens the storage and checks it before anything is read: an SQLite file that SQLite cannot read becomes a
+   * `StorageCorruptError` naming the file and what to do; a missing or empty (0-byte) file is logged as a new store,
+   * since SQLite would otherwise start empty without a word (an empty file is what a failed copy or restore leaves).
+   */
+  static async open(options: StorageOptions = {}): Promise<Storage> {
+    const storage = new Storage(options);
+    if (storage.kind === 'sqlite') await storage.checkSqliteFile();
+    return storage;
+  }
 
   constructor(options: StorageOptions = {}) {
     this.logger = options.logger;
@@ -92,6 +105,45 @@ export class Storage {
     return keyv;
   }
 
+  private async checkSqliteFile(): Promise<void> {
+    const size = await stat(this.location).then((stats) => stats.size, () => undefined);
+    if (size === undefined) {
+      this.logger?.info({ storage: this.kind, location: this.location }, 'no store file yet; starting a new, empty store');
+      return;
+    }
+    const walSize = await stat(`${this.location}-wal`).then((stats) => stats.size, () => 0);
+    if (size === 0 && walSize === 0) {
+      this.logger?.warn({ storage: this.kind, location: this.location }, 'store file is empty (0 bytes); starting a new, empty store');
+      return;
+    }
+    // A connection of its own, closed again, so a damaged file never reaches the namespaces' adapters (which would
+    // log the same failure once per namespace). quick_check reads every page without checking indexes against
+    // their tables: enough to find a file that is not a database or whose pages are torn, and fast.
+    const probe = new KeyvSqlite({ uri: this.url, busyTimeout: 10_000 });
+    probe.on('error', () => undefined); // the rejected query below carries the same error
+    let problem: { text: string; cause?: unknown } | undefined;
+    try {
+      const rows = (await probe.query('PRAGMA quick_check')) as Array<Record<string, unknown>>;
+      const problems = rows.map((row) => String(Object.values(row)[0])).filter((line) => line !== 'ok');
+      if (problems[0] !== undefined) problem = { text: `integrity check: ${problems[0]}` };
+    } catch (error) {
+      const code = (error as { code?: unknown }).code;
+      if (code !== 'SQLITE_CORRUPT' && code !== 'SQLITE_NOTADB') throw error;
+      problem = { text: String(code), cause: error };
+    } finally {
+      await probe.close().catch(() => undefined);
+    }
+    // Built once the probe is closed, so the command names the files that are really left beside the store.
+    if (problem) throw this.corrupt(problem.text.replace(/\s+/g, ' ').trim(), problem.cause);
+  }
+
+  private corrupt(problem: string, cause?: unknown): StorageCorruptError {
+    // SQLite's -wal and -shm files belong to the database: a new file beside an old WAL would be replayed from it.
+    const files = [this.location, `${this.location}-wal`, `${this.location}-shm`].filter((file, i) => i === 0 || existsSync(file));
+    const command = files.map((file) => `mv ${shellQuote(file)} ${shellQuote(`${file}.corrupt`)}`).join(' && ');
+    return new StorageCorruptError(this.location, problem, command, cause === undefined ? {} : { cause });
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
@@ -99,6 +151,11 @@ export class Storage {
     this.opened.clear();
     await Promise.allSettled(all.map((keyv) => keyv.disconnect()));
   }
+}
+
+/** A path as one shell word: as is when it is plainly safe, else in single quotes. */
+function shellQuote(path: string): string {
+  return /^[\w./+-]+$/.test(path) ? path : `'${path.replaceAll("'", `'\\''`)}'`;
 }
 
 /** Drops user:password from a URL so it can be logged. */

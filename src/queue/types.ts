@@ -17,6 +17,11 @@ export interface JobParams {
   width: number;
   height: number;
   scheduler: SchedulerName;
+  /**
+   * Karras sigmas (the "… Karras" samplers; Euler, DPM++ 2M and LMS only). Absent (jobs stored before it existed, and
+   * every other sampler) leaves the choice to the model's scheduler_config.json, as before.
+   */
+  karras?: boolean;
   /** Images in this job, 1 … 4. */
   count: number;
   /** Which torch generator the noise reproduces. */

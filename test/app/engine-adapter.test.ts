@@ -4,6 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { before, describe, test } from 'node:test';
+import sharp from 'sharp';
 import { CancelledError } from '../../src/errors.js';
 import { loadPipeline } from '../../src/diffusion/load.js';
 import type { StableDiffusionPipeline } from '../../src/diffusion/pipeline.js';
@@ -57,6 +58,19 @@ describe('PipelineImageGenerator', () => {
     await generator.generate(request, { signal: new AbortController().signal, onProgress: (p) => void progress.push({ ...p }) });
     assert.deepEqual(progress.map((p) => p.step), [1, 2, 3, 4, 5, 6], 'every step is still reported');
     assert.deepEqual(progress.filter((p) => p.latents).map((p) => p.step), [1, 3, 6]);
+  });
+
+  test('a Karras sampler reaches the pipeline: other sigmas, other pixels, "DPM++ 2M Karras" in the PNG', async () => {
+    const generator = new PipelineImageGenerator(pipeline, { safetyCheck: false });
+    const signal = new AbortController().signal;
+    const one = { ...request, scheduler: 'dpmpp_2m' as const, count: 1 };
+    const [karras, plain] = await Promise.all([generator.generate({ ...one, karras: true }, { signal }), generator.generate(one, { signal })]);
+    const parametersOf = (png: Uint8Array) => readTextChunks(Buffer.from(png))['parameters']!;
+    assert.match(parametersOf(karras.images[0]!.png), /Sampler: DPM\+\+ 2M Karras, /);
+    // A job stored before Karras samplers existed has no `karras`: the model's own scheduler config decides (plain).
+    assert.match(parametersOf(plain.images[0]!.png), /Sampler: DPM\+\+ 2M, /);
+    const pixelsOf = (png: Uint8Array) => sharp(Buffer.from(png)).raw().toBuffer();
+    assert.ok(!(await pixelsOf(karras.images[0]!.png)).equals(await pixelsOf(plain.images[0]!.png)), 'Karras sigmas change the pixels');
   });
 
   test('stops between steps when the job is cancelled', async () => {

@@ -90,6 +90,23 @@ test('generation.defaults.scheduler takes null or a scheduler the engine has, no
   assert.equal(loadConfig({ env: {}, cwd: right }).generation.defaults.scheduler, 'dpmpp_2m');
 });
 
+test('generation.defaults.karras picks the Karras variant of a default scheduler that has one', (t) => {
+  const dirs = [
+    workspace({ local: { generation: { defaults: { scheduler: 'dpmpp_2m', karras: true } } } }),
+    workspace({ local: { generation: { defaults: { scheduler: 'ddim', karras: true } } } }),
+    workspace({ local: { generation: { defaults: { karras: true } } } }),
+  ] as const;
+  t.after(() => dirs.forEach((dir) => rmSync(dir, { recursive: true, force: true })));
+  const { defaults } = loadConfig({ env: {}, cwd: dirs[0] }).generation;
+  assert.deepEqual([defaults.scheduler, defaults.karras], ['dpmpp_2m', true]);
+  assert.deepEqual(problemsOf(() => loadConfig({ env: {}, cwd: dirs[1] })), [
+    'config/local.json: generation.defaults.karras needs generation.defaults.scheduler set to one of euler, dpmpp_2m, lms, the schedulers with a Karras variant (got "ddim")',
+  ]);
+  assert.deepEqual(problemsOf(() => loadConfig({ env: {}, cwd: dirs[2] })), [
+    'config/local.json: generation.defaults.karras needs generation.defaults.scheduler set to one of euler, dpmpp_2m, lms, the schedulers with a Karras variant (got null)',
+  ]);
+});
+
 test('one line per wrong value, naming the file and the key, and what it got', (t) => {
   const dir = workspace({
     local: {

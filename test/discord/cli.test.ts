@@ -4,12 +4,12 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { startDiscordEmulator, type DiscordEmulator } from '../../src/emulator/index.js';
-import { REPO_ROOT } from './harness.js';
+import { REPO_ROOT, TINY_MODEL } from './harness.js';
 
 interface Run {
   code: number | null;
@@ -66,6 +66,20 @@ describe('imagine-bot start / deploy-commands', () => {
     assert.match(run.stdout, /No model configured/);
     assert.match(run.stdout, /models pull/);
     assert.ok(!(run.stdout + run.stderr).includes(emulator.token), 'the token is not echoed');
+  });
+
+  test('start with a damaged store names the file and the way out, before the model loads', async () => {
+    const data = join(cwd, 'damaged-data');
+    mkdirSync(data, { recursive: true });
+    const file = join(data, 'imagine.sqlite');
+    writeFileSync(file, 'not a database, whatever it once was\n'.repeat(100));
+    const run = await cli(['start'], { ...emulator.botEnv(), IMAGINE_DATA_DIR: data, IMAGINE_MODEL: TINY_MODEL }, cwd);
+    assert.equal(run.code, 1);
+    assert.equal(
+      run.stderr.trim(),
+      `error: the job store ${file} is damaged (SQLITE_NOTADB). Stop the bot, then either restore the file from a backup, or move it aside to start with an empty store (queued jobs, guild settings and rate-limit usage are then lost): mv ${file} ${file}.corrupt`,
+    );
+    assert.doesNotMatch(run.stdout, /model tiny-sd loaded/, 'the store is checked before the model is loaded');
   });
 
   test('deploy-commands registers the four commands in a guild; --print shows them as JSON', async () => {

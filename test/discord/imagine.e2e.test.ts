@@ -62,7 +62,9 @@ describe('/imagine end to end', () => {
     const reply = view.original!;
     const contents = reply.history.map((h) => h.content);
     assert.ok(contents.some((c) => c.startsWith('⏳ Queued — position')), `a queued state was shown: ${contents.join(' | ')}`);
-    assert.ok(contents.some((c) => /step \d+\/120/.test(c)), 'progress with step k/n was shown');
+    // Progress in the steps asked for: image i of 2, step k of 60 (not k of 120 across the job).
+    assert.ok(contents.some((c) => /image [12]\/2 · step \d+\/60 · /.test(c)), `progress with image i/n and step k/n was shown: ${contents.join(' | ')}`);
+    assert.ok(!contents.some((c) => /step \d+\/120/.test(c)), 'no job-wide step count');
     assert.ok(reply.history.some((h) => h.attachments.some((name) => name.startsWith('preview.'))), 'at least one preview image edit');
 
     const pngs = reply.attachments.filter((a) => a.content_type === 'image/png');
@@ -85,6 +87,34 @@ describe('/imagine end to end', () => {
     assert.equal(field('Negative'), 'blurry');
     assert.equal(field('Model'), 'tiny-sd');
     for (const action of ['reroll', 'same', 'delete']) buttonId(reply, action);
+  });
+
+  test('"DPM++ 2M Karras" from the sampler list reaches the engine and is named in the embed and the PNG', async () => {
+    const { bruno } = sb.people;
+    const view = await sb.waitForResult(sb.imagine(bruno, { prompt: 'a karras cat', sampler: 'dpmpp_2m_karras', steps: 3, seed: '5' }));
+    const reply = view.original!;
+    const [parameters] = await pngParameters(reply);
+    assert.match(parameters!, /Steps: 3, Sampler: DPM\+\+ 2M Karras, CFG scale: 7, Seed: 5,/);
+    const embed = reply.embeds[0] as { fields: { name: string; value: string }[] };
+    assert.equal(embed.fields.find((f) => f.name === 'Sampler')?.value, 'DPM++ 2M Karras');
+    // Same seed on the Karras job keeps Karras (the stored parameters carry it).
+    const same = await sb.waitForResult(sb.click(bruno, reply.id, buttonId(reply, 'same')));
+    const [sameParameters] = await pngParameters(same.original!);
+    assert.equal(sameParameters, parameters);
+  });
+
+  test('A1111 habits: seed -1 draws a random seed; a prompt of zero-width characters is refused ephemerally', async () => {
+    const { chloe, channelA } = sb.people;
+    const random = await sb.waitForResult(sb.imagine(chloe, { prompt: 'a random seed', seed: '-1', steps: 2 }));
+    const [parameters] = await pngParameters(random.original!);
+    const seed = seedOf(parameters!);
+    assert.ok(seed !== undefined && BigInt(seed) < 2n ** 32n, `a real random seed is recorded: ${parameters}`);
+    const embed = random.original!.embeds[0] as { fields: { name: string; value: string }[] };
+    assert.equal(embed.fields.find((f) => f.name === 'Seed')?.value, seed, 'the embed shows the seed drawn');
+    const invisible = sb.imagine(chloe, { prompt: '\u200b\u200b\u200b' });
+    assert.equal(await sb.ephemeralAnswer(invisible), 'Your prompt has no visible text (only spaces, zero-width or control characters); describe what to draw.');
+    assert.equal(sb.interaction(invisible).original?.ephemeral ?? true, true);
+    assert.ok(!sb.channelMessages(channelA).some((m) => m.interaction_id === invisible), 'nothing public was left behind');
   });
 
   test('re-roll gives a new seed; same seed gives identical PNG bytes', async () => {

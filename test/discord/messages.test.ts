@@ -14,7 +14,7 @@ import { decodeCustomId, encodeCustomId, progressContent, resultEmbed } from '..
 import { formatDuration, progressBar } from '../../src/util/format.js';
 import { describeSettings, resolveRequest, settingsFromConfig } from '../../src/discord/rules.js';
 import { encodePng, readTextChunks } from '../../src/diffusion/png.js';
-import { SCHEDULER_NAMES } from '../../src/diffusion/schedulers/types.js';
+import { SAMPLER_NAMES, SCHEDULER_NAMES } from '../../src/diffusion/schedulers/types.js';
 
 type Option = { name: string; type: number; options?: Option[]; choices?: { value: string }[]; required?: boolean };
 
@@ -28,7 +28,11 @@ describe('command definitions', () => {
     assert.deepEqual(options.map((o) => o.name), ['prompt', 'negative', 'seed', 'steps', 'cfg', 'size', 'sampler', 'count']);
     assert.equal(options[0]!.required, true);
     assert.deepEqual(options.find((o) => o.name === 'size')!.choices!.map((c) => c.value), config.generation.limits.sizes);
-    assert.deepEqual(options.find((o) => o.name === 'sampler')!.choices!.map((c) => c.value), [...SCHEDULER_NAMES]);
+    // Every scheduler, and the Karras variants of those diffusers has them for (issue 13), each under A1111's name.
+    const samplers = options.find((o) => o.name === 'sampler')!.choices! as Array<{ name: string; value: string }>;
+    assert.deepEqual(samplers.map((c) => c.value), [...SAMPLER_NAMES]);
+    assert.ok(SCHEDULER_NAMES.every((name) => samplers.some((c) => c.value === name)), 'every scheduler is still offered');
+    assert.deepEqual(samplers.map((c) => c.name), ['PLMS', 'Euler', 'Euler Karras', 'Euler a', 'DDIM', 'DPM++ 2M', 'DPM++ 2M Karras', 'LMS', 'LMS Karras']);
   });
 
   test('/imagine-settings: Manage Guild by default, option names as issue 5 fixes them', () => {
@@ -76,6 +80,14 @@ describe('message rendering', () => {
     assert.equal(progressBar(0.5, 10), '█████░░░░░');
     assert.equal(progressBar(2, 4), '████');
     assert.equal(progressContent({ step: 5, totalSteps: 20, elapsedMs: 2000 }), '🎨 Generating — step 5/20 · `████░░░░░░░░░░░░` 25% · 2.0s elapsed · ETA 6.0s');
+    // Several images: the line says which image and which of its steps, in the steps the user asked for (a 4-image
+    // 20-step job used to read "step 60/80"); the bar, percentage and ETA stay those of the whole job.
+    const fourImages = (step: number) => progressContent({ step, totalSteps: 80, stepsPerImage: 20, elapsedMs: 2000 });
+    assert.match(fourImages(60), /^🎨 Generating — image 3\/4 · step 20\/20 · `.{16}` 75% · /);
+    assert.match(fourImages(61), /^🎨 Generating — image 4\/4 · step 1\/20 · /);
+    assert.match(fourImages(80), /^🎨 Generating — image 4\/4 · step 20\/20 · `█{16}` 100% · 2\.0s elapsed$/);
+    assert.match(fourImages(1), /^🎨 Generating — image 1\/4 · step 1\/20 · /);
+    assert.equal(progressContent({ step: 5, totalSteps: 20, stepsPerImage: 20, elapsedMs: 2000 }), progressContent({ step: 5, totalSteps: 20, elapsedMs: 2000 }), 'one image: as before');
     assert.equal(formatDuration(65_000), '1m 05s');
     assert.equal(formatDuration(3_720_000), '1h 02m');
   });
@@ -102,6 +114,18 @@ describe('request resolution and settings text', () => {
     assert.throws(() => resolveRequest({ prompt: 'x', seed: '18446744073709551616' }, defaults, ['512x512']), /too large/);
     assert.throws(() => resolveRequest({ prompt: '   ' }, defaults, ['512x512']), /empty/);
     assert.throws(() => resolveRequest({ prompt: 'x', sampler: 'dpm_fast' }, defaults, ['512x512']), /Unknown sampler/);
+  });
+
+  test('a "… Karras" sampler is its scheduler with Karras sigmas; the configured default may be one too', () => {
+    const karras = resolveRequest({ prompt: 'x', sampler: 'dpmpp_2m_karras' }, defaults, ['512x512']);
+    assert.equal(karras.scheduler, 'dpmpp_2m');
+    assert.equal(karras.karras, true);
+    const plain = resolveRequest({ prompt: 'x', sampler: 'dpmpp_2m' }, defaults, ['512x512']);
+    assert.equal(plain.scheduler, 'dpmpp_2m');
+    assert.ok(!('karras' in plain), 'other samplers leave Karras to the model, as jobs stored before it did');
+    assert.throws(() => resolveRequest({ prompt: 'x', sampler: 'ddim_karras' }, defaults, ['512x512']), /Unknown sampler "ddim_karras"/);
+    const byDefault = resolveRequest({ prompt: 'x' }, { ...defaults, scheduler: 'lms', karras: true }, ['512x512']);
+    assert.deepEqual([byDefault.scheduler, byDefault.karras], ['lms', true]);
   });
 
   test('settings from the configuration are valid guild settings and read as one line per group', () => {

@@ -6,6 +6,8 @@ import { describeNeeding, findExecutable, missingProgram } from '../helpers/need
 
 const CHROMIUM = findExecutable('chromium');
 const skip = missingProgram('chromium', 'the sandbox page test needs a real browser');
+/** 2023-11-14 22:13:20 UTC, a Tuesday: the fixed time the /card embed shows in several timestamp styles. */
+const CARD_TIME = 1_700_000_000;
 
 // The sandbox page in headless Chromium: a person picks a user and a channel, types a command, sees the bot's
 // progress edits and images, clicks a button; against a real discord.js bot on the emulator.
@@ -22,6 +24,7 @@ describeNeeding('the sandbox web page', skip, ({ it, before, after }) => {
       { name: 'draw', description: 'Draw something', options: [{ type: 3, name: 'prompt', description: 'what', required: true }, { type: 4, name: 'steps', description: 'steps', min_value: 1, max_value: 4 }] },
       { name: 'secret', description: 'An ephemeral answer' },
       { name: 'feedback', description: 'Opens a form' },
+      { name: 'card', description: 'An embed with fields and timestamps' },
     ]);
     client.on('interactionCreate', async (interaction) => {
       if (interaction.isChatInputCommand() && interaction.commandName === 'draw') {
@@ -40,6 +43,23 @@ describeNeeding('the sandbox web page', skip, ({ it, before, after }) => {
         });
       } else if (interaction.isChatInputCommand() && interaction.commandName === 'secret') {
         await interaction.reply({ content: 'for your eyes only', flags: MessageFlags.Ephemeral });
+      } else if (interaction.isChatInputCommand() && interaction.commandName === 'card') {
+        const inTenMinutes = Math.floor(Date.now() / 1000) + 600;
+        await interaction.reply({
+          embeds: [{
+            title: 'A card',
+            description: `ready <t:${inTenMinutes}:R>; made <t:${CARD_TIME}:F>, at <t:${CARD_TIME}:t> on <t:${CARD_TIME}:D>`,
+            fields: [
+              { name: 'Seed', value: '1', inline: true },
+              { name: 'Steps', value: '20', inline: true },
+              { name: 'CFG', value: '7', inline: true },
+              { name: 'Sampler', value: 'Euler a', inline: true },
+              { name: 'Negative', value: 'blurry' },
+              { name: 'Size', value: '512×512', inline: true },
+              { name: 'Time', value: '3.0s', inline: true },
+            ],
+          }],
+        });
       } else if (interaction.isChatInputCommand() && interaction.commandName === 'feedback') {
         await interaction.showModal({ custom_id: 'feedback-form', title: 'Feedback', components: [{ type: 1, components: [{ type: 4, custom_id: 'text', label: 'Your feedback', style: 2 }] }] });
       } else if (interaction.isModalSubmit()) {
@@ -119,6 +139,99 @@ describeNeeding('the sandbox web page', skip, ({ it, before, after }) => {
     await page.waitForSelector('[data-testid="error"]:text-matches("steps.*at most 4")');
     assert.deepEqual(pageErrors, []);
     await page.close();
+  });
+
+  it('at phone width (360 px): no sideways overflow, inline embed fields share rows, timestamps rendered, newest result in view', async () => {
+    const { guild, general, member } = firstGuild(emulator);
+    const page = await browser.newPage({ viewport: { width: 360, height: 640 }, locale: 'en-US', timezoneId: 'UTC' });
+    const pageErrors: string[] = [];
+    page.on('pageerror', (error) => pageErrors.push(error.message));
+    try {
+      await page.goto(`${emulator.url}/`);
+      await page.waitForSelector('body[data-ready="true"]');
+      await page.waitForSelector('[data-testid="commands"] code');
+      await page.selectOption('[data-testid="user"]', member.id);
+      await page.selectOption('[data-testid="channel"]', `${guild.id}:${general.id}`);
+      const run = async (command: string, done: string) => {
+        await page.fill('[data-testid="input"]', command);
+        await page.press('[data-testid="input"]', 'Enter');
+        await page.waitForSelector(done, { timeout: 15_000 });
+      };
+      // More than the chat area holds, with a long unbroken word, so the newest result has to be scrolled to.
+      for (const prompt of ['first', 'second', 'a-very-long-unbroken-prompt-that-a-phone-has-to-wrap-somewhere-or-overflow']) {
+        await run(`/draw ${prompt} steps:1`, `[data-testid="content"]:text("done: ${prompt}")`);
+      }
+      await run('/card', '.embed .title:text("A card")');
+      await run('/draw last one steps:1', '[data-testid="content"]:text("done: last one")');
+      await page.waitForFunction(`(() => { const imgs = [...document.querySelectorAll('#messages img')]; return imgs.length > 0 && imgs.every((img) => img.complete); })()`);
+
+      type Layout = {
+        pageWidth: number; viewportWidth: number; overflowing: string[]; inputWidth: number;
+        scroll: { top: number; height: number; client: number }; lastBottom: number; chatBottom: number; lastText: string;
+        rows: string[][]; fieldTops: Record<string, number>; times: Array<{ style: string; text: string }>; rawMarkup: boolean;
+      };
+      const measure = () => page.evaluate(`(() => {
+        const describe = (e) => e.tagName.toLowerCase() + (e.id ? '#' + e.id : '') + (e.className && typeof e.className === 'string' ? '.' + e.className.split(' ').join('.') : '');
+        const visible = [...document.querySelectorAll('body *')].filter((e) => e.getClientRects().length > 0);
+        const chat = document.getElementById('messages');
+        const messages = [...chat.querySelectorAll('.message')];
+        const last = messages[messages.length - 1];
+        const embed = [...document.querySelectorAll('.embed')].find((e) => e.textContent.includes('A card'));
+        return {
+          pageWidth: document.documentElement.scrollWidth,
+          viewportWidth: window.innerWidth,
+          overflowing: visible.filter((e) => e.getBoundingClientRect().right > window.innerWidth + 0.5 || e.scrollWidth > e.clientWidth + 1 && getComputedStyle(e).overflowX !== 'visible').map(describe),
+          inputWidth: document.getElementById('input').getBoundingClientRect().width,
+          scroll: { top: chat.scrollTop, height: chat.scrollHeight, client: chat.clientHeight },
+          lastBottom: last.getBoundingClientRect().bottom,
+          chatBottom: chat.getBoundingClientRect().bottom,
+          lastText: last.textContent,
+          rows: [...embed.querySelectorAll('[data-testid="field-row"]')].map((row) => [...row.querySelectorAll('.field-name')].map((n) => n.textContent)),
+          fieldTops: Object.fromEntries([...embed.querySelectorAll('[data-testid="field"]')].map((f) => [f.querySelector('.field-name').textContent, Math.round(f.getBoundingClientRect().top)])),
+          times: [...embed.querySelectorAll('time')].map((t) => ({ style: t.dataset.style, text: t.textContent })),
+          rawMarkup: document.body.textContent.includes('<t:'),
+        };
+      })()`) as Promise<Layout>;
+
+      const layout = await measure();
+      assert.equal(layout.viewportWidth, 360);
+      assert.ok(layout.pageWidth <= 360, `the page is ${layout.pageWidth} px wide`);
+      assert.deepEqual(layout.overflowing, [], 'nothing sticks out sideways or scrolls sideways');
+      assert.ok(layout.inputWidth >= 180, `the composer stays usable (${layout.inputWidth} px)`);
+
+      // The newest result is in view: the chat scrolled to its bottom once the images had loaded.
+      assert.ok(layout.scroll.height > layout.scroll.client, 'the chat holds more than fits, so scrolling mattered');
+      assert.ok(layout.scroll.top + layout.scroll.client >= layout.scroll.height - 2, JSON.stringify(layout.scroll));
+      assert.match(layout.lastText, /done: last one/);
+      assert.ok(layout.lastBottom <= layout.chatBottom + 1);
+
+      // Inline fields: up to three share a row; a field that is not inline has a row of its own.
+      assert.deepEqual(layout.rows, [['Seed', 'Steps', 'CFG'], ['Sampler'], ['Negative'], ['Size', 'Time']]);
+      const top = layout.fieldTops;
+      assert.ok(top.Seed === top.Steps && top.Steps === top.CFG && top.Size === top.Time, JSON.stringify(top));
+      assert.ok(top.CFG! < top.Sampler! && top.Sampler! < top.Negative! && top.Negative! < top.Size!, JSON.stringify(top));
+
+      // Timestamp markup reads as dates and times (en-US, UTC here), never as raw <t:…>.
+      assert.equal(layout.rawMarkup, false);
+      const text = (style: string) => layout.times.find((t) => t.style === style)?.text ?? '';
+      assert.match(text('R'), /^in (10|9) minutes$/);
+      assert.match(text('F'), /^Tuesday, November 14, 2023(,| at) 10:13\sPM$/);
+      assert.match(text('t'), /^10:13\sPM$/);
+      assert.equal(text('D'), 'November 14, 2023');
+
+      // Scrolled up to read, the reader stays put while a message is edited (a click, sent without scrolling to the
+      // button), and a new message brings the view back to the newest.
+      await page.evaluate(`document.getElementById('messages').scrollTop = 0`);
+      await page.evaluate(`[...document.querySelectorAll('button[data-custom-id="reroll"]')].pop().click()`);
+      await page.waitForSelector(`[data-testid="content"]:text("rerolled by ${member.username}")`, { timeout: 15_000 });
+      await page.waitForFunction(`document.querySelector('img[alt="reroll.png"]')?.complete === true`);
+      assert.equal(await page.evaluate(`document.getElementById('messages').scrollTop`), 0, 'an edit does not pull the reader down');
+      await run('/secret', '.message.ephemeral [data-testid="content"]:text("for your eyes only")');
+      await page.waitForFunction(`(() => { const c = document.getElementById('messages'); return c.scrollTop + c.clientHeight >= c.scrollHeight - 2; })()`);
+      assert.deepEqual(pageErrors, []);
+    } finally {
+      await page.close();
+    }
   });
 
   it('offers "Restart bot" when a bot process is attached, and it goes through /_sandbox/bot/restart', async () => {

@@ -179,6 +179,35 @@ for (const backend of backends) {
       }
     });
 
+    test('prompts with nothing visible, and control characters in either prompt, are refused before queueing', async () => {
+      const instance = await backend.create();
+      try {
+        const clock = { now: NOON };
+        const p = await boot(instance, clock);
+        const invisible = ['\u200b\u200b\u200b', '\u0000', ' \u200d\ufeff\u2060 ', '\u3164', '\u0301\ufe0f'];
+        for (const prompt of invisible) {
+          const error = await refusal(p.admission.submit(params(prompt), ctx('u1')), RequestLimitError);
+          assert.equal(error.field, 'prompt');
+          assert.equal(error.message, 'Your prompt has no visible text (only spaces, zero-width or control characters); describe what to draw.');
+        }
+        const nul = await refusal(p.admission.submit(params('a cat\u0000'), ctx('u1')), RequestLimitError);
+        assert.equal(nul.message, 'Your prompt contains a control character (U+0000), which cannot be drawn; remove it and try again.');
+        const negative = await refusal(p.admission.submit(params('a cat', { negative: 'blurry\u0007' }), ctx('u1')), RequestLimitError);
+        assert.equal(negative.field, 'negative');
+        assert.equal(negative.message, 'Your negative prompt contains a control character (U+0007), which cannot be drawn; remove it and try again.');
+        const blankNegative = await refusal(p.admission.check(params('a cat', { negative: '\u200b' }), ctx('u1')), RequestLimitError);
+        assert.equal(blankNegative.field, 'negative');
+        assert.deepEqual(await p.admission.usageOf(GUILD, 'u1'), { inWindow: 0, windowLimit: 0, today: 0, dailyLimit: 0 }, 'refusals cost nothing');
+        assert.equal((await p.queue.snapshot()).queuedTotal, 0);
+        // Visible text keeps its zero-width joiners (emoji sequences), tabs and combining accents.
+        for (const prompt of ['a family 👨\u200d👩\u200d👧', 'cafe\u0301\tat night']) await p.admission.submit(params(prompt, { negative: 'text, watermark' }), ctx('u1'));
+        await p.queue.idle();
+        await p.queue.close();
+      } finally {
+        await instance.dispose();
+      }
+    });
+
     test('channel allow-list, including threads of an allowed channel', async () => {
       const instance = await backend.create();
       try {

@@ -1,13 +1,15 @@
 // Storage selection and the job store's crash tolerance, on a real SQLite file and a real Redis server.
 import { ConfigError } from '../../src/config/load.js';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { test } from 'node:test';
+import { describe, test } from 'node:test';
 import { describeNeeding } from '../helpers/needs.js';
 import { JobStore } from '../../src/queue/job-store.js';
 import { Storage } from '../../src/queue/storage.js';
+import { StorageCorruptError } from '../../src/queue/errors.js';
 import { backends } from './helpers/backends.js';
 import { captureLogs } from './helpers/log-capture.js';
 import { owner, params } from './helpers/queue-harness.js';
@@ -36,6 +38,108 @@ test('SQLite by default: the folder is created, sqlite:// URLs work, unknown sch
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+/** An SQLite store holding enough records to span several pages, closed again; returns its path. */
+async function filledStore(dir: string): Promise<string> {
+  const path = join(dir, 'imagine.sqlite');
+  const storage = await Storage.open({ sqlitePath: path });
+  for (let i = 0; i < 100; i++) await storage.namespace('jobs').set(`k${i}`, { filler: 'x'.repeat(400), i });
+  await storage.close();
+  return path;
+}
+
+function assertCorruptError(error: unknown, path: string): true {
+  assert.ok(error instanceof StorageCorruptError, `a typed error, not ${String(error)}`);
+  assert.equal(error.file, path);
+  assert.ok(error.message.includes(path), 'the message names the file');
+  assert.match(error.message, /restore the file from a backup/);
+  assert.match(error.message, /move it aside to start with an empty store/);
+  assert.ok(error.message.endsWith(error.moveAsideCommand), 'the message ends with the exact command');
+  assert.doesNotMatch(error.message, /\n/, 'one line, as the CLI prints it');
+  return true;
+}
+
+describe('SQLite file checks at open', () => {
+  test('torn pages: a typed error naming the file, whose move-aside command works and lets a new store start', async () => {
+    // A space and a quote in the folder name: the command must still be one that a shell runs as printed.
+    const dir = mkdtempSync(join(tmpdir(), "imagine storage's "));
+    try {
+      const path = await filledStore(dir);
+      const fd = openSync(path, 'r+');
+      writeSync(fd, Buffer.alloc(4096, 0x41), 0, 4096, 2 * 4096); // overwrite the third page with garbage
+      closeSync(fd);
+      let moveAside = '';
+      await assert.rejects(Storage.open({ sqlitePath: path }), (error: unknown) => {
+        assertCorruptError(error, path);
+        moveAside = (error as StorageCorruptError).moveAsideCommand;
+        return true;
+      });
+      execFileSync('sh', ['-c', moveAside]);
+      assert.ok(!existsSync(path) && existsSync(`${path}.corrupt`), 'the damaged file was moved aside, kept for recovery');
+      const { logger, lines } = captureLogs();
+      const fresh = await Storage.open({ sqlitePath: path, logger });
+      assert.equal(await fresh.namespace('jobs').get('k1'), undefined);
+      await fresh.namespace('jobs').set('k1', { ok: true });
+      await fresh.close();
+      assert.ok(lines.some((l) => l.msg === 'no store file yet; starting a new, empty store' && l.location === path));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('a file that is not a database at all (and its leftover WAL) is reported the same way', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'imagine-storage-'));
+    try {
+      const path = join(dir, 'imagine.sqlite');
+      writeFileSync(path, 'this is not a database\n'.repeat(200));
+      writeFileSync(`${path}-wal`, 'stale');
+      let moveAside = '';
+      await assert.rejects(Storage.open({ sqlitePath: path }), (error: unknown) => {
+        assertCorruptError(error, path);
+        assert.match((error as Error).message, /SQLITE_NOTADB/);
+        moveAside = (error as StorageCorruptError).moveAsideCommand;
+        return true;
+      });
+      assert.equal(statSync(path).size, 'this is not a database\n'.length * 200, 'the check left the file as it was');
+      assert.ok(moveAside.startsWith(`mv ${path} ${path}.corrupt && mv ${path}-wal ${path}-wal.corrupt`), moveAside);
+      // Whatever SQLite left beside the file (its -shm too, when it made one) goes aside with it.
+      execFileSync('sh', ['-c', moveAside]);
+      assert.deepEqual(readdirSync(dir).filter((name) => !name.endsWith('.corrupt')), []);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('a missing or 0-byte file is logged as a new store; a healthy one is opened without a word', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'imagine-storage-'));
+    try {
+      const missing = join(dir, 'sub', 'missing.sqlite');
+      const empty = join(dir, 'empty.sqlite');
+      writeFileSync(empty, '');
+      const { logger, lines } = captureLogs();
+      for (const path of [missing, empty]) {
+        const storage = await Storage.open({ sqlitePath: path, logger });
+        await storage.namespace('jobs').set('k', 1);
+        await storage.close();
+      }
+      assert.deepEqual(
+        lines.map((l) => [l.level, l.msg, l.location]),
+        [
+          [30, 'no store file yet; starting a new, empty store', missing],
+          [40, 'store file is empty (0 bytes); starting a new, empty store', empty],
+        ],
+      );
+      lines.length = 0;
+      const healthy = await filledStore(join(dir, 'sub'));
+      const reopened = await Storage.open({ sqlitePath: healthy, logger });
+      assert.deepEqual(await reopened.namespace('jobs').get('k7'), { filler: 'x'.repeat(400), i: 7 });
+      await reopened.close();
+      assert.deepEqual(lines, []);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
 
 for (const backend of backends) {

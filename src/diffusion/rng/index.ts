@@ -43,9 +43,17 @@ export function parseSeed(text: string): bigint {
 /** What A1111 users type for "a random seed". */
 export const RANDOM_SEED_TEXT = '-1';
 
+/**
+ * True for `-1`, which A1111's seed box and API take as "draw a random seed": people who come from it type that where
+ * they would leave the seed out. Callers check this before `parseSeed`.
+ */
+export function meansRandomSeed(text: string): boolean {
+  return text.trim() === RANDOM_SEED_TEXT;
+}
+
 /** `parseSeed`, except that `-1` (A1111's "random") gives 'random': the caller draws the seed (and shows it). */
 export function parseSeedOrRandom(text: string): bigint | 'random' {
-  return text.trim() === RANDOM_SEED_TEXT ? 'random' : parseSeed(text);
+  return meansRandomSeed(text) ? 'random' : parseSeed(text);
 }
 
 /** Accepts what `parseSeed` accepts and RNG_DEVICES' names; narrows a string to a device. */

@@ -4,8 +4,11 @@ import { SCHEDULER_REGISTRY, schedulerRegistration } from './registry.js';
 import { samplerDisplayName } from './sampler-name.js';
 import { LCM_REQUEST_DEFAULTS } from './lcm.js';
 import {
+  KARRAS_SCHEDULERS,
+  SAMPLER_NAMES,
   SCHEDULER_NAMES,
   TIMESTEP_SPACINGS,
+  type SamplerName,
   type Scheduler,
   type SchedulerConfig,
   type SchedulerName,
@@ -15,8 +18,8 @@ import {
 
 export { parseSchedulerConfig } from './config.js';
 export { SCHEDULER_REGISTRY, schedulerRegistration, type SchedulerRegistration } from './registry.js';
-export { SCHEDULER_NAMES, TIMESTEP_SPACINGS } from './types.js';
-export type { Scheduler, SchedulerConfig, SchedulerName, SchedulerOptions, TimestepSpacing } from './types.js';
+export { KARRAS_SCHEDULERS, SAMPLER_NAMES, SCHEDULER_NAMES, TIMESTEP_SPACINGS } from './types.js';
+export type { SamplerName, Scheduler, SchedulerConfig, SchedulerName, SchedulerOptions, TimestepSpacing } from './types.js';
 export { DdimScheduler } from './ddim.js';
 export { DpmSolverMultistepScheduler } from './dpmpp-2m.js';
 export { EulerAncestralScheduler } from './euler-ancestral.js';
@@ -43,6 +46,21 @@ export const SCHEDULER_CLASS_NAMES: Readonly<Record<SchedulerName, string>> = Ob
 
 /** Which of our schedulers offer Karras sigmas (diffusers' `use_karras_sigmas`; from the registry). */
 export const KARRAS_CAPABLE: ReadonlySet<SchedulerName> = new Set(SCHEDULER_REGISTRY.filter((row) => row.karras).map((row) => row.name));
+/** A sampler name (SAMPLER_NAMES) as the scheduler and Karras choice the engine takes. */
+export function samplerSettings(sampler: SamplerName): { scheduler: SchedulerName; karras: boolean } {
+  const karras = sampler.endsWith('_karras');
+  return { scheduler: (karras ? sampler.slice(0, -'_karras'.length) : sampler) as SchedulerName, karras };
+}
+
+/** The sampler name of a scheduler and Karras choice (Karras dropped where the scheduler has no such option). */
+export function samplerNameOf(scheduler: SchedulerName, karras = false): SamplerName {
+  return karras && KARRAS_CAPABLE.has(scheduler) ? (`${scheduler}_karras` as SamplerName) : scheduler;
+}
+
+/** Narrows text to a sampler name, or undefined. */
+export function asSamplerName(text: string): SamplerName | undefined {
+  return (SAMPLER_NAMES as readonly string[]).includes(text) ? (text as SamplerName) : undefined;
+}
 
 /** The scheduler a diffusers class name stands for, or undefined for classes we do not implement. */
 export function schedulerNameForClass(className: string): SchedulerName | undefined {

@@ -4,6 +4,34 @@ import type { NoiseGenerator } from '../rng/types.js';
 export const SCHEDULER_NAMES = ['pndm', 'euler', 'euler_a', 'ddim', 'dpmpp_2m', 'lms', 'heun', 'dpmpp_2m_sde', 'unipc', 'lcm'] as const;
 export type SchedulerName = (typeof SCHEDULER_NAMES)[number];
 
+/** The schedulers with a Karras option (diffusers' `use_karras_sigmas`); the registry's rows say the same (a test checks). */
+export const KARRAS_SCHEDULERS = ['euler', 'dpmpp_2m', 'lms', 'heun', 'dpmpp_2m_sde', 'unipc'] as const satisfies readonly SchedulerName[];
+
+/**
+ * The samplers the bot offers and the config's default accepts, as A1111 lists them: every scheduler, and the Karras
+ * variant (`<scheduler>_karras`) of those that have one, next to it.
+ */
+export const SAMPLER_NAMES = [
+  'pndm',
+  'euler',
+  'euler_karras',
+  'euler_a',
+  'ddim',
+  'dpmpp_2m',
+  'dpmpp_2m_karras',
+  'lms',
+  'lms_karras',
+  'heun',
+  'heun_karras',
+  'dpmpp_2m_sde',
+  'dpmpp_2m_sde_karras',
+  'unipc',
+  'unipc_karras',
+  'lcm',
+] as const satisfies
+  readonly (SchedulerName | `${(typeof KARRAS_SCHEDULERS)[number]}_karras`)[];
+export type SamplerName = (typeof SAMPLER_NAMES)[number];
+
 export type TimestepSpacing = 'linspace' | 'leading' | 'trailing';
 export const TIMESTEP_SPACINGS: readonly TimestepSpacing[] = ['linspace', 'leading', 'trailing'];
 

@@ -14,7 +14,13 @@ const api = (path, options = {}) =>
   });
 
 const $ = (id) => document.getElementById(id);
-const view = { state: null, commands: [], messages: [], interactions: [], lastRender: '', submittedModals: new Set(), modalForms: new Map() };
+const view = {
+  state: null, commands: [], messages: [], interactions: [], lastRender: '', submittedModals: new Set(), modalForms: new Map(),
+  /** Keys of the timeline items rendered last time, to tell a new message from an edit. */
+  seenItems: new Set(),
+  /** True while the view should stay at the newest message (images that finish loading make it taller). */
+  followNewest: true,
+};
 
 function el(tag, attributes = {}, ...children) {
   const node = document.createElement(tag);
@@ -256,15 +262,86 @@ function renderEmbed(embed) {
     embed.author && embed.author.name ? el('div', { className: 'meta' }, embed.author.name) : null,
     embed.title ? el('div', { className: 'title' }, embed.title) : null,
     embed.description ? el('div', { className: 'content' }, readable(embed.description)) : null,
-    ...(embed.fields || []).map((f) => el('div', { className: 'field' }, el('div', { className: 'field-name' }, f.name), el('div', { className: 'content' }, readable(f.value)))),
+    ...fieldRows(embed.fields || []).map((row) =>
+      el(
+        'div',
+        { className: 'field-row', 'data-testid': 'field-row', style: `grid-template-columns: repeat(${row.length}, minmax(0, 1fr))` },
+        ...row.map((f) => el('div', { className: 'field', 'data-testid': 'field' }, el('div', { className: 'field-name' }, f.name), el('div', { className: 'content' }, readable(f.value)))),
+      ),
+    ),
     embed.image && embed.image.url ? el('img', { src: embed.image.url, alt: 'embed image' }) : null,
     embed.thumbnail && embed.thumbnail.url ? el('img', { src: embed.thumbnail.url, alt: 'embed thumbnail' }) : null,
     embed.footer && embed.footer.text ? el('div', { className: 'meta' }, embed.footer.text) : null,
   );
 }
 
-/** Mentions as Discord's client shows them: <@id> → @name, <#id> → #channel, <@&id> → @role. */
+/**
+ * Embed fields laid out as Discord's client does: consecutive inline fields share a row, up to 3 per row; a field
+ * that is not inline takes a row of its own.
+ */
+function fieldRows(fields) {
+  const rows = [];
+  let inlineRow = null;
+  for (const field of fields) {
+    if (field.inline && inlineRow && inlineRow.length < 3) {
+      inlineRow.push(field);
+      continue;
+    }
+    const row = [field];
+    rows.push(row);
+    inlineRow = field.inline ? row : null;
+  }
+  return rows;
+}
+
+// Discord's timestamp markup <t:unix:style>, in the reader's locale and time zone as its client shows it.
+const TIMESTAMP_FORMATS = {
+  t: { hour: 'numeric', minute: '2-digit' },
+  T: { hour: 'numeric', minute: '2-digit', second: '2-digit' },
+  d: { day: '2-digit', month: '2-digit', year: 'numeric' },
+  D: { day: 'numeric', month: 'long', year: 'numeric' },
+  f: { day: 'numeric', month: 'long', year: 'numeric', hour: 'numeric', minute: '2-digit' },
+  F: { weekday: 'long', day: 'numeric', month: 'long', year: 'numeric', hour: 'numeric', minute: '2-digit' },
+};
+const RELATIVE_UNITS = [['year', 31536000], ['month', 2592000], ['day', 86400], ['hour', 3600], ['minute', 60], ['second', 1]];
+
+/** "in 5 minutes", "2 hours ago": the largest unit that fits, as Discord's client words it. */
+function relativeTime(unixSeconds, nowMs = Date.now()) {
+  const seconds = unixSeconds - nowMs / 1000;
+  const [unit, size] = RELATIVE_UNITS.find(([, length]) => Math.abs(seconds) >= length) || RELATIVE_UNITS[RELATIVE_UNITS.length - 1];
+  return new Intl.RelativeTimeFormat(undefined, { numeric: 'always' }).format(Math.round(seconds / size), unit);
+}
+
+function formatTimestamp(unixSeconds, style) {
+  if (style === 'R') return relativeTime(unixSeconds);
+  return new Intl.DateTimeFormat(undefined, TIMESTAMP_FORMATS[style] || TIMESTAMP_FORMATS.f).format(new Date(unixSeconds * 1000));
+}
+
+function timestampNode(unixSeconds, style) {
+  const date = new Date(unixSeconds * 1000);
+  return el('time', { datetime: date.toISOString(), title: formatTimestamp(unixSeconds, 'F'), 'data-style': style, 'data-unix': unixSeconds, 'data-testid': 'timestamp' }, formatTimestamp(unixSeconds, style));
+}
+
+/** Relative timestamps move with the clock ("in 10 minutes" becomes "in 9 minutes") without a re-render. */
+function tickRelativeTimes() {
+  for (const node of document.querySelectorAll('time[data-style="R"]')) node.textContent = relativeTime(Number(node.dataset.unix));
+}
+
+/** Text as Discord's client shows it: mentions by name, and <t:…> timestamps as dates (nodes, to append). */
 function readable(text) {
+  const nodes = [];
+  const markup = /<t:(-?\d{1,13})(?::([tTdDfFR]))?>/g;
+  let last = 0;
+  for (let match = markup.exec(String(text)); match; match = markup.exec(String(text))) {
+    nodes.push(readableMentions(String(text).slice(last, match.index)), timestampNode(Number(match[1]), match[2] || 'f'));
+    last = match.index + match[0].length;
+  }
+  nodes.push(readableMentions(String(text).slice(last)));
+  return nodes.filter((node) => node !== '');
+}
+
+/** Mentions as Discord's client shows them: <@id> → @name, <#id> → #channel, <@&id> → @role. */
+function readableMentions(text) {
   return String(text)
     .replace(/<@!?(\d+)>/g, (_, id) => `@${userName(id)}`)
     .replace(/<#(\d+)>/g, (whole, id) => {
@@ -341,17 +418,33 @@ function renderModal(interaction) {
   return form;
 }
 
+/** Whether the reader is at the newest message: only then do edits and loading images keep the view at the bottom. */
+function atBottom(container) {
+  return container.scrollHeight - container.scrollTop - container.clientHeight < 80;
+}
+
+function scrollToNewest() {
+  const container = $('messages');
+  container.scrollTop = container.scrollHeight;
+  view.followNewest = true;
+}
+
 function renderMessages() {
   const container = $('messages');
   const items = timeline();
   const signature = JSON.stringify(items);
   if (signature === view.lastRender) return;
   view.lastRender = signature;
-  const nearBottom = container.scrollHeight - container.scrollTop - container.clientHeight < 80;
+  // A message that was not there before (a result, an answer) is brought into view, as Discord's client does for
+  // the channel one reads at the bottom; a reader who scrolled up to older messages is left there for mere edits.
+  const keys = items.map((item) => (item.message ? item.message.id : item.modal ? `modal:${item.modal.id}` : `system:${item.at}`));
+  const arrived = keys.some((key) => !view.seenItems.has(key));
+  view.seenItems = new Set(keys);
+  const follow = atBottom(container) || arrived || view.followNewest;
   container.replaceChildren(
     ...(items.length ? items.map((item) => (item.message ? renderMessage(item.message) : item.modal ? renderModal(item.modal) : el('div', { className: 'message system', 'data-testid': 'system' }, item.system))) : [el('div', { className: 'muted' }, 'No messages yet. Type a command below.')]),
   );
-  if (nearBottom) container.scrollTop = container.scrollHeight;
+  if (follow) scrollToNewest();
 }
 
 // ------------------------------------------------------------------------------------------------------------
@@ -418,16 +511,24 @@ async function main() {
   api('/bot').then((bot) => { $('restart').hidden = !bot.attached; }).catch(() => undefined);
   $('restart').addEventListener('click', restartBot);
   $('composer').addEventListener('submit', send);
+  const messages = $('messages');
+  // Scrolling up to read stops following; scrolling back to the bottom resumes it.
+  messages.addEventListener('scroll', () => { view.followNewest = atBottom(messages); });
+  // An image that loads after its message was placed pushes the newest message down: keep it in view.
+  messages.addEventListener('load', () => { if (view.followNewest) messages.scrollTop = messages.scrollHeight; }, true);
   $('input').addEventListener('input', updateHint);
-  $('user').addEventListener('change', () => { view.lastRender = ''; void refresh(); });
-  $('channel').addEventListener('change', () => { view.lastRender = ''; renderCommands(); void refresh(); });
+  $('user').addEventListener('change', () => { view.lastRender = ''; view.followNewest = true; void refresh(); });
+  $('channel').addEventListener('change', () => { view.lastRender = ''; view.followNewest = true; renderCommands(); void refresh(); });
   await refresh();
   if (window.EventSource) {
     const events = new EventSource('/_sandbox/events');
     events.addEventListener('change', () => void refresh());
   }
   // Deadlines (an interaction that got no answer in 3 s) change without an event; a slow poll catches those.
-  setInterval(() => void refresh(), 1500);
+  setInterval(() => {
+    void refresh();
+    tickRelativeTimes();
+  }, 1500);
   document.body.dataset.ready = 'true';
 }
 
