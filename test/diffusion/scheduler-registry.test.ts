@@ -6,6 +6,8 @@ import { InvalidRequestError } from '../../src/diffusion/errors.js';
 import {
   createScheduler,
   KARRAS_CAPABLE,
+  KARRAS_SCHEDULERS,
+  SAMPLER_NAMES,
   SCHEDULER_CLASS_NAMES,
   SCHEDULER_NAMES,
   SCHEDULER_REGISTRY,
@@ -50,6 +52,13 @@ describe('the scheduler registry', () => {
 
   it('offers Karras sigmas exactly where a row says so, and the scheduler then uses them', () => {
     assert.deepEqual([...KARRAS_CAPABLE].sort(), ['dpmpp_2m', 'dpmpp_2m_sde', 'euler', 'heun', 'lms', 'unipc']);
+    // The plain list the config and the bot's sampler choices use (types.ts cannot import the registry) agrees.
+    assert.deepEqual([...KARRAS_SCHEDULERS].sort(), [...KARRAS_CAPABLE].sort());
+    assert.deepEqual(
+      [...SAMPLER_NAMES].sort(),
+      [...SCHEDULER_NAMES, ...KARRAS_SCHEDULERS.map((name) => `${name}_karras`)].sort(),
+      'every scheduler and the Karras variant of each that has one',
+    );
     for (const row of SCHEDULER_REGISTRY) {
       if (row.karras) {
         const scheduler = createScheduler(row.name, SD15, { karras: true });

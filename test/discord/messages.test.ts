@@ -32,7 +32,7 @@ describe('command definitions', () => {
     const samplers = options.find((o) => o.name === 'sampler')!.choices! as Array<{ name: string; value: string }>;
     assert.deepEqual(samplers.map((c) => c.value), [...SAMPLER_NAMES]);
     assert.ok(SCHEDULER_NAMES.every((name) => samplers.some((c) => c.value === name)), 'every scheduler is still offered');
-    assert.deepEqual(samplers.map((c) => c.name), ['PLMS', 'Euler', 'Euler Karras', 'Euler a', 'DDIM', 'DPM++ 2M', 'DPM++ 2M Karras', 'LMS', 'LMS Karras']);
+    assert.deepEqual(samplers.map((c) => c.name), ['PLMS', 'Euler', 'Euler Karras', 'Euler a', 'DDIM', 'DPM++ 2M', 'DPM++ 2M Karras', 'LMS', 'LMS Karras', 'Heun', 'Heun Karras', 'DPM++ 2M SDE', 'DPM++ 2M SDE Karras', 'UniPC', 'UniPC Karras', 'LCM']);
   });
 
   test('/imagine-settings: Manage Guild by default, option names as issue 5 fixes them', () => {
