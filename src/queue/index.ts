@@ -31,3 +31,7 @@ export {
   type SubmitResult,
   type UsageSummary,
 } from './admission.js';
+export { RedisJobQueue, type RedisJobQueueOptions } from './redis/redis-queue.js';
+export { RedisWorker, resolveTimings, type RedisWorkerOptions, type RedisTimings } from './redis/worker.js';
+export { readWorkers } from './redis/dispatcher.js';
+export { DEFAULT_KEY_PREFIX, redisKeys, connectionFor } from './redis/protocol.js';

@@ -387,11 +387,12 @@ function assertMayTouch(job: JobRecord, actor: CancelActor): void {
   if (!canActOn(job, actor)) throw new NotYourJobError(job.id);
 }
 
-export function toGenerationRequest(job: JobRecord): GenerationRequest {
+export function toGenerationRequest(job: Pick<JobRecord, 'params'>): GenerationRequest {
   return { ...job.params, seed: BigInt(job.params.seed) };
 }
 
-function describeFailure(error: unknown): JobError {
+/** A failed job's error as users see it: an ImagineError's own sentence, else a generic one (details go to the log). */
+export function describeFailure(error: unknown): JobError {
   if (isImagineError(error)) return { code: error.code, message: error.message };
   return { code: 'engine_failed', message: 'The image engine failed on this job.' };
 }

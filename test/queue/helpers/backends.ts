@@ -86,29 +86,42 @@ async function freePort(): Promise<number> {
 
 export interface RedisServer {
   url: string;
+  /** Stops the server (SIGTERM: with AOF on, Redis writes the file out first) and starts it again on the same port. */
+  restart(): Promise<void>;
   stop(): Promise<void>;
 }
 
-/** A throwaway redis-server: 127.0.0.1 only, no persistence files, stopped by stop(). */
-export async function startRedis(): Promise<RedisServer> {
+/**
+ * A throwaway redis-server: 127.0.0.1 only, stopped by stop(). No persistence files unless `appendOnly` (AOF with
+ * fsync every write, as docs/queue-redis.md advises for the Redis backend).
+ */
+export async function startRedis(options: { appendOnly?: boolean } = {}): Promise<RedisServer> {
+  const persistence = options.appendOnly ? ['--appendonly', 'yes', '--appendfsync', 'always'] : ['--appendonly', 'no'];
+  const spawnOn = (port: number, dir: string) =>
+    spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', ...persistence, '--dir', dir, '--protected-mode', 'yes'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+  const stopChild = async (child: ChildProcess) => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGTERM');
+    await exited;
+  };
   for (let attempt = 0; attempt < 5; attempt++) {
     const port = await freePort();
     const dir = mkdtempSync(join(tmpdir(), 'imagine-redis-'));
-    const child = spawn(
-      'redis-server',
-      ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--protected-mode', 'yes'],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
+    let child = spawnOn(port, dir);
     const ready = await waitForReady(child);
     if (ready) {
       return {
         url: `redis://127.0.0.1:${port}`,
+        async restart() {
+          await stopChild(child);
+          child = spawnOn(port, dir);
+          if (!(await waitForReady(child))) throw new Error(`redis-server did not come back on port ${port}`);
+        },
         async stop() {
-          if (child.exitCode === null) {
-            const exited = new Promise((resolve) => child.once('exit', resolve));
-            child.kill('SIGTERM');
-            await exited;
-          }
+          await stopChild(child);
           rmSync(dir, { recursive: true, force: true });
         },
       };
