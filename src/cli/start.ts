@@ -33,9 +33,10 @@ export function registerStartCommand(program: Command): void {
         process.stdout.write(`${firstRunGuide({ appId: config.discord.appId })}\n`);
         throw notStarted();
       }
-      let modelFolder: string;
+      let modelFolder: string | undefined;
       try {
-        modelFolder = resolveModelPath(config.model.path, { cacheDir: config.hub.cacheDir });
+        // With the redis backend the workers load the model; the bot does not need one.
+        if (config.queue.backend === 'local') modelFolder = resolveModelPath(config.model.path, { cacheDir: config.hub.cacheDir });
       } catch (error) {
         if (!isImagineError(error)) throw error;
         process.stdout.write(`${missingModelGuide({ problem: config.model.path ? error.message : undefined })}\n`);
@@ -53,7 +54,7 @@ function notStarted(): CommanderError {
   return new CommanderError(1, 'imagine.notStarted', 'the bot was not started');
 }
 
-async function runUntilSignal(config: Config, modelFolder: string, deploy: boolean): Promise<void> {
+async function runUntilSignal(config: Config, modelFolder: string | undefined, deploy: boolean): Promise<void> {
   const log = createLoggerFromConfig(config);
   const { startRuntime } = await import('../discord/runtime.js');
   let stopRequested: (signal: NodeJS.Signals) => void = () => undefined;
@@ -62,7 +63,7 @@ async function runUntilSignal(config: Config, modelFolder: string, deploy: boole
   process.once('SIGTERM', () => stopRequested('SIGTERM'));
   process.once('SIGINT', () => stopRequested('SIGINT'));
 
-  const runtime = await startRuntime({ config, log, modelFolder, deployCommands: deploy });
+  const runtime = await startRuntime({ config, log, ...(modelFolder ? { modelFolder } : {}), deployCommands: deploy });
   const stopHeartbeat = startHeartbeat(config);
   const signal = await stopSignal;
   log.info({ signal }, 'shutting down');

@@ -47,6 +47,8 @@ export const ENV_SETTINGS: ReadonlyArray<{ env: string; path: string }> = [
   { env: 'IMAGINE_PROVIDER', path: 'model.provider' },
   { env: 'IMAGINE_DATA_DIR', path: 'storage.dataDir' },
   { env: 'KEYV_URL', path: 'storage.keyvUrl' },
+  { env: 'IMAGINE_QUEUE_BACKEND', path: 'queue.backend' },
+  { env: 'REDIS_URL', path: 'queue.redisUrl' },
   { env: 'HF_ENDPOINT', path: 'hub.endpoint' },
   { env: 'HF_HUB_CACHE', path: 'hub.cacheDir' },
   { env: 'HF_TOKEN', path: 'hub.token' },
@@ -201,6 +203,8 @@ function crossChecks(config: z.infer<typeof configSchema>, origins: Map<string, 
     problems.push(`${at('generation.defaults.cfg')}: generation.defaults.cfg must not exceed generation.limits.maxCfg (${limits.maxCfg}) (got ${defaults.cfg})`);
   if (!limits.sizes.includes(defaults.size))
     problems.push(`${at('generation.defaults.size')}: generation.defaults.size must be one of generation.limits.sizes (${limits.sizes.join(', ')}) (got "${defaults.size}")`);
+  if (config.queue.backend === 'redis' && config.queue.redisUrl === '')
+    problems.push(`${at('queue.backend')}: queue.backend "redis" needs queue.redisUrl: set REDIS_URL=redis://host:6379 (the Redis the workers use)`);
   return problems;
 }
 

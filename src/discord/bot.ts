@@ -28,6 +28,7 @@ import { deployCommands } from './command-data.js';
 import type { ReplyTarget } from './job-message.js';
 import { JobPresenter, type PresentedJob } from './presenter.js';
 import { formatDuration } from '../util/format.js';
+import { fleetStatusLines } from './fleet-status.js';
 import { decodeCustomId } from './render.js';
 import { loggableError } from './errors.js';
 
@@ -485,7 +486,9 @@ export class ImagineBot {
 
   private async onStatus(interaction: ChatInputCommandInteraction): Promise<void> {
     const { text } = await this.statusLine();
-    await interaction.reply({ content: `🖼️ ${text}`, flags: MessageFlags.Ephemeral });
+    // The Redis backend lists its worker fleet; the local backend's one worker is the line above.
+    const fleet = this.options.queue.workers ? fleetStatusLines(await this.options.queue.workers(), Date.now()) : [];
+    await interaction.reply({ content: [`🖼️ ${text}`, ...fleet].join('\n'), flags: MessageFlags.Ephemeral });
   }
 
   private async onSettings(interaction: ChatInputCommandInteraction): Promise<void> {
