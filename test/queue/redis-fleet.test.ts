@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { JobNotActiveError, NotYourJobError } from '../../src/queue/errors.js';
 import { Storage } from '../../src/queue/storage.js';
 import { redisBackend, startRedis, type RedisServer } from './helpers/backends.js';
 import { createRedisQueue, spawnWorker, type FleetWorker } from './helpers/fleet.js';
@@ -95,6 +96,37 @@ describe('Redis backend with real worker processes', { skip: redisBackend.skip }
         const fleet = await h.queue.workers();
         assert.equal(fleet.find((w) => w.pid === survivor.pid)?.jobsDone, 1);
         assert.equal(fleet.find((w) => w.pid === victim.pid)?.state, 'gone', 'the killed worker stops heart-beating and reads as gone');
+      } finally {
+        await h.queue.close();
+      }
+    });
+  });
+
+  test('cancel: a waiting job leaves the fair room, a running one stops on its worker; only the owner or an admin may', async () => {
+    await withRedis({}, async (server, workers, storages) => {
+      const h = createRedisQueue(openStorage(server, storages), server.url);
+      await h.queue.start();
+      try {
+        workers.push(await spawnWorker(server.url, 50));
+        const started = h.waitFor('started', 'long');
+        const long = await h.queue.enqueue({ owner: owner('G', 'u1'), params: params('long', { steps: 200 }) });
+        const waiting = await h.queue.enqueue({ owner: owner('G', 'u2'), params: params('waiting') });
+        await started;
+        await assert.rejects(h.queue.cancel(waiting.job.id, { userId: 'u1', isAdmin: false }), NotYourJobError);
+        const cancelledWaiting = await h.queue.cancel(waiting.job.id, { userId: 'u2', isAdmin: false });
+        assert.equal(cancelledWaiting.status, 'cancelled');
+        const cancelledLong = await h.queue.cancel(long.job.id, { userId: 'admin', isAdmin: true });
+        assert.equal(cancelledLong.status, 'cancelled');
+        assert.equal(cancelledLong.cancelledBy, 'admin');
+        await assert.rejects(h.queue.cancel(long.job.id, { userId: 'u1', isAdmin: false }), JobNotActiveError);
+        const cancels = h.log.filter((e) => e.event === 'cancelled').map((e) => e.prompt);
+        assert.deepEqual(cancels, ['waiting', 'long']);
+        // The worker is free again and the queue empty: a new job runs at once, and nothing was delivered twice.
+        const next = h.waitFor('finished', 'after');
+        await h.queue.enqueue({ owner: owner('G', 'u1'), params: params('after') });
+        await next;
+        assert.deepEqual(h.startedOrder(), ['long', 'after']);
+        assert.equal(h.log.filter((e) => e.event === 'finished' || e.event === 'failed').length, 1);
       } finally {
         await h.queue.close();
       }
