@@ -8,12 +8,12 @@
  * process that dies between the steps leaves the job in both places, and the next promotion finishes it.
  */
 import { randomUUID } from 'node:crypto';
-import type { Queue, RedisClient } from 'bullmq';
+import { Queue, type RedisClient } from 'bullmq';
 import type { Logger } from 'pino';
 import type { WorkerInfo } from '../types.js';
 import { Coalescer } from './coalesce.js';
 import { releaseLock, setIfAbsent, type RedisFairStore } from './fair-store.js';
-import { MARKER_TTL_MS, type RedisJobData, type RedisKeys, type WorkerHeartbeat } from './protocol.js';
+import { BULL_QUEUE_NAME, MARKER_TTL_MS, connectionFor, redisKeys, type RedisJobData, type RedisKeys, type WorkerHeartbeat } from './protocol.js';
 
 export interface DispatcherOptions {
   client: RedisClient;
@@ -95,4 +95,19 @@ export async function readWorkers(client: RedisClient, keys: RedisKeys, goneAfte
     });
   }
   return workers.sort((a, b) => b.lastHeartbeat - a.lastHeartbeat);
+}
+
+/**
+ * The fleet as seen from outside a bot or worker (`doctor`): connects, reads the heartbeats, disconnects. Fails
+ * after `timeoutMs` instead of waiting for a Redis that does not answer.
+ */
+export async function fetchFleet(url: string, options: { prefix: string; goneAfterMs: number; timeoutMs?: number }): Promise<WorkerInfo[]> {
+  const keys = redisKeys(options.prefix);
+  const queue = new Queue(BULL_QUEUE_NAME, { connection: { ...connectionFor(url), maxRetriesPerRequest: 1, connectTimeout: options.timeoutMs ?? 3000 }, prefix: keys.bullPrefix });
+  queue.on('error', () => undefined);
+  try {
+    return await readWorkers(await queue.client, keys, options.goneAfterMs);
+  } finally {
+    await queue.close().catch(() => undefined);
+  }
 }

@@ -2,7 +2,7 @@
  * What the bot and the workers of the Redis backend exchange, and the key names they share. One place, so a worker
  * of one build and a bot of the same build agree on every byte. See docs/queue-redis.md for the design.
  */
-import type { ConnectionOptions } from 'bullmq';
+import type { RedisOptions } from 'bullmq';
 import type { GenerationProgress, JobError, JobOwner, JobParams } from '../types.js';
 
 /** The BullMQ queue every bot and worker on one Redis shares (under `<prefix>:bull`). */
@@ -107,6 +107,6 @@ export function decodeProgress(value: unknown): GenerationProgress | undefined {
  * BullMQ connection options for a redis:// or rediss:// URL. `maxRetriesPerRequest: null` is what BullMQ asks for
  * (commands wait for a reconnect instead of failing), so a Redis restart is a pause, not a crash.
  */
-export function connectionFor(url: string): ConnectionOptions {
+export function connectionFor(url: string): RedisOptions {
   return { url, maxRetriesPerRequest: null, enableOfflineQueue: true };
 }
