@@ -297,8 +297,22 @@ export class RedisJobQueue implements JobQueue {
   }
 
   /** Records a job's end and delivers it once (see the file comment); `wasRunning` when a worker reported it. */
-  private async settle(jobId: string, outcome: RedisOutcome): Promise<void> {
-    const claimed = await setIfAbsent(this.requireClient(), this.keys.delivered(jobId), this.botId, MARKER_TTL_MS);
+  private async settle(jobId: string, outcome: RedisOutcome, attempt = 1): Promise<void> {
+    const client = this.requireClient();
+    const claimed = await setIfAbsent(client, this.keys.delivered(jobId), this.botId, MARKER_TTL_MS);
+    try {
+      await this.record(jobId, outcome, claimed);
+    } catch (error) {
+      // Redis or the store failed half-way (a restart): give the claim back and try again a little later, so the
+      // end is delivered once rather than never.
+      if (claimed) await client.del(this.keys.delivered(jobId)).catch(() => undefined);
+      if (attempt >= 5 || this.state === 'closed') throw error;
+      this.logger?.warn({ jobId, err: error, attempt }, 'could not record a job end yet; retrying');
+      setTimeout(() => void this.handle(jobId, () => this.settle(jobId, outcome, attempt + 1)), this.timings.heartbeatMs * attempt).unref();
+    }
+  }
+
+  private async record(jobId: string, outcome: RedisOutcome, claimed: boolean): Promise<void> {
     const images = claimed && outcome.kind === 'done' ? await this.readImages(jobId, outcome) : undefined;
     const now = this.clock();
     let lost = false;

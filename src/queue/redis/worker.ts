@@ -14,7 +14,7 @@ import type { Logger } from 'pino';
 import { CancelledError, isImagineError } from '../../errors.js';
 import { describeFailure, toGenerationRequest } from '../local-queue.js';
 import type { GenerationProgress, ImageGenerator, JobError } from '../types.js';
-import { Dispatcher } from './dispatcher.js';
+import { Dispatcher, readWorkers } from './dispatcher.js';
 import { RedisFairStore } from './fair-store.js';
 import {
   BULL_QUEUE_NAME,
@@ -106,6 +106,7 @@ export class RedisWorker {
       goneAfterMs: this.timings.goneAfterMs,
       ...(this.logger ? { logger: this.logger } : {}),
     });
+    await this.forgetLongGone();
     await this.beat();
     this.worker = new Worker<RedisJobData, RedisOutcome>(BULL_QUEUE_NAME, (job, token) => this.process(job, token), {
       connection,
@@ -142,6 +143,14 @@ export class RedisWorker {
     await this.beat({ closed: true }).catch(() => undefined);
     await this.queue?.close();
     this.logger?.info({ workerId: this.id, jobsDone: this.jobsDone }, 'worker stopped');
+  }
+
+  /** Drops heartbeat records silent for a day, so the fleet list shows recent workers only. */
+  private async forgetLongGone(): Promise<void> {
+    const client = this.client as RedisClient;
+    const day = 24 * 3600 * 1000;
+    const stale = (await readWorkers(client, this.keys, this.timings.goneAfterMs)).filter((w) => Date.now() - w.lastHeartbeat > day);
+    if (stale.length > 0) await client.hdel(this.keys.workers, ...stale.map((w) => w.id));
   }
 
   private kick(): void {
