@@ -486,7 +486,7 @@ export class ImagineBot {
 
   private async onStatus(interaction: ChatInputCommandInteraction): Promise<void> {
     const { text } = await this.statusLine();
-    // The Redis backend lists its worker fleet; the local backend's one worker is the line above.
+    // The workers behind the queue: the Redis backend's fleet, or the local backend's one in-process worker.
     const fleet = this.options.queue.workers ? fleetStatusLines(await this.options.queue.workers(), Date.now()) : [];
     await interaction.reply({ content: [`🖼️ ${text}`, ...fleet].join('\n'), flags: MessageFlags.Ephemeral });
   }

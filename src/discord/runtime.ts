@@ -95,7 +95,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   log.info({ storage: storage.kind, location: storage.location }, 'storage opened');
   const store = new JobStore(storage.namespace('jobs'), { logger: log.child({ module: 'jobs' }) });
   const queue: JobQueue = engine
-    ? new LocalJobQueue({ store, generator: engine.generator, logger: log.child({ module: 'queue' }) })
+    ? new LocalJobQueue({ store, generator: engine.generator, identity: { model: engine.modelName, provider: engine.provider }, logger: log.child({ module: 'queue' }) })
     : new RedisJobQueue({ url: config.queue.redisUrl, store, logger: log.child({ module: 'queue' }) });
   if (!engine) log.info({ redis: storage.kind === 'redis' ? storage.location : 'configured' }, 'queue backend redis: jobs run on imagine-bot worker processes');
 

@@ -1,4 +1,5 @@
 import { mkdir, writeFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import PQueue from 'p-queue';
 import type { Logger } from 'pino';
@@ -23,6 +24,7 @@ import type {
   JobStanding,
   QueueSnapshot,
   RunningJobInfo,
+  WorkerInfo,
 } from './types.js';
 
 export interface LocalJobQueueOptions {
@@ -33,6 +35,8 @@ export interface LocalJobQueueOptions {
   outputDir?: string;
   /** Epoch milliseconds; tests may pass their own clock. */
   clock?: () => number;
+  /** What `workers()` says about the one in-process worker (the loaded model and its provider). */
+  identity?: { model: string; provider: string };
 }
 
 interface Waiting {
@@ -74,8 +78,11 @@ export class LocalJobQueue implements JobQueue {
   /** Positions last announced, so `position` events fire only on change. */
   private announced = new Map<string, number>();
   private state: 'new' | 'starting' | 'started' | 'closed' = 'new';
+  private readonly identity: { model: string; provider: string };
+  private jobsDone = 0;
 
   constructor(options: LocalJobQueueOptions) {
+    this.identity = options.identity ?? { model: 'unknown', provider: 'unknown' };
     this.store = options.store;
     this.generator = options.generator;
     this.logger = options.logger;
@@ -228,6 +235,24 @@ export class LocalJobQueue implements JobQueue {
     return updated;
   }
 
+  /** The one pipeline worker of this process: always alive while the queue runs; its heartbeat is now. */
+  async workers(): Promise<WorkerInfo[]> {
+    const running = [...this.running.values()][0];
+    return [
+      {
+        id: 'local',
+        host: hostname(),
+        pid: process.pid,
+        ...this.identity,
+        device: null,
+        state: this.state === 'closed' ? 'gone' : running ? 'busy' : 'idle',
+        ...(running ? { jobId: running.job.id } : {}),
+        jobsDone: this.jobsDone,
+        lastHeartbeat: this.clock(),
+      },
+    ];
+  }
+
   /** Resolves when nothing runs and nothing waits (tests, graceful drains). */
   async idle(): Promise<void> {
     while (this.running.size > 0 || (this.waiting.size > 0 && this.state === 'started')) {
@@ -272,6 +297,7 @@ export class LocalJobQueue implements JobQueue {
         try {
           await this.execute(run);
         } finally {
+          if (!run.interruptedByShutdown) this.jobsDone += 1;
           this.running.delete(job.id);
           settle();
           this.dispatch();

@@ -222,7 +222,7 @@ export interface JobQueue {
   activeCounts(guildId: string, userId: string): Promise<{ guild: number; user: number }>;
   /** Shallow-merges `patch` into the job's `meta` and persists it (works on finished jobs too). */
   updateMeta(jobId: string, patch: JsonObject): Promise<JobRecord>;
-  /** The pipeline workers behind the queue (the Redis backend's fleet); absent where the backend has no such list. */
+  /** The pipeline workers behind the queue: the Redis backend's fleet, the local backend's one in-process worker. */
   workers?(): Promise<WorkerInfo[]>;
   on<K extends JobQueueEventName>(event: K, listener: JobQueueListener<K>): () => void;
   off<K extends JobQueueEventName>(event: K, listener: JobQueueListener<K>): void;
