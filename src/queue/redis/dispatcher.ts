@@ -49,9 +49,14 @@ export class Dispatcher {
     if (!(await setIfAbsent(client, keys.dispatchLock, token, 10_000))) return;
     try {
       for (;;) {
-        const live = (await readWorkers(client, keys, this.options.goneAfterMs)).filter((w) => w.state !== 'gone').length;
-        const counts = await queue.getJobCounts('wait', 'prioritized', 'paused', 'active');
-        const taken = (counts.wait ?? 0) + (counts.prioritized ?? 0) + (counts.paused ?? 0) + (counts.active ?? 0);
+        const fleet = await readWorkers(client, keys, this.options.goneAfterMs);
+        const live = fleet.filter((w) => w.state !== 'gone').length;
+        // A worker that vanished mid-job leaves its job active until BullMQ's stalled check hands it back; that job
+        // holds no live worker, so it must not keep a live one idle meanwhile.
+        const active = new Set((await queue.getActive()).map((job) => job.id));
+        const heldByGone = fleet.filter((w) => w.lastJobId !== undefined && active.has(w.lastJobId)).length;
+        const counts = await queue.getJobCounts('wait', 'prioritized', 'paused');
+        const taken = (counts.wait ?? 0) + (counts.prioritized ?? 0) + (counts.paused ?? 0) + active.size - heldByGone;
         if (taken >= live) return;
         const id = await fair.peek();
         if (id === undefined) return;
@@ -69,10 +74,13 @@ export class Dispatcher {
   }
 }
 
+/** A fleet entry with, for a worker that vanished (not closed) while busy, the job it had. */
+type FleetEntry = WorkerInfo & { lastJobId?: string };
+
 /** The fleet from the heartbeat hash, newest first; a heartbeat older than `goneAfterMs` reads as gone. */
-export async function readWorkers(client: RedisClient, keys: RedisKeys, goneAfterMs: number, now = Date.now()): Promise<WorkerInfo[]> {
+export async function readWorkers(client: RedisClient, keys: RedisKeys, goneAfterMs: number, now = Date.now()): Promise<FleetEntry[]> {
   const all = await client.hgetall(keys.workers);
-  const workers: WorkerInfo[] = [];
+  const workers: FleetEntry[] = [];
   for (const raw of Object.values(all)) {
     let beat: WorkerHeartbeat;
     try {
@@ -90,6 +98,7 @@ export async function readWorkers(client: RedisClient, keys: RedisKeys, goneAfte
       device: beat.device,
       state: gone ? 'gone' : beat.busy ? 'busy' : 'idle',
       ...(!gone && beat.busy && beat.jobId ? { jobId: beat.jobId } : {}),
+      ...(gone && !beat.closed && beat.busy && beat.jobId ? { lastJobId: beat.jobId } : {}),
       jobsDone: beat.jobsDone,
       lastHeartbeat: beat.lastHeartbeat,
     });
@@ -101,7 +110,7 @@ export async function readWorkers(client: RedisClient, keys: RedisKeys, goneAfte
  * The fleet as seen from outside a bot or worker (`doctor`): connects, reads the heartbeats, disconnects. Fails
  * after `timeoutMs` instead of waiting for a Redis that does not answer.
  */
-export async function fetchFleet(url: string, options: { prefix: string; goneAfterMs: number; timeoutMs?: number }): Promise<WorkerInfo[]> {
+export async function fetchFleet(url: string, options: { prefix: string; goneAfterMs: number; timeoutMs?: number }): Promise<FleetEntry[]> {
   const keys = redisKeys(options.prefix);
   const queue = new Queue(BULL_QUEUE_NAME, { connection: { ...connectionFor(url), maxRetriesPerRequest: 1, connectTimeout: options.timeoutMs ?? 3000 }, prefix: keys.bullPrefix });
   queue.on('error', () => undefined);

@@ -257,7 +257,7 @@ export class RedisJobQueue implements JobQueue {
   }
 
   async workers(): Promise<WorkerInfo[]> {
-    return readWorkers(this.requireClient(), this.keys, this.timings.goneAfterMs);
+    return (await readWorkers(this.requireClient(), this.keys, this.timings.goneAfterMs)).map(({ lastJobId: _internal, ...info }) => info);
   }
 
   /** Runs one job-event handler after the restore, one at a time per job; failures are logged. */
