@@ -360,9 +360,9 @@ async function checkRedisQueue(config: Config): Promise<DoctorCheck[]> {
   try {
     // Loaded only here: the local backend's HEALTHCHECK need not load BullMQ.
     const { fetchFleet } = await import('../queue/redis/dispatcher.js');
-    const { resolveTimings } = await import('../queue/redis/worker.js');
+    const { resolveTimings, timingsFromQueueConfig } = await import('../queue/redis/worker.js');
     const { DEFAULT_KEY_PREFIX } = await import('../queue/redis/protocol.js');
-    const fleet = await fetchFleet(config.queue.redisUrl, { prefix: DEFAULT_KEY_PREFIX, goneAfterMs: resolveTimings({}).goneAfterMs });
+    const fleet = await fetchFleet(config.queue.redisUrl, { prefix: DEFAULT_KEY_PREFIX, goneAfterMs: resolveTimings(timingsFromQueueConfig(config.queue)).goneAfterMs });
     const live = fleet.filter((w) => w.state !== 'gone');
     const gone = fleet.length - live.length;
     const goneNote = gone > 0 ? ` (${gone} gone)` : '';

@@ -48,7 +48,7 @@ export function registerWorkerCommand(program: Command): void {
       process.once('SIGINT', () => stopRequested('SIGINT'));
 
       const { loadEngine } = await import('../discord/runtime.js');
-      const { RedisWorker } = await import('../queue/redis/worker.js');
+      const { RedisWorker, timingsFromQueueConfig } = await import('../queue/redis/worker.js');
       const engine = await loadEngine(config, modelFolder, log, {
         ...(options.device !== undefined ? { deviceId: options.device } : {}),
         ...(options.threads ? { intraOpNumThreads: options.threads } : {}),
@@ -57,6 +57,7 @@ export function registerWorkerCommand(program: Command): void {
         url,
         generator: engine.generator,
         identity: { model: engine.modelName, provider: engine.provider, device: options.device ?? null },
+        ...timingsFromQueueConfig(config.queue),
         logger: log.child({ module: 'worker' }),
         progressIntervalMs: Math.min(1000, config.preview.minIntervalMs),
       });

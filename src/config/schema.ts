@@ -113,6 +113,10 @@ export const configSchema = z.strictObject({
       (m) => z.string(m).refine((value) => value === '' || /^rediss?:\/\/\S+$/i.test(value), m),
       'must be "" or a redis:// or rediss:// URL such as redis://localhost:6379',
     ),
+    /** Backend redis: how often each worker heart-beats; one silent for 3 beats is shown as gone. */
+    workerHeartbeatMs: intBetween(100, 60000),
+    /** Backend redis: BullMQ's job lock and stalled-check interval; a killed worker's job reruns within about 2×. */
+    lostJobAfterMs: intBetween(500, 600000),
   }),
   preview: z.strictObject({
     enabled: bool(),

@@ -10,6 +10,7 @@ import type { Logger } from '../log.js';
 import { JobStore } from '../queue/job-store.js';
 import { LocalJobQueue } from '../queue/local-queue.js';
 import { RedisJobQueue } from '../queue/redis/redis-queue.js';
+import { timingsFromQueueConfig } from '../queue/redis/worker.js';
 import type { JobQueue } from '../queue/types.js';
 import type { SchedulerName } from '../diffusion/schedulers/types.js';
 import { Storage } from '../queue/storage.js';
@@ -96,7 +97,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   const store = new JobStore(storage.namespace('jobs'), { logger: log.child({ module: 'jobs' }) });
   const queue: JobQueue = engine
     ? new LocalJobQueue({ store, generator: engine.generator, identity: { model: engine.modelName, provider: engine.provider }, logger: log.child({ module: 'queue' }) })
-    : new RedisJobQueue({ url: config.queue.redisUrl, store, logger: log.child({ module: 'queue' }) });
+    : new RedisJobQueue({ url: config.queue.redisUrl, store, ...timingsFromQueueConfig(config.queue), logger: log.child({ module: 'queue' }) });
   if (!engine) log.info({ redis: storage.kind === 'redis' ? storage.location : 'configured' }, 'queue backend redis: jobs run on imagine-bot worker processes');
 
   const settings = new GuildSettingsStore({ keyv: storage.namespace('settings'), defaults: settingsFromConfig(config), logger: log.child({ module: 'settings' }) });

@@ -56,6 +56,11 @@ export interface RedisWorkerOptions extends RedisTimings {
   cancelPollMs?: number;
 }
 
+/** The timings configured in `queue` (workerHeartbeatMs, lostJobAfterMs), for the bot and the workers alike. */
+export function timingsFromQueueConfig(queue: { workerHeartbeatMs: number; lostJobAfterMs: number }): RedisTimings {
+  return { heartbeatMs: queue.workerHeartbeatMs, lockDurationMs: queue.lostJobAfterMs, stalledIntervalMs: queue.lostJobAfterMs };
+}
+
 /** Defaults shared by the bot and the workers, so both read a heartbeat the same way. */
 export function resolveTimings(timings: RedisTimings): Required<RedisTimings> {
   const heartbeatMs = timings.heartbeatMs ?? 5000;
