@@ -31,7 +31,7 @@ function openStorage(server: RedisServer, storages: Storage[]): Storage {
   return storage;
 }
 
-describe('Redis backend with real worker processes', { skip: redisBackend.skip }, () => {
+describe('Redis backend with real worker processes', { skip: redisBackend.skip, timeout: 240_000 }, () => {
   test('2 workers finish 8 jobs from 2 guilds in the fair order, each delivered once', async () => {
     await withRedis({}, async (server, workers, storages) => {
       const h = createRedisQueue(openStorage(server, storages), server.url);

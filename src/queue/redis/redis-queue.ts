@@ -61,6 +61,15 @@ export interface RedisJobQueueOptions extends RedisTimings {
   clock?: () => number;
 }
 
+/** What one settle() has done so far, kept across its retries. */
+interface SettleProgress {
+  /** Whether this process holds the delivery claim (undefined: not asked yet). */
+  claimed: boolean | undefined;
+  /** Whether this settle moved the job's record from active to its end. */
+  ended: boolean;
+  attempt: number;
+}
+
 interface RunningEntry {
   job: JobRecord;
   step: number;
@@ -181,11 +190,15 @@ export class RedisJobQueue implements JobQueue {
     if (!job) throw new JobNotFoundError(jobId);
     if (!canActOn(job, actor)) throw new NotYourJobError(jobId);
     if (job.status !== 'queued' && job.status !== 'running') throw new JobNotActiveError(jobId, job.status);
-    const ended = new Promise<JobRecord>((resolve) => {
-      const list = this.ended.get(jobId) ?? [];
-      list.push(resolve);
-      this.ended.set(jobId, list);
-    });
+    const waiters = this.ended.get(jobId) ?? [];
+    this.ended.set(jobId, waiters);
+    const ended = new Promise<JobRecord>((resolve) => waiters.push(resolve));
+    // It may have ended while it was being read: then nothing will settle it again.
+    const now = await this.store.get(jobId);
+    if (now && !isActive(now)) {
+      for (const resolve of waiters.splice(0)) resolve(now);
+      throw new JobNotActiveError(jobId, now.status);
+    }
     const client = this.requireClient();
     // The flag first: a dispatcher promoting this very job right now hands the worker a job it will not run.
     await client.set(this.keys.cancel(jobId), actor.userId, { PX: MARKER_TTL_MS });
@@ -296,28 +309,32 @@ export class RedisJobQueue implements JobQueue {
     this.events.emit('progress', { job: structuredClone(run.job), progress });
   }
 
-  /** Records a job's end and delivers it once (see the file comment); `wasRunning` when a worker reported it. */
-  private async settle(jobId: string, outcome: RedisOutcome, attempt = 1): Promise<void> {
-    const client = this.requireClient();
-    const claimed = await setIfAbsent(client, this.keys.delivered(jobId), this.botId, MARKER_TTL_MS);
+  /**
+   * Records a job's end and delivers it once (see the file comment). When Redis or the store fails half-way (a Redis
+   * restart), it tries again with what it already did remembered: the claim it holds, and whether it already moved
+   * the record to its end; so the end is delivered once rather than never or twice.
+   */
+  private async settle(jobId: string, outcome: RedisOutcome, done: SettleProgress = { claimed: undefined, ended: false, attempt: 1 }): Promise<void> {
     try {
-      await this.record(jobId, outcome, claimed);
+      done.claimed ??= await setIfAbsent(this.requireClient(), this.keys.delivered(jobId), this.botId, MARKER_TTL_MS);
+      await this.record(jobId, outcome, done);
     } catch (error) {
-      // Redis or the store failed half-way (a restart): give the claim back and try again a little later, so the
-      // end is delivered once rather than never.
-      if (claimed) await client.del(this.keys.delivered(jobId)).catch(() => undefined);
-      if (attempt >= 5 || this.state === 'closed') throw error;
-      this.logger?.warn({ jobId, err: error, attempt }, 'could not record a job end yet; retrying');
-      setTimeout(() => void this.handle(jobId, () => this.settle(jobId, outcome, attempt + 1)), this.timings.heartbeatMs * attempt).unref();
+      if (done.attempt >= 20 || this.state === 'closed') throw error;
+      this.logger?.warn({ jobId, err: error, attempt: done.attempt }, 'could not record a job end yet; retrying');
+      const delay = Math.min(5000, this.timings.heartbeatMs * done.attempt);
+      done.attempt += 1;
+      setTimeout(() => void this.handle(jobId, () => this.settle(jobId, outcome, done)), delay).unref();
     }
   }
 
-  private async record(jobId: string, outcome: RedisOutcome, claimed: boolean): Promise<void> {
+  private async record(jobId: string, outcome: RedisOutcome, done: SettleProgress): Promise<void> {
+    const claimed = done.claimed === true;
     const images = claimed && outcome.kind === 'done' ? await this.readImages(jobId, outcome) : undefined;
     const now = this.clock();
     let lost = false;
     const job = await this.store.update(jobId, (current) => {
       if (!isActive(current)) return current;
+      done.ended = true;
       const base = { ...current, finishedAt: now };
       delete base.error;
       if (outcome.kind === 'cancelled') return { ...base, status: 'cancelled', cancelledBy: outcome.by };
@@ -342,8 +359,9 @@ export class RedisJobQueue implements JobQueue {
     this.announced.delete(jobId);
     if (!job) return void this.logger?.warn({ jobId }, 'a job ended that this store does not know');
     await this.store.finish(job);
-    if (!claimed) {
-      this.logger?.info({ jobId }, 'job end already delivered by another process; not posted again');
+    if (!claimed || !done.ended) {
+      // Another process (or this one, for an earlier report of the same job) delivered it.
+      this.logger?.info({ jobId, worker: outcome.worker }, 'job end already delivered; not posted again');
     } else if (job.status === 'done' && images) {
       this.events.emit('finished', { job: structuredClone(job), images });
     } else if (job.status === 'cancelled') {

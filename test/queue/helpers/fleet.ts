@@ -6,6 +6,7 @@ import { RedisJobQueue } from '../../../src/queue/redis/redis-queue.js';
 import type { RedisTimings } from '../../../src/queue/redis/worker.js';
 import type { Storage } from '../../../src/queue/storage.js';
 import type { JobQueueEventName, JobQueueEvents, JobRecord } from '../../../src/queue/types.js';
+import { captureLogs } from './log-capture.js';
 import type { EventLogEntry } from './queue-harness.js';
 
 /** Low timings so a killed worker is found in about two seconds and a gone worker in under one. */
@@ -56,14 +57,17 @@ export interface RedisHarness {
   finishedOrder(): string[];
   /** Resolves with the first event of this kind whose job has this prompt. */
   waitFor<K extends JobQueueEventName>(event: K, prompt: string): Promise<JobQueueEvents[K]>;
-  /** Resolves once `count` events of this kind were seen in all. */
-  waitForCount(event: JobQueueEventName, count: number): Promise<void>;
+  /** Resolves once `count` events of this kind were seen in all; rejects with the queue's log after `timeoutMs`. */
+  waitForCount(event: JobQueueEventName, count: number, timeoutMs?: number): Promise<void>;
+  /** The bot-side queue's log lines (pino JSON), for failure messages. */
+  logs: Array<Record<string, unknown>>;
 }
 
 /** A bot-side RedisJobQueue on the storage's `jobs` namespace with every event recorded; not started. */
 export function createRedisQueue(storage: Storage, url: string): RedisHarness {
   const store = new JobStore(storage.namespace('jobs'));
-  const queue = new RedisJobQueue({ url, prefix: PREFIX, store, ...FLEET_TIMINGS });
+  const { logger, lines } = captureLogs();
+  const queue = new RedisJobQueue({ url, prefix: PREFIX, store, ...FLEET_TIMINGS, logger });
   const log: EventLogEntry[] = [];
   const names: JobQueueEventName[] = ['queued', 'position', 'started', 'progress', 'finished', 'failed', 'cancelled'];
   const waiters: Array<() => void> = [];
@@ -91,11 +95,23 @@ export function createRedisQueue(storage: Storage, url: string): RedisHarness {
         });
       });
     },
-    waitForCount(event, count) {
-      return new Promise((resolve) => {
+    logs: lines,
+    waitForCount(event, count, timeoutMs = 120_000) {
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => {
+          remove();
+          const seen = log.filter((e) => e.event === event).map((e) => e.prompt);
+          const tail = lines.filter((l) => (l.level as number) >= 30).slice(-40).map((l) => JSON.stringify(l)).join('\n');
+          reject(new Error(`saw ${seen.length}/${count} ${event} (${seen.join(' ')}); queue log:\n${tail}`));
+        }, timeoutMs);
+        const remove = () => {
+          const at = waiters.indexOf(check);
+          if (at >= 0) waiters.splice(at, 1);
+        };
         const check = () => {
           if (log.filter((e) => e.event === event).length < count) return;
-          waiters.splice(waiters.indexOf(check), 1);
+          clearTimeout(timer);
+          remove();
           resolve();
         };
         waiters.push(check);

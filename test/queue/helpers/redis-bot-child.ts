@@ -13,4 +13,8 @@ const started = h.waitFor('started', 'R1');
 for (const prompt of ['R1', 'R2', 'R3', 'R4', 'R5']) await h.queue.enqueue({ owner: owner('G', 'u1'), params: params(prompt, { steps: 10 }) });
 await started;
 process.stdout.write('READY\n');
-setInterval(() => undefined, 60_000);
+// Kept alive until killed, but not beyond its parent (a test runner killed by a timeout).
+const parent = process.ppid;
+setInterval(() => {
+  if (process.ppid !== parent) process.exit(1);
+}, 1000);

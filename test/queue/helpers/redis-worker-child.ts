@@ -20,3 +20,8 @@ process.stdout.write(`READY ${process.pid}\n`);
 process.once('SIGTERM', () => {
   void worker.close().then(() => process.exit(0));
 });
+// A test runner that was killed (a timeout) leaves no worker behind: exit once the parent is gone.
+const parent = process.ppid;
+setInterval(() => {
+  if (process.ppid !== parent) process.exit(1);
+}, 1000).unref();
