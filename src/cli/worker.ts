@@ -13,10 +13,10 @@ interface WorkerOptions {
 /** After SIGTERM: the running job goes back to the queue, the heartbeat says gone; then exit even if ORT lingers. */
 const SHUTDOWN_DEADLINE_MS = 8_000;
 
-function nonNegativeInt(name: string) {
+function intAtLeast(name: string, min: number) {
   return (value: string): number => {
     const n = Number(value);
-    if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`${name} must be a whole number ≥ 0.`);
+    if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be a whole number ≥ ${min}.`);
     return n;
   };
 }
@@ -31,8 +31,8 @@ export function registerWorkerCommand(program: Command): void {
     .description('Run one image worker for the Redis queue backend: loads the model and takes jobs from Redis (one per GPU).')
     .option('--config <file>', 'configuration override file (default: config/local.json or IMAGINE_CONFIG)')
     .option('--redis <url>', 'the Redis shared with the bot (default: queue.redisUrl / REDIS_URL)')
-    .option('--device <n>', 'GPU index for the CUDA provider (default 0); one worker per GPU', nonNegativeInt('--device'))
-    .option('--threads <n>', 'ONNX Runtime CPU threads per session (default: all CPUs)', nonNegativeInt('--threads'))
+    .option('--device <n>', 'GPU index for the CUDA provider (default 0); one worker per GPU', intAtLeast('--device', 0))
+    .option('--threads <n>', 'ONNX Runtime CPU threads per session (default: all CPUs)', intAtLeast('--threads', 1))
     .action(async (options: WorkerOptions, command: Command) => {
       const configPath = options.config ?? command.parent?.opts<{ config?: string }>().config;
       const config = loadConfig(configPath ? { configPath } : {});
@@ -51,7 +51,7 @@ export function registerWorkerCommand(program: Command): void {
       const { RedisWorker, timingsFromQueueConfig } = await import('../queue/redis/worker.js');
       const engine = await loadEngine(config, modelFolder, log, {
         ...(options.device !== undefined ? { deviceId: options.device } : {}),
-        ...(options.threads ? { intraOpNumThreads: options.threads } : {}),
+        ...(options.threads !== undefined ? { intraOpNumThreads: options.threads } : {}),
       });
       const worker = new RedisWorker({
         url,

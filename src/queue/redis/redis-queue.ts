@@ -13,11 +13,10 @@ import { randomBytes } from 'node:crypto';
 import { Queue, QueueEvents, type RedisClient } from 'bullmq';
 import type { Logger } from 'pino';
 import { TypedEmitter } from '../emitter.js';
-import { JobNotActiveError, JobNotFoundError, QueueClosedError } from '../errors.js';
+import { JobNotActiveError, JobNotFoundError, NotYourJobError, QueueClosedError } from '../errors.js';
 import type { SchedulableJob } from '../fair-scheduler.js';
 import type { JobStore } from '../job-store.js';
 import { canActOn } from '../local-queue.js';
-import { NotYourJobError } from '../errors.js';
 import { KeyedSerializer } from '../serial.js';
 import type {
   CancelActor,
