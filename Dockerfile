@@ -16,16 +16,17 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 make g++ ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
-COPY package.json package-lock.json .npmrc ./
-RUN npm ci --no-audit --no-fund
+COPY package.json package-lock.json ./
+# Node 20's image ships npm 10, which does not know package.json's `allowScripts` (where onnxruntime-node's install
+# script is denied): the variable makes that script skip its CUDA download from NuGet instead.
+RUN ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund
 COPY tsconfig.json ./
 COPY src ./src
 COPY commands ./commands
 COPY config ./config
 RUN npm run build \
  && chmod +x dist/src/cli/main.js
-# The CUDA execution provider's libraries come from onnxruntime-node's own installer (.npmrc skips it during
-# `npm ci`). No GPU at build time, so the load check is left to `imagine-bot doctor` in the running container.
+# The CUDA execution provider's libraries come from onnxruntime-node's own installer (skipped during `npm ci`). No GPU at build time, so the load check is left to `imagine-bot doctor` in the running container.
 RUN node dist/src/cli/main.js setup cuda --skip-check
 RUN npm prune --omit=dev --no-audit --no-fund
 

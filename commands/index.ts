@@ -3,6 +3,10 @@
  * (`RESTPostAPIChatInputApplicationCommandsJSONBody`). `imagine-bot deploy-commands` sends them as they are, and the
  * bot registers them the same way at start. Only the parts that depend on the configuration (sizes, samplers, limits)
  * are filled in by `buildCommandDefinitions`.
+ *
+ * Each definition is `as const satisfies CommandDefinition`: Discord's type checks its shape, and its literal type
+ * (option names, option types, which are required) stays known, so the bot's option reader (src/discord/options.ts)
+ * infers what each handler receives from the definition itself.
  */
 import {
   ApplicationCommandOptionType,
@@ -45,7 +49,7 @@ const GUILD_ONLY: Pick<CommandDefinition, 'contexts' | 'integration_types'> = {
 const MANAGE_GUILD = PermissionFlagsBits.ManageGuild.toString();
 
 
-export function imagineCommand(limits: CommandLimits): CommandDefinition {
+export function imagineCommand(limits: CommandLimits) {
   return {
     type: ApplicationCommandType.ChatInput,
     name: IMAGINE_COMMAND,
@@ -77,30 +81,30 @@ export function imagineCommand(limits: CommandLimits): CommandDefinition {
       },
       { type: ApplicationCommandOptionType.Integer, name: 'count', description: `Images to make (1–${limits.maxCount})`, min_value: 1, max_value: limits.maxCount },
     ],
-  };
+  } as const satisfies CommandDefinition;
 }
 
-export function queueCommand(): CommandDefinition {
+export function queueCommand() {
   return {
     type: ApplicationCommandType.ChatInput,
     name: QUEUE_COMMAND,
     description: 'Your jobs and their places in the queue, and what is generating now',
     ...GUILD_ONLY,
-  };
+  } as const satisfies CommandDefinition;
 }
 
-export function statusCommand(): CommandDefinition {
+export function statusCommand() {
   return {
     type: ApplicationCommandType.ChatInput,
     name: STATUS_COMMAND,
     description: 'Model, provider, queue lengths and uptime of the image bot',
     ...GUILD_ONLY,
-  };
+  } as const satisfies CommandDefinition;
 }
 
 const ACTION_CHOICES = (actions: readonly string[]) => actions.map((action) => ({ name: action, value: action }));
 
-export function settingsCommand(): CommandDefinition {
+export function settingsCommand() {
   const sub = ApplicationCommandOptionType.Subcommand;
   const int = ApplicationCommandOptionType.Integer;
   return {
@@ -188,10 +192,22 @@ export function settingsCommand(): CommandDefinition {
       },
       { type: sub, name: 'reset', description: 'Put every setting back to the defaults' },
     ],
-  };
+  } as const satisfies CommandDefinition;
+}
+
+/** Every command the bot serves, by role, each with its literal type (the bot reads options through these). */
+export function buildCommands(limits: CommandLimits) {
+  return { imagine: imagineCommand(limits), queue: queueCommand(), settings: settingsCommand(), status: statusCommand() };
+}
+
+export type ImagineCommands = ReturnType<typeof buildCommands>;
+
+/** The commands as the array `PUT /applications/{app}/commands` takes. */
+export function commandDefinitionsOf(commands: ImagineCommands): CommandDefinition[] {
+  return [commands.imagine, commands.queue, commands.settings, commands.status];
 }
 
 /** Every command the bot serves, ready for `PUT /applications/{app}/commands`. */
 export function buildCommandDefinitions(limits: CommandLimits): CommandDefinition[] {
-  return [imagineCommand(limits), queueCommand(), settingsCommand(), statusCommand()];
+  return commandDefinitionsOf(buildCommands(limits));
 }

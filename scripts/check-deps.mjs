@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // The house rule "dependencies point one way", checked: every import between the project's own modules must go from
-// a layer to one it may use (cli → discord → queue → diffusion, with shared roots anyone may use), and the module
-// graph must have no cycles. Runs before the tests in `npm test`, so a wrong import fails CI.
+// a layer to one it may use (cli → app → discord → queue → diffusion, with shared roots anyone may use), a layer
+// with an entry module may be reached from other layers only through it, and the module graph must have no cycles.
+// Runs before the tests in `npm test`, so a wrong import fails CI.
 //
 // Usage: node scripts/check-deps.mjs [root]   (root defaults to the repository this script is in)
 // Exit 0 and one summary line when the graph is clean; exit 1 and one line per broken rule otherwise.
@@ -14,7 +15,8 @@ import { fileURLToPath } from 'node:url';
 
 /**
  * Layers by path prefix (first match wins), and which layers each may import. A layer always may import itself.
- * `shared` is the root everyone may use and that uses nothing above it.
+ * `shared` is the root everyone may use and that uses nothing above it. A layer with an `entry` is reached from other
+ * layers only through that module: its other files are its own business.
  */
 export const LAYERS = [
   { name: 'shared', prefixes: ['src/errors.ts', 'src/util/'], mayImport: [] },
@@ -24,10 +26,16 @@ export const LAYERS = [
   { name: 'config', prefixes: ['src/config/'], mayImport: ['shared', 'diffusion'] },
   { name: 'emulator', prefixes: ['src/emulator/'], mayImport: ['shared'] },
   { name: 'diffusion', prefixes: ['src/diffusion/'], mayImport: ['shared'] },
+  // The package's library entry (package.json `exports`): the engine, without the bot.
+  { name: 'library', prefixes: ['src/index.ts'], mayImport: ['shared', 'diffusion'] },
   { name: 'hub', prefixes: ['src/hub/'], mayImport: ['shared', 'config'] },
-  { name: 'queue', prefixes: ['src/queue/'], mayImport: ['shared', 'config', 'diffusion'] },
-  { name: 'discord', prefixes: ['src/discord/'], mayImport: ['shared', 'log', 'config', 'commands', 'queue', 'diffusion'] },
-  { name: 'cli', prefixes: ['src/cli/'], mayImport: ['shared', 'log', 'config', 'commands', 'hub', 'emulator', 'discord', 'queue', 'diffusion'] },
+  // The queue is the contract between the bot and the engine; what the bot needs of the engine it re-exports.
+  { name: 'queue', prefixes: ['src/queue/'], entry: 'src/queue/index.ts', mayImport: ['shared', 'config', 'diffusion'] },
+  // The bot knows Discord and the queue, not the engine: it never imports diffusion.
+  { name: 'discord', prefixes: ['src/discord/'], mayImport: ['shared', 'log', 'config', 'commands', 'queue'] },
+  // The composition root: loads the engine, picks the queue backend and the ImageGenerator, starts the bot.
+  { name: 'app', prefixes: ['src/app/'], mayImport: ['shared', 'log', 'config', 'commands', 'discord', 'queue', 'diffusion'] },
+  { name: 'cli', prefixes: ['src/cli/'], mayImport: ['shared', 'log', 'config', 'commands', 'hub', 'emulator', 'app', 'discord', 'queue', 'diffusion'] },
 ];
 
 const SOURCE_DIRS = ['src', 'commands'];
@@ -85,6 +93,8 @@ export function checkDependencies(root) {
       const to = layerOf(target);
       if (from && to && from !== to && !from.mayImport.includes(to.name)) {
         problems.push(`${file} imports ${target}: the ${from.name} layer may not import the ${to.name} layer (allowed: ${from.mayImport.join(', ') || 'none'})`);
+      } else if (from && to && from !== to && to.entry && target !== to.entry) {
+        problems.push(`${file} imports ${target}: the ${to.name} layer is imported only through its entry ${to.entry}`);
       }
       if (!typeOnly) edges.push(target);
     }

@@ -42,3 +42,14 @@ export class CancelledError extends ImagineError {
 export function isImagineError(error: unknown): error is ImagineError {
   return error instanceof ImagineError;
 }
+
+/**
+ * The engine's process died or stopped answering while it ran a job (a native abort, out of memory, a step that never
+ * ended). The job fails with this; the engine is started again for the next job.
+ */
+export class EngineCrashedError extends ImagineError {
+  constructor(reason: string) {
+    super('engine_crashed', `The image engine crashed (${reason}); it has been restarted. Try again.`);
+    this.name = 'EngineCrashedError';
+  }
+}

@@ -1,5 +1,4 @@
 import { Command } from 'commander';
-import { REST } from 'discord.js';
 import { loadConfig } from '../config/index.js';
 import { ImagineError } from '../errors.js';
 import { commandDefinitionsFor, deployCommands } from '../discord/command-data.js';
@@ -37,6 +36,8 @@ export function registerDeployCommandsCommand(program: Command): void {
         throw new ImagineError('discord_not_configured', 'DISCORD_TOKEN and DISCORD_APP_ID must be set (in .env) to register commands; `imagine-bot start` prints a setup guide.');
       }
       const guildId = options.global ? null : (options.guild ?? config.discord.devGuildId);
+      // discord.js takes about a second to import: only this command's registration path pays for it, not every CLI run.
+      const { REST } = await import('discord.js');
       const rest = new REST({ api: config.discord.apiBase, cdn: config.discord.cdnBase, version: '10' }).setToken(token);
       const result = await deployCommands(rest, appId, definitions, guildId);
       const where = result.scope === 'guild' ? `in guild ${result.guildId} (available now)` : 'globally (may take up to an hour to appear)';

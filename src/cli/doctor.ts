@@ -7,8 +7,7 @@
  * and parseable (JSON configs, tokenizer, ONNX headers, external weight files); execution provider (through the
  * engine's own resolveProvider); data folder writable; KEYV_URL reachable; and the bot's heartbeat file fresh.
  */
-import { randomBytes } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, statSync, writeFileSync } from 'node:fs';
 import { connect as connectTcp, type Socket } from 'node:net';
 import { connect as connectTls } from 'node:tls';
 import { join } from 'node:path';
@@ -18,6 +17,8 @@ import { ConfigError, loadConfig, type Config, type LoadConfigOptions } from '..
 import { SNOWFLAKE } from '../config/schema.js';
 import { addConfigOption, configPathOf } from '../config/cli.js';
 import { resolveModelPath } from '../hub/cache.js';
+import { ensureWritableFolder } from '../util/fs.js';
+import { alreadyReported } from './reported.js';
 
 export type CheckStatus = 'ok' | 'warn' | 'fail';
 
@@ -265,10 +266,7 @@ async function checkProvider(config: Config, resolve: NonNullable<DoctorOptions[
 function checkDataDir(config: Config): DoctorCheck {
   const dir = config.storage.dataDir;
   try {
-    mkdirSync(dir, { recursive: true });
-    const probe = join(dir, `.doctor-${process.pid}-${randomBytes(4).toString('hex')}`);
-    writeFileSync(probe, 'ok');
-    unlinkSync(probe);
+    ensureWritableFolder(dir);
     return { name: 'Data folder', status: 'ok', detail: `${dir} is writable` };
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code ?? String(error);
@@ -359,9 +357,7 @@ async function checkRedisQueue(config: Config): Promise<DoctorCheck[]> {
   const checks: DoctorCheck[] = [{ name: 'Redis queue', status: 'ok', detail: `${safeUrl(url)} reachable (PING → PONG)` }];
   try {
     // Loaded only here: the local backend's HEALTHCHECK need not load BullMQ.
-    const { fetchFleet } = await import('../queue/redis/dispatcher.js');
-    const { resolveTimings, timingsFromQueueConfig } = await import('../queue/redis/worker.js');
-    const { DEFAULT_KEY_PREFIX } = await import('../queue/redis/protocol.js');
+    const { fetchFleet, resolveTimings, timingsFromQueueConfig, DEFAULT_KEY_PREFIX } = await import('../queue/index.js');
     const fleet = await fetchFleet(config.queue.redisUrl, { prefix: DEFAULT_KEY_PREFIX, goneAfterMs: resolveTimings(timingsFromQueueConfig(config.queue)).goneAfterMs });
     const live = fleet.filter((w) => w.state !== 'gone');
     const gone = fleet.length - live.length;
@@ -466,7 +462,7 @@ export function registerDoctorCommand(program: Command): Command {
     const checks = await runDoctor({ quick: options.quick === true, ...(configPath ? { configPath } : {}) });
     process.stdout.write(`${formatDoctorReport(checks)}\n`);
     const failed = checks.filter((check) => check.status === 'fail').length;
-    // The report is already printed; the error only gives main its non-zero exit status and a summary line.
-    if (failed > 0) throw new ImagineError('doctor_failed', `doctor found ${failed} problem${failed === 1 ? '' : 's'} (see above).`);
+    // The report, with its count, is already printed: the error only gives main its non-zero exit status.
+    if (failed > 0) throw alreadyReported('imagine.doctorFailed', `doctor found ${failed} problem${failed === 1 ? '' : 's'} (see above).`);
   });
 }

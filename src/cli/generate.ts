@@ -1,15 +1,15 @@
-import { mkdir, writeFile } from 'node:fs/promises';
+import { statSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { InvalidRequestError } from '../errors.js';
-import { loadPipeline } from '../diffusion/load.js';
-import { DEFAULT_CFG, DEFAULT_STEPS, requestedStepOf, type GenerationRequest } from '../diffusion/pipeline.js';
-import { encodePng, formatInfotext } from '../diffusion/png.js';
-import { parseSeed, randomSeed } from '../diffusion/rng/index.js';
+import { ImagineError, InvalidRequestError } from '../errors.js';
+import { DEFAULT_CFG, DEFAULT_STEPS, requestedStepOf, validateRequest, type GenerationRequest } from '../diffusion/pipeline.js';
+import { parseSeedOrRandom, randomSeed } from '../diffusion/rng/index.js';
 import { RNG_DEVICES, type RngDevice } from '../diffusion/rng/types.js';
 import { SCHEDULER_NAMES, TIMESTEP_SPACINGS } from '../diffusion/schedulers/types.js';
 import { parseProviderChoice, type ProviderChoice } from '../diffusion/providers.js';
 import { resolveModelPath } from '../hub/cache.js';
+import { ensureWritableFolder } from '../util/fs.js';
 import { ProgressBar } from './progress.js';
 
 function integer(label: string, min: number, max: number) {
@@ -33,7 +33,7 @@ function decimal(label: string) {
 interface GenerateOptions extends Pick<GenerationRequest, 'prompt' | 'steps' | 'cfg' | 'width' | 'height' | 'scheduler' | 'karras' | 'timestepSpacing'> {
   model?: string;
   negative: string;
-  seed?: bigint;
+  seed?: bigint | 'random';
   rng: RngDevice;
   batch: number;
   promptSyntax: 'plain';
@@ -59,9 +59,9 @@ export function registerGenerateCommand(program: Command, defaults: GenerateComm
     .option('--model <dir>', 'model folder in diffusers ONNX layout, or a pulled Hub repo owner/name[@rev] (default: model.path from the config)')
     .requiredOption('--prompt <text>', 'what to draw')
     .option('--negative <text>', 'negative prompt', '')
-    .option('--seed <n>', 'seed, 0 … 2^64−1 (default: random, printed)', (text) => {
+    .option('--seed <n>', 'seed, 0 … 2^64−1, or -1 for a random one (default: random, printed)', (text) => {
       try {
-        return parseSeed(text);
+        return parseSeedOrRandom(text);
       } catch (error) {
         throw new InvalidArgumentError((error as Error).message);
       }
@@ -71,7 +71,7 @@ export function registerGenerateCommand(program: Command, defaults: GenerateComm
     .option('--width <w>', 'image width, a multiple of 8', integer('width', 8, 4096), 512)
     .option('--height <h>', 'image height, a multiple of 8', integer('height', 8, 4096), 512)
     .addOption(new Option('--scheduler <name>', "scheduler (default: the model's scheduler_config.json)").choices([...SCHEDULER_NAMES]))
-    .option('--karras', 'use Karras sigmas (euler, euler_a, dpmpp_2m, lms)')
+    .option('--karras', 'use Karras sigmas (euler, lms, dpmpp_2m, dpmpp_2m_sde, heun, unipc)')
     .addOption(new Option('--timestep-spacing <spacing>', "timestep spacing (default: the scheduler's own)").choices([...TIMESTEP_SPACINGS]))
     .addOption(new Option('--rng <device>', "which torch generator the noise reproduces: cpu (torch.Generator('cpu')) or cuda (Philox)").choices([...RNG_DEVICES]).default('cpu'))
     .option('--batch <n>', 'images per prompt', integer('batch', 1, 8), 1)
@@ -91,17 +91,55 @@ export function registerGenerateCommand(program: Command, defaults: GenerateComm
     });
 }
 
+/** Why `dir` cannot take the PNGs, for a person, or undefined when it is (now) a writable folder. */
+function outputFolderProblem(dir: string): string | undefined {
+  try {
+    if (!statSync(dir).isDirectory()) return 'it is a file, not a folder';
+  } catch {
+    // Missing: created below, with its parents.
+  }
+  try {
+    ensureWritableFolder(dir);
+    return undefined;
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOTDIR' || code === 'EEXIST') return 'a file is in the way of the folder';
+    if (code === 'EACCES' || code === 'EPERM') return 'no permission to write there';
+    if (code === 'EROFS') return 'the file system is read-only';
+    return code ?? (error as Error).message;
+  }
+}
+
 async function runGenerate(options: GenerateOptions, defaults: GenerateCommandDefaults): Promise<void> {
+  // Everything a person can get wrong is checked before the model loads (seconds to minutes), so a typo costs nothing.
+  const randomlySeeded = typeof options.seed !== 'bigint';
+  const seed = typeof options.seed === 'bigint' ? options.seed : randomSeed();
+  const request: GenerationRequest = {
+    prompt: options.prompt,
+    negativePrompt: options.negative,
+    seed,
+    steps: options.steps,
+    cfg: options.cfg,
+    width: options.width,
+    height: options.height,
+    scheduler: options.scheduler,
+    karras: options.karras,
+    timestepSpacing: options.timestepSpacing,
+    rng: options.rng,
+    batch: options.batch,
+    safetyCheck: options.safety,
+  };
+  validateRequest(request);
+  const outProblem = outputFolderProblem(options.out);
+  if (outProblem) throw new ImagineError('output_folder', `cannot write the images to --out ${options.out}: ${outProblem}.`);
   // A folder, or a Hub repo id (owner/name[@revision]) already pulled into the Hugging Face cache.
   const configuredPath = options.model ?? defaults.modelPath?.();
   if (!configuredPath) throw new InvalidRequestError('no model: pass --model DIR or set model.path in the config (see `imagine-bot models --help`).');
   const modelPath = resolveModelPath(configuredPath);
-  if (options.width % 8 !== 0 || options.height % 8 !== 0) {
-    throw new InvalidRequestError(`width and height must be multiples of 8 (got ${options.width}x${options.height}).`);
-  }
-  const seed = options.seed ?? randomSeed();
-  if (options.seed === undefined) process.stderr.write(`seed: ${seed}\n`);
+  if (randomlySeeded) process.stderr.write(`seed: ${seed}\n`);
 
+  // The engine's loader and the PNG encoder (sharp) are imported only now: a refused argument costs no import time.
+  const [{ loadPipeline }, { encodePng, generationInfotext }] = await Promise.all([import('../diffusion/load.js'), import('../diffusion/png.js')]);
   const pipeline = await loadPipeline(modelPath, {
     provider: options.provider ?? defaults.provider?.() ?? 'auto',
     safetyChecker: options.safety,
@@ -109,21 +147,6 @@ async function runGenerate(options: GenerateOptions, defaults: GenerateCommandDe
     log: (line) => process.stderr.write(`${line}\n`),
   });
   try {
-    const request: GenerationRequest = {
-      prompt: options.prompt,
-      negativePrompt: options.negative,
-      seed,
-      steps: options.steps,
-      cfg: options.cfg,
-      width: options.width,
-      height: options.height,
-      scheduler: options.scheduler,
-      karras: options.karras,
-      timestepSpacing: options.timestepSpacing,
-      rng: options.rng,
-      batch: options.batch,
-      safetyCheck: options.safety,
-    };
     const truncated = pipeline.model.tokenizer.truncatedTokenCount(options.prompt);
     if (truncated > 0) process.stderr.write(`warning: the prompt is ${truncated} token(s) too long; the end is ignored, as diffusers does.\n`);
     const bar = new ProgressBar('generating', options.steps);
@@ -133,24 +156,9 @@ async function runGenerate(options: GenerateOptions, defaults: GenerateCommandDe
     });
     bar.finish();
 
-    await mkdir(options.out, { recursive: true });
     const sampler = result.sampler;
     for (const image of result.images) {
-      const infotext = formatInfotext({
-        prompt: options.prompt,
-        negativePrompt: options.negative,
-        steps: options.steps,
-        sampler,
-        cfg: options.cfg,
-        seed,
-        width: image.width,
-        height: image.height,
-        model: pipeline.model.name,
-        extra: {
-          RNG: options.rng === 'cpu' ? 'CPU' : 'NV',
-          ...(options.batch > 1 ? { 'Batch size': options.batch, 'Batch pos': image.index } : {}),
-        },
-      });
+      const infotext = generationInfotext(request, sampler, image, pipeline.model.name);
       const path = join(options.out, `${image.index}.png`);
       await writeFile(path, await encodePng(image.rgb, image.width, image.height, infotext));
       const flag = image.nsfw ? ' (flagged by the safety checker)' : '';

@@ -4,7 +4,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Command, InvalidArgumentError } from 'commander';
 import { loadConfig } from '../config/index.js';
-import { BotSupervisor, startDiscordEmulator, type DiscordEmulator } from '../emulator/index.js';
+import type { BotSupervisor, DiscordEmulator } from '../emulator/index.js';
 
 /**
  * `imagine-bot sandbox`: a local Discord (the emulator) plus the bot as a child process pointed at it, and a web
@@ -104,6 +104,8 @@ function chooseModel(explicit: string | null | undefined, configPath?: string): 
 
 export async function runSandbox(options: SandboxOptions): Promise<RunningSandbox> {
   const print = options.print ?? ((line: string) => process.stdout.write(`${line}\n`));
+  // Imported here, not at the top: every other imagine-bot command would pay for loading the emulator otherwise.
+  const { BotSupervisor, startDiscordEmulator } = await import('../emulator/index.js');
   const emulator = await startDiscordEmulator({ port: options.port, ...(options.seedFile ? { seedFile: options.seedFile } : {}) });
   const url = `${emulator.url}/`;
   print(`Imagine sandbox: ${url}  (a local Discord; control API at ${emulator.url}/_sandbox)`);

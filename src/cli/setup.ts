@@ -3,13 +3,14 @@
  *
  * The CUDA provider's libraries are too big for the npm registry, so onnxruntime-node's own installer
  * (`node_modules/onnxruntime-node/script/install.js`) downloads them from NuGet (Microsoft.ML.OnnxRuntime.Gpu.Linux,
- * built for CUDA 12 and cuDNN 9) into `node_modules/onnxruntime-node/bin/napi-v6/linux/x64/`. Our `.npmrc` sets
- * `onnxruntime-node-install=skip` so a plain `npm install` never tries (it would fail offline and most users start on
- * the CPU); this command runs the same installer on request, overriding the skip.
+ * built for CUDA 12 and cuDNN 9) into `node_modules/onnxruntime-node/bin/napi-v6/linux/x64/`. A plain `npm install`
+ * never runs it (it would fail offline and most users start on the CPU): package.json's `allowScripts` denies it on
+ * npm 11 and 12, and on npm 10 the README's `ONNXRUNTIME_NODE_INSTALL=skip` does. This command runs the same installer
+ * on request, overriding any skip.
  *
  * How the installer reads its flag (script/install-utils.js in 1.30): `ONNXRUNTIME_NODE_INSTALL` is read before
- * `npm_config_onnxruntime_node_install` (what .npmrc's skip becomes inside npm scripts), so setting it overrides the
- * skip. `cuda12` makes it install what linux/x64 requires (the cuda12 manifest) when files are missing; `true`
+ * `npm_config_onnxruntime_node_install` (what an `.npmrc` or `--onnxruntime-node-install` skip becomes inside npm
+ * scripts), so setting it overrides the skip. `cuda12` makes it install what linux/x64 requires (the cuda12 manifest) when files are missing; `true`
  * re-installs even when present (`--force`). With no explicit flag it also exits silently when it thinks it is part of
  * a local `npm install` (npm_config_local_prefix + npm_package_json), so those variables are removed for the child.
  */

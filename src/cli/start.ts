@@ -5,24 +5,31 @@ import { firstRunGuide, missingModelGuide } from './first-run.js';
 import { startHeartbeat } from './doctor.js';
 import { resolveModelPath } from '../hub/cache.js';
 import { isImagineError } from '../errors.js';
+import { alreadyReported } from './reported.js';
+import { checkDiscordToken, type DiscordBotUser } from './discord-check.js';
 
 interface StartOptions {
   config?: string;
   deploy: boolean;
 }
 
-/** After SIGTERM, the longest a shutdown may take before the process exits anyway (Docker waits 10 s by default). */
-const SHUTDOWN_DEADLINE_MS = 8_000;
+/**
+ * After SIGTERM, how long the rest of a shutdown may take once the running job's grace (`queue.shutdownGraceSeconds`)
+ * is over: persisting, the last message edits, closing the gateway. Then the process exits anyway.
+ */
+const SHUTDOWN_AFTER_GRACE_MS = 8_000;
 
 /**
- * `imagine-bot start`: loads the model, connects to Discord and serves /imagine until SIGTERM or SIGINT, then shuts
- * down gracefully (stops taking jobs, persists the running one, closes the gateway) and exits 0.
+ * `imagine-bot start`: checks the token with Discord, loads the model, connects to Discord and serves /imagine until
+ * SIGTERM or SIGINT, then shuts down gracefully and exits 0: it starts no new job, lets the running one finish and be
+ * posted within `queue.shutdownGraceSeconds` (else interrupts it and keeps it persisted for the next start), and closes
+ * the gateway.
  * Without a token it prints the first-run guide; without a model, how to get one.
  */
 export function registerStartCommand(program: Command): void {
   program
     .command('start')
-    .description('Run the Discord bot (prints a setup guide when DISCORD_TOKEN or the model is missing).')
+    .description('Run the Discord bot: checks the token with Discord, loads the model, serves /imagine (prints a setup guide when DISCORD_TOKEN or the model is missing).')
     .option('--config <file>', 'configuration override file (default: config/local.json or IMAGINE_CONFIG)')
     .option('--no-deploy', 'do not register the slash commands at start (use `deploy-commands` instead)')
     .action(async (options: StartOptions, command: Command) => {
@@ -42,27 +49,28 @@ export function registerStartCommand(program: Command): void {
         process.stdout.write(`${missingModelGuide({ problem: config.model.path ? error.message : undefined })}\n`);
         throw notStarted();
       }
-      await runUntilSignal(config, modelFolder, options.deploy);
+      // Discord before the model: a wrong token or no route to Discord is reported at once, not after the model has
+      // loaded and warmed up.
+      const botUser = await checkDiscordToken({ apiBase: config.discord.apiBase, token: config.discord.token });
+      await runUntilSignal(config, modelFolder, botUser, options.deploy);
     });
 }
 
-/**
- * Exit status 1 after a guide was printed: the bot did not start (a supervisor should not count it as running).
- * A CommanderError is how a command tells main.ts "already explained, just exit with this code".
- */
+/** Exit status 1 after a guide was printed: the bot did not start (a supervisor should not count it as running). */
 function notStarted(): CommanderError {
-  return new CommanderError(1, 'imagine.notStarted', 'the bot was not started');
+  return alreadyReported('imagine.notStarted', 'the bot was not started');
 }
 
-async function runUntilSignal(config: Config, modelFolder: string | undefined, deploy: boolean): Promise<void> {
+async function runUntilSignal(config: Config, modelFolder: string | undefined, botUser: DiscordBotUser, deploy: boolean): Promise<void> {
   const log = createLoggerFromConfig(config);
-  const { startRuntime } = await import('../discord/runtime.js');
+  const { startRuntime } = await import('../app/runtime.js');
   let stopRequested: (signal: NodeJS.Signals) => void = () => undefined;
   const stopSignal = new Promise<NodeJS.Signals>((resolve) => (stopRequested = resolve));
   // Listen before the (slow) model load, so a SIGTERM during start-up is honoured too.
   process.once('SIGTERM', () => stopRequested('SIGTERM'));
   process.once('SIGINT', () => stopRequested('SIGINT'));
 
+  log.info({ user: botUser.username, id: botUser.id }, 'Discord accepted the token');
   const runtime = await startRuntime({ config, log, ...(modelFolder ? { modelFolder } : {}), deployCommands: deploy });
   const stopHeartbeat = startHeartbeat(config);
   const signal = await stopSignal;
@@ -70,7 +78,7 @@ async function runUntilSignal(config: Config, modelFolder: string | undefined, d
   const deadline = setTimeout(() => {
     log.warn('shutdown took too long; exiting');
     process.exit(0);
-  }, SHUTDOWN_DEADLINE_MS);
+  }, config.queue.shutdownGraceSeconds * 1000 + SHUTDOWN_AFTER_GRACE_MS);
   deadline.unref();
   try {
     await runtime.stop();

@@ -47,16 +47,24 @@ export function registerWorkerCommand(program: Command): void {
       process.once('SIGTERM', () => stopRequested('SIGTERM'));
       process.once('SIGINT', () => stopRequested('SIGINT'));
 
-      const { loadEngine } = await import('../discord/runtime.js');
-      const { RedisWorker, timingsFromQueueConfig } = await import('../queue/redis/worker.js');
-      const engine = await loadEngine(config, modelFolder, log, {
-        ...(options.device !== undefined ? { deviceId: options.device } : {}),
-        ...(options.threads !== undefined ? { intraOpNumThreads: options.threads } : {}),
-      });
+      const [{ engineSetupFor }, { openEngine }, { RedisWorker, timingsFromQueueConfig }] = await Promise.all([
+        import('../app/runtime.js'),
+        import('../app/engine.js'),
+        import('../queue/index.js'),
+      ]);
+      // The pipeline runs on this process's own thread: a worker has no Discord to keep responsive, and if it dies
+      // mid-job (native abort, OOM, SIGKILL) BullMQ's stalled-job check reruns the job on another worker.
+      const engine = await openEngine(
+        engineSetupFor(config, modelFolder, {
+          ...(options.device !== undefined ? { deviceId: options.device } : {}),
+          ...(options.threads !== undefined ? { intraOpNumThreads: options.threads } : {}),
+        }),
+        (line) => log.info({ module: 'engine' }, line),
+      );
       const worker = new RedisWorker({
         url,
         generator: engine.generator,
-        identity: { model: engine.modelName, provider: engine.provider, device: options.device ?? null },
+        identity: { model: engine.info.modelName, provider: engine.info.provider, device: options.device ?? null },
         ...timingsFromQueueConfig(config.queue),
         logger: log.child({ module: 'worker' }),
         progressIntervalMs: Math.min(1000, config.preview.minIntervalMs),
@@ -66,7 +74,7 @@ export function registerWorkerCommand(program: Command): void {
       log.info({ signal }, 'worker shutting down');
       setTimeout(() => process.exit(0), SHUTDOWN_DEADLINE_MS).unref();
       await worker.close();
-      await engine.release();
+      await engine.close();
       setTimeout(() => process.exit(0), 200).unref();
     });
 }

@@ -63,6 +63,8 @@ export type NsfwPolicy = (typeof NSFW_POLICIES)[number];
 export const QUEUE_BACKENDS = ['local', 'redis'] as const;
 export const PREVIEW_FORMATS = ['webp', 'jpeg'] as const;
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+/** Where the pipeline runs: a child process of the bot (default), or the bot's own thread (debugging, comparisons). */
+export const ENGINE_ISOLATIONS = ['process', 'inline'] as const;
 
 export const configSchema = z.strictObject({
   discord: z.strictObject({
@@ -84,6 +86,15 @@ export const configSchema = z.strictObject({
     pinUnetShapes: bool(),
     /** Fuse the UNet's and VAE decoder's attention into ORT's MultiHeadAttention (fuse-attention.ts, docs/gpu.md). */
     fuseAttention: bool(),
+  }),
+  engine: z.strictObject({
+    isolation: oneOf(ENGINE_ISOLATIONS),
+    /** A job that shows no sign of life (step, decode, result) for this long has its engine process killed and fails. */
+    stepTimeoutSeconds: intBetween(1, 3600),
+    /** The longest the engine process may take to load and warm up the model before it is killed and start fails. */
+    startTimeoutSeconds: intBetween(10, 3600),
+    /** Scheduling priority (nice value) of the engine process; above 0 the Discord thread wins the CPU; 0 = the bot's own. */
+    niceness: intBetween(0, 19),
   }),
   generation: z.strictObject({
     defaults: z.strictObject({
@@ -117,6 +128,7 @@ export const configSchema = z.strictObject({
     workerHeartbeatMs: intBetween(100, 60000),
     /** Backend redis: BullMQ's job lock and stalled-check interval; a killed worker's job reruns within about 2×. */
     lostJobAfterMs: intBetween(500, 600000),
+    shutdownGraceSeconds: intBetween(0, 3600),
   }),
   preview: z.strictObject({
     enabled: bool(),

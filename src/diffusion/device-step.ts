@@ -13,7 +13,7 @@
  * Expanding: latents' = a·latents + b(1−g)·uncond + b·g·cond (+ n·noise). The graph also emits the next UNet input:
  * both CFG halves of `k·latents'` (k = the scheduler's input scale for the next step, e.g. 1/√(σ²+1) for Euler), in
  * the UNet's dtype. Multistep schedulers (PNDM's PLMS, DPM++ 2M, LMS) also need earlier predictions and are not
- * covered. The production loop using it is `StableDiffusionPipeline`'s device loop (pipeline.ts).
+ * covered. The production loop using it is the pipeline's loop over `DeviceLoopStepper` (steppers.ts).
  *
  * Latents are float32 in the graph whatever the UNet's dtype (casts at the boundary), like the CPU pipeline.
  */

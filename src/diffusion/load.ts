@@ -36,7 +36,7 @@ export async function loadPipeline(folder: string, options: LoadPipelineOptions)
   const { provider } = await resolveProvider(options.provider, null, log, device);
   const deviceLoop = options.deviceLoop ?? 'auto';
   // Where the provider can keep outputs on the device (WebGPU), the UNet leaves its output there for the device loop
-  // to feed to the step graph; the JS loop reads it back each step (pipeline.ts). Other parts return to the CPU.
+  // to feed to the step graph; the JS stepper reads it back each step (steppers.ts, unet-runner.ts). Other parts return to the CPU.
   const unetOutputsOnDevice = keepsOutputsOnDevice(provider) && deviceLoop !== 'never';
   const partOf = (file: string): string => basename(dirname(file));
   const model = await loadStableDiffusionModel(folder, {

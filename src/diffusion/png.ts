@@ -1,4 +1,5 @@
 import sharp from 'sharp';
+import type { GenerationRequest } from './request.js';
 
 /**
  * PNG output with an A1111-style `parameters` text chunk, the field that A1111's and ComfyUI's "PNG info" read.
@@ -35,6 +36,35 @@ export function formatInfotext(fields: InfotextFields): string {
   if (fields.negativePrompt) lines.push(`Negative prompt: ${fields.negativePrompt}`);
   lines.push(settings);
   return lines.join('\n');
+}
+
+/**
+ * The infotext of one image of a generation, as `imagine-bot generate` writes it: A1111's fields from the request,
+ * the sampler that ran (`GenerationResult.sampler`), the model's name, the RNG (A1111's `CPU` or `NV`) and, for a
+ * batch, the image's position in it.
+ */
+export function generationInfotext(
+  request: GenerationRequest,
+  sampler: string,
+  image: { index: number; width: number; height: number },
+  model: string,
+): string {
+  const batch = request.batch ?? 1;
+  return formatInfotext({
+    prompt: request.prompt,
+    negativePrompt: request.negativePrompt,
+    steps: request.steps,
+    sampler,
+    cfg: request.cfg,
+    seed: request.seed,
+    width: image.width,
+    height: image.height,
+    model,
+    extra: {
+      RNG: (request.rng ?? 'cpu') === 'cpu' ? 'CPU' : 'NV',
+      ...(batch > 1 ? { 'Batch size': batch, 'Batch pos': image.index } : {}),
+    },
+  });
 }
 
 function formatNumber(value: number): string {

@@ -147,3 +147,8 @@ export function floatsFromData(data: unknown, type: string, into: Float32Array):
   else throw new Error(`expected float32 or float16 data, got ${type}`);
   return into;
 }
+
+/** A session's first output (the only one the text encoder, UNet and VAE decoder are read for). */
+export function firstOutput(session: InferenceSession, outputs: InferenceSession.OnnxValueMapType): ort.Tensor {
+  return outputs[session.outputNames[0]!] as ort.Tensor;
+}

@@ -10,6 +10,9 @@ export interface ClipTokenizer {
   /** The text encoder's context length (77 for SD 1.5), from tokenizer_config.json's model_max_length. */
   readonly maxLength: number;
   readonly padTokenId: number;
+  /** Start- and end-of-text ids (`<|startoftext|>`, `<|endoftext|>`): A1111 wraps each 75-token chunk in them. */
+  readonly bosTokenId: number;
+  readonly eosTokenId: number;
   /**
    * Tokenizes literally (no weighting syntax), adds BOS/EOS, truncates to maxLength keeping EOS last and pads
    * with the pad token: diffusers' `tokenizer(prompt, padding="max_length", truncation=True)`.
@@ -17,6 +20,15 @@ export interface ClipTokenizer {
   encode(text: string): Int32Array;
   /** How many prompt tokens (without BOS/EOS) were dropped by truncation; the CLI and bot warn about them. */
   truncatedTokenCount(text: string): number;
+  /**
+   * The ids of the text alone: no BOS/EOS, no truncation, no padding (transformers'
+   * `tokenizer(text, truncation=False, add_special_tokens=False)`, which A1111 calls on each prompt fragment).
+   */
+  tokenize(text: string): number[];
+  /** The id of one vocabulary entry, e.g. `,</w>` (A1111's comma token), or undefined when the vocabulary lacks it. */
+  tokenId(token: string): number | undefined;
+  /** Text for token ids, special tokens skipped: how the CLI and bot show which words a truncation dropped. */
+  decode(ids: readonly number[]): string;
 }
 
 interface TokenizerConfigFile {
@@ -150,10 +162,17 @@ export async function loadClipTokenizer(tokenizerFolder: string): Promise<ClipTo
   if (typeof padTokenId !== 'number') {
     throw new ModelFileError('tokenizer/tokenizer_config.json', 'pad_token is not in the vocabulary');
   }
+  const bosTokenId = tokenizer.bos_token_id;
+  const eosTokenId = tokenizer.eos_token_id;
+  if (typeof bosTokenId !== 'number' || typeof eosTokenId !== 'number') {
+    throw new ModelFileError('tokenizer/tokenizer_config.json', 'bos_token or eos_token is not in the vocabulary');
+  }
   const rawIds = (text: string): number[] => tokenizer.encode(text, { add_special_tokens: true });
   return {
     maxLength,
     padTokenId,
+    bosTokenId,
+    eosTokenId,
     encode(text: string): Int32Array {
       const ids = rawIds(text);
       const out = new Int32Array(maxLength).fill(padTokenId);
@@ -168,6 +187,16 @@ export async function loadClipTokenizer(tokenizerFolder: string): Promise<ClipTo
     },
     truncatedTokenCount(text: string): number {
       return Math.max(0, rawIds(text).length - maxLength);
+    },
+    tokenize(text: string): number[] {
+      return tokenizer.encode(text, { add_special_tokens: false });
+    },
+    tokenId(token: string): number | undefined {
+      const id: unknown = tokenizer.convert_tokens_to_ids(token);
+      return typeof id === 'number' ? id : undefined;
+    },
+    decode(ids: readonly number[]): string {
+      return tokenizer.decode([...ids], { skip_special_tokens: true });
     },
   };
 }

@@ -5,9 +5,8 @@
  */
 import type { RawFile } from 'discord.js';
 import sharp from 'sharp';
-import { insertTextChunks, readTextChunks } from '../diffusion/png.js';
-
 import type { NsfwPolicy } from '../config/index.js';
+import { insertTextChunks, readTextChunks } from '../queue/index.js';
 
 export type { NsfwPolicy };
 

@@ -2,7 +2,9 @@
  * What the Discord layer needs from guild settings and admission checks, in its own words. `rules.ts` implements it
  * over src/queue's settings store and admission checks; the interaction handlers only see this seam.
  */
-import type { JobParams, JobStanding, JsonObject } from '../queue/types.js';
+import type { ImagineCommands } from '../../commands/index.js';
+import type { JobParams, JobStanding, JsonObject } from '../queue/index.js';
+import type { OptionValues } from './options.js';
 
 /** Who asks, where, as far as admission checks care. */
 export interface Requester {
@@ -17,18 +19,11 @@ export interface Requester {
   isAdmin: boolean;
 }
 
-/** An /imagine request as typed; missing values take the defaults. */
-export interface ImagineOptions {
-  prompt: string;
-  negative?: string;
-  /** Decimal text as typed (64-bit seeds do not fit Discord's integer options). */
-  seed?: string;
-  steps?: number;
-  cfg?: number;
-  size?: string;
-  sampler?: string;
-  count?: number;
-}
+/**
+ * An /imagine request as typed, inferred from the command's definition in commands/ (`seed` is decimal text: 64-bit
+ * seeds do not fit Discord's integer options); missing values take the defaults.
+ */
+export type ImagineOptions = OptionValues<ImagineCommands['imagine']['options']>;
 
 export interface Admitted {
   params: JobParams;

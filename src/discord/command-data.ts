@@ -4,21 +4,30 @@
  */
 import { Routes } from 'discord-api-types/v10';
 import type { REST } from 'discord.js';
-import { buildCommandDefinitions, type CommandDefinition } from '../../commands/index.js';
+import { buildCommandDefinitions, buildCommands, type CommandDefinition, type CommandLimits, type ImagineCommands } from '../../commands/index.js';
 import type { Config } from '../config/index.js';
-import { schedulerDisplayName } from '../diffusion/schedulers/index.js';
-import { SCHEDULER_NAMES } from '../diffusion/schedulers/types.js';
+import { SCHEDULER_NAMES, schedulerDisplayName } from '../queue/index.js';
 
-export function commandDefinitionsFor(config: Pick<Config, 'generation'>): CommandDefinition[] {
+function commandLimitsFor(config: Pick<Config, 'generation'>): CommandLimits {
   const { limits } = config.generation;
-  return buildCommandDefinitions({
+  return {
     sizes: limits.sizes,
     samplers: SCHEDULER_NAMES.map((name) => ({ value: name, label: schedulerDisplayName(name) })),
     maxSteps: limits.maxSteps,
     maxCfg: limits.maxCfg,
     // Guild settings allow at most 4 images per job (see rules.settingsFromConfig).
     maxCount: Math.min(limits.maxCount, 4),
-  });
+  };
+}
+
+/** The bot's commands by role, typed: the handlers read their options through these definitions. */
+export function commandsFor(config: Pick<Config, 'generation'>): ImagineCommands {
+  return buildCommands(commandLimitsFor(config));
+}
+
+/** The same commands as the JSON array Discord's bulk overwrite takes. */
+export function commandDefinitionsFor(config: Pick<Config, 'generation'>): CommandDefinition[] {
+  return buildCommandDefinitions(commandLimitsFor(config));
 }
 
 export interface DeployResult {

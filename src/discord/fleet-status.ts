@@ -1,4 +1,4 @@
-import type { WorkerInfo } from '../queue/types.js';
+import type { WorkerInfo } from '../queue/index.js';
 import { formatDuration } from '../util/format.js';
 
 /** How many workers a status reply lists; more would not fit Discord's 2000 characters with the rest. */

@@ -5,7 +5,7 @@
  */
 import type { RawFile, REST } from 'discord.js';
 import type { Logger } from '../log.js';
-import { encodeLatentPreview } from '../diffusion/preview.js';
+import { encodeLatentPreview } from '../queue/index.js';
 import { prepareAttachments, policyApplies, type FinishedImage, type NsfwPolicy } from './attachments.js';
 import { JobMessage, type ReplyTarget } from './job-message.js';
 import {

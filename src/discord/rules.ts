@@ -7,12 +7,23 @@ import type { Config } from '../config/index.js';
 import { parseSize } from '../config/index.js';
 import { ImagineError } from '../errors.js';
 import { sizeLabel } from '../util/format.js';
-import { parseSeed, randomSeed } from '../diffusion/rng/index.js';
-import { SCHEDULER_NAMES, type SchedulerName } from '../diffusion/schedulers/types.js';
-import type { Admission, AdmissionContext } from '../queue/admission.js';
-import { RequestLimitError, SettingsValidationError } from '../queue/errors.js';
-import type { GuildSettings, GuildSettingsPatch, GuildSettingsStore, ListName } from '../queue/settings.js';
-import type { JobParams } from '../queue/types.js';
+import {
+  parseSeed,
+  randomSeed,
+  SAMPLER_REQUEST_DEFAULTS,
+  schedulerDisplayName,
+  RequestLimitError,
+  SCHEDULER_NAMES,
+  SettingsValidationError,
+  type Admission,
+  type AdmissionContext,
+  type GuildSettings,
+  type GuildSettingsPatch,
+  type GuildSettingsStore,
+  type JobParams,
+  type ListName,
+  type SchedulerName,
+} from '../queue/index.js';
 import type { Admitted, GuildRules, ImagineOptions, Requester, SettingsReply, SettingsValues } from './backend.js';
 
 /** What a request falls back to when a value is not given (the guild settings hold limits, not defaults). */
@@ -22,16 +33,24 @@ export interface RequestDefaults {
   size: string;
   scheduler: SchedulerName;
   rng: JobParams['rng'];
+  /** Samplers with steps/CFG of their own (LCM: few steps, low guidance), used instead of the above, and a step ceiling. */
+  samplers?: Partial<Record<SchedulerName, { steps?: number; cfg?: number; maxSteps: number }>>;
 }
 
 export function requestDefaults(config: Config, modelScheduler: SchedulerName): RequestDefaults {
   const { defaults } = config.generation;
+  // The sampler the configuration names as its default gets the configured steps and CFG (chosen for it); others
+  // with needs of their own get those. The step ceiling holds either way.
+  const samplers = Object.fromEntries(
+    Object.entries(SAMPLER_REQUEST_DEFAULTS).map(([name, own]) => [name, name === defaults.scheduler ? { maxSteps: own.maxSteps } : own]),
+  );
   return {
     steps: defaults.steps,
     cfg: defaults.cfg,
     size: defaults.size,
     scheduler: (defaults.scheduler as SchedulerName | null) ?? modelScheduler,
     rng: config.generation.rng,
+    samplers,
   };
 }
 
@@ -66,12 +85,17 @@ export function resolveRequest(options: ImagineOptions, defaults: RequestDefault
   if (!dims) throw new RequestLimitError('size', `Size ${sizeLabel(size)} is not a valid size; choose one from the list.`);
   const scheduler = options.sampler ?? defaults.scheduler;
   if (!(SCHEDULER_NAMES as readonly string[]).includes(scheduler)) throw new RequestLimitError('sampler', `Unknown sampler "${scheduler}"; choose one from the list.`);
+  const own = defaults.samplers?.[scheduler as SchedulerName];
+  const steps = options.steps ?? own?.steps ?? defaults.steps;
+  if (own && steps > own.maxSteps) {
+    throw new RequestLimitError('steps', `${schedulerDisplayName(scheduler as SchedulerName)} takes at most ${own.maxSteps} steps; ask for fewer.`);
+  }
   return {
     prompt,
     negative: options.negative?.trim() ?? '',
     seed,
-    steps: options.steps ?? defaults.steps,
-    cfg: options.cfg ?? defaults.cfg,
+    steps,
+    cfg: options.cfg ?? own?.cfg ?? defaults.cfg,
     width: dims.width,
     height: dims.height,
     scheduler: scheduler as SchedulerName,

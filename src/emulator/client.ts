@@ -68,6 +68,8 @@ export interface SandboxState {
   }[];
   users: { id: string; username: string; global_name: string | null; admin: boolean; admin_guild_ids: string[] }[];
   bot_connected: boolean;
+  /** The bot's shards (its running shard count, or the recommended one before it connects). */
+  shards: { id: number; connected: boolean; guild_ids: string[] }[];
   clock_offset_seconds: number;
 }
 

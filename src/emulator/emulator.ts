@@ -36,6 +36,11 @@ export interface EmulatorOptions {
   attachmentSizeLimit?: number;
   /** Per-route limits keyed `METHOD /template`, merged over the defaults; `false` turns bucket limits off. */
   rateLimits?: Record<string, RateLimitRule> | false;
+  /**
+   * Minimum time between two IDENTIFYs of one identify bucket (`shard_id % max_concurrency`); a faster one gets op 9
+   * Invalid Session (Discord: 5 000 ms). Default 0: not enforced, so tests may reconnect freely.
+   */
+  identifyIntervalMs?: number;
 }
 
 export interface RequestLogEntry {
@@ -56,9 +61,9 @@ export interface BotController {
 export type FaultRequest =
   | { kind: 'rate_limit'; route: string; count?: number; retry_after?: number; global?: boolean }
   | { kind: 'server_error'; route: string; count?: number; status?: number }
-  | { kind: 'gateway_drop' }
-  | { kind: 'gateway_close'; code?: number }
-  | { kind: 'gateway_reconnect' }
+  | { kind: 'gateway_drop'; shard?: number }
+  | { kind: 'gateway_close'; code?: number; shard?: number }
+  | { kind: 'gateway_reconnect'; shard?: number }
   | { kind: 'advance_clock'; seconds: number };
 
 const API_PREFIX = /^\/api(?:\/v(\d+))?(?=\/|$)/;
@@ -98,6 +103,7 @@ export class DiscordEmulator extends EventEmitter {
       ackDeadlineMs: options.ackDeadlineMs ?? 3_000,
       tokenLifetimeMs: options.tokenLifetimeMs ?? 15 * 60_000,
       attachmentSizeLimit: options.attachmentSizeLimit ?? 10 * 1024 * 1024,
+      identifyIntervalMs: options.identifyIntervalMs ?? 0,
     };
     const seed = options.seedFile ? loadSeedFile(options.seedFile) : (options.seed ?? DEFAULT_SEED);
     this.state = new EmulatorState(seed, this.ids, () => new Date(this.clock.now()).toISOString());
@@ -109,9 +115,21 @@ export class DiscordEmulator extends EventEmitter {
       heartbeatIntervalMs: this.options.heartbeatIntervalMs,
       heartbeatTimeoutFactor: this.options.heartbeatTimeoutFactor,
       resumeUrl: () => this.gatewayUrl,
-      readyPayload: (session) => this.readyPayload(session),
-      guildCreatePayloads: () => [...this.state.guilds.values()].map((g) => gatewayGuildCreate(this.state, g)),
+      readyPayload: (session, guildIds) => this.readyPayload(session, guildIds),
+      guildIds: () => [...this.state.guilds.keys()],
+      guildCreatePayload: (guildId) => {
+        const guild = this.state.guilds.get(guildId);
+        return guild ? gatewayGuildCreate(this.state, guild) : null;
+      },
       guildMembers: (guildId) => (this.state.guilds.get(guildId)?.members ?? []).map((m) => apiMember(this.state, m)),
+      now,
+      sessionStartLimit: {
+        total: this.state.gateway.sessionStartTotal,
+        maxConcurrency: this.state.gateway.maxConcurrency,
+        resetAfterMs: 24 * 60 * 60 * 1000,
+        identifyIntervalMs: this.options.identifyIntervalMs,
+      },
+      maxGuildsPerSession: this.state.gateway.maxGuildsPerSession,
     });
     this.gateway.on('ready', (session: GatewaySession) => {
       this.readyCount += 1;
@@ -135,6 +153,7 @@ export class DiscordEmulator extends EventEmitter {
       interactions: this.interactions,
       gateway: this.gateway,
       gatewayUrl: () => this.gatewayUrl,
+      recommendedShards: () => this.recommendedShards,
     });
     this.server = createServer((req, res) => {
       this.handle(req, res).catch((error: unknown) => {
@@ -204,14 +223,26 @@ export class DiscordEmulator extends EventEmitter {
     return this.readyCount;
   }
 
-  /** Resolves on the next completed handshake after `afterCount` (default: now). */
+  /**
+   * Resolves once a handshake after `afterCount` (default: now) has completed and every shard of the bot's shard
+   * count has a live session, so a sharded bot is ready when all its shards are (an unsharded one: its one session).
+   * Resolves with the latest session that became ready, or null if the bot was ready already.
+   */
   waitForBotReady(options: { afterCount?: number; timeoutMs?: number; signal?: AbortSignal } = {}): Promise<GatewaySession | null> {
     const afterCount = options.afterCount ?? this.readyCount;
-    if (this.readyCount > afterCount) return Promise.resolve(null);
+    const isReady = () => this.readyCount > afterCount && this.allShardsConnected();
+    if (isReady()) return Promise.resolve(null);
     return new Promise((resolve, reject) => {
+      let latest: GatewaySession | null = null;
       const onReady = (session: GatewaySession) => {
+        latest = session;
+        onChange();
+      };
+      // A shard that resumes (rather than identifies) completes readiness too.
+      const onChange = () => {
+        if (!isReady()) return;
         cleanup();
-        resolve(session);
+        resolve(latest);
       };
       const onAbort = () => {
         cleanup();
@@ -219,16 +250,23 @@ export class DiscordEmulator extends EventEmitter {
       };
       const timer = setTimeout(() => {
         cleanup();
-        reject(new Error(`the bot did not IDENTIFY and get READY within ${options.timeoutMs ?? 60_000} ms`));
+        reject(new Error(`the bot did not IDENTIFY and get READY on every shard within ${options.timeoutMs ?? 60_000} ms`));
       }, options.timeoutMs ?? 60_000);
       const cleanup = () => {
         clearTimeout(timer);
         this.off('bot-ready', onReady);
+        this.off('change', onChange);
         options.signal?.removeEventListener('abort', onAbort);
       };
       this.on('bot-ready', onReady);
+      this.on('change', onChange);
       options.signal?.addEventListener('abort', onAbort);
     });
+  }
+
+  /** Whether every shard of the bot's shard count (see `shardsView()`) has a live session. */
+  allShardsConnected(): boolean {
+    return this.shardsView().every((shard) => shard.connected);
   }
 
   // -------------------------------------------------------------------------------------------------------------
@@ -316,13 +354,11 @@ export class DiscordEmulator extends EventEmitter {
         return { injected: count };
       }
       case 'gateway_drop':
-        return { dropped: this.gateway.dropConnections() };
+        return { dropped: this.gateway.dropConnections(faultShard(fault.shard)) };
       case 'gateway_close':
-        this.gateway.closeConnections(fault.code ?? 4000, 'closed by the sandbox');
-        return { closed: true };
+        return { closed: this.gateway.closeConnections(fault.code ?? 4000, 'closed by the sandbox', faultShard(fault.shard)) > 0 };
       case 'gateway_reconnect':
-        this.gateway.requestReconnect();
-        return { requested: true };
+        return { requested: this.gateway.requestReconnect(faultShard(fault.shard)) > 0 };
       case 'advance_clock':
         if (typeof fault.seconds !== 'number') throw new SandboxRequestError('seconds is required');
         try {
@@ -407,19 +443,39 @@ export class DiscordEmulator extends EventEmitter {
           admin_guild_ids: [...this.state.guilds.keys()].filter((gid) => this.state.isAdmin(gid, u.id)),
         })),
       bot_connected: this.gateway.liveSessions().length > 0,
+      shards: this.shardsView(),
       clock_offset_seconds: this.clock.offsetSeconds,
     };
+  }
+
+  /**
+   * The bot's shards: as many as it runs with (the shard count of its latest session), or before it connects as
+   * many as `GET /gateway/bot` recommends; each with whether a session of that shard is connected and its guilds.
+   */
+  shardsView(): { id: number; connected: boolean; guild_ids: string[] }[] {
+    const count = this.gateway.currentShardCount() ?? this.recommendedShards;
+    const live = this.gateway.liveSessions();
+    return Array.from({ length: count }, (_, id) => ({
+      id,
+      connected: live.some((s) => s.shard[0] === id && s.shard[1] === count),
+      guild_ids: this.gateway.guildIdsOnShard(id, count),
+    }));
+  }
+
+  /** `shards` of `GET /gateway/bot`: the seed's `gateway.shards`, else one per 1 000 guilds as Discord advises. */
+  get recommendedShards(): number {
+    return this.state.gateway.recommendedShards ?? Math.max(1, Math.ceil(this.state.guilds.size / 1000));
   }
 
   // -------------------------------------------------------------------------------------------------------------
   // HTTP
 
-  private readyPayload(session: GatewaySession): Record<string, unknown> {
+  private readyPayload(session: GatewaySession, guildIds: string[]): Record<string, unknown> {
     return {
       v: 10,
       user: { ...apiUser(this.state.botUser), verified: true, mfa_enabled: false, email: null },
       user_settings: {},
-      guilds: [...this.state.guilds.keys()].map((id) => ({ id, unavailable: true })),
+      guilds: guildIds.map((id) => ({ id, unavailable: true })),
       guild_join_requests: [],
       relationships: [],
       private_channels: [],
@@ -427,7 +483,7 @@ export class DiscordEmulator extends EventEmitter {
       session_id: session.id,
       session_type: 'normal',
       resume_gateway_url: this.gatewayUrl,
-      shard: [0, 1],
+      shard: session.shard,
       application: { id: this.state.applicationId, flags: 0 },
       geo_ordered_rtc_regions: [],
       auth_session_id_hash: '',
@@ -549,6 +605,13 @@ export class DiscordEmulator extends EventEmitter {
     res.writeHead(200, { 'Content-Type': attachment.contentType, 'Content-Length': attachment.size, 'Cache-Control': 'public, max-age=31536000' });
     res.end(req.method === 'HEAD' ? undefined : attachment.data);
   }
+}
+
+/** A fault's optional `shard`: a shard id, or undefined for every connection. */
+function faultShard(shard: unknown): number | undefined {
+  if (shard === undefined) return undefined;
+  if (!Number.isSafeInteger(shard) || (shard as number) < 0) throw new SandboxRequestError('shard must be a shard id (an integer ≥ 0)');
+  return shard as number;
 }
 
 /** Starts an emulator on 127.0.0.1 and resolves once it listens. */

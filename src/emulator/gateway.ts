@@ -4,10 +4,11 @@ import type { Duplex } from 'node:stream';
 import { deflateSync } from 'node:zlib';
 import { randomBytes } from 'node:crypto';
 import { WebSocketServer, type WebSocket } from 'ws';
+import { SessionStartLimit, parseIdentifyShard, routingGuildId, shardOf, shardReceives, type SessionStartLimitOptions } from './sharding.js';
 
 /** Gateway opcodes and close codes (discord-api-types' GatewayOpcodes / GatewayCloseCodes). */
 const OP = { Dispatch: 0, Heartbeat: 1, Identify: 2, PresenceUpdate: 3, VoiceStateUpdate: 4, Resume: 6, Reconnect: 7, RequestGuildMembers: 8, InvalidSession: 9, Hello: 10, HeartbeatAck: 11 } as const;
-export const CLOSE = { UnknownError: 4000, UnknownOpcode: 4001, DecodeError: 4002, NotAuthenticated: 4003, AuthenticationFailed: 4004, AlreadyAuthenticated: 4005, SessionTimedOut: 4009, InvalidApiVersion: 4012 } as const;
+export const CLOSE = { UnknownError: 4000, UnknownOpcode: 4001, DecodeError: 4002, NotAuthenticated: 4003, AuthenticationFailed: 4004, AlreadyAuthenticated: 4005, SessionTimedOut: 4009, InvalidShard: 4010, ShardingRequired: 4011, InvalidApiVersion: 4012 } as const;
 export const INTENT = { Guilds: 1 << 0, GuildMembers: 1 << 1, GuildMessages: 1 << 9, MessageContent: 1 << 15 } as const;
 
 interface BufferedDispatch {
@@ -27,14 +28,19 @@ export interface GatewaySession {
   disconnectedAt: number | null;
   /** True once READY and every GUILD_CREATE went out on the identifying connection. */
   ready: boolean;
+  /** `[shard_id, num_shards]` from IDENTIFY; `[0, 1]` for a session that did not ask for a shard. */
+  shard: [number, number];
 }
 
 export interface GatewayOptions {
   token: () => string;
   heartbeatIntervalMs: number;
   resumeUrl: () => string;
-  readyPayload: (session: GatewaySession) => Record<string, unknown>;
-  guildCreatePayloads: () => Record<string, unknown>[];
+  /** READY for a session; `guildIds` are the guilds on its shard. */
+  readyPayload: (session: GatewaySession, guildIds: string[]) => Record<string, unknown>;
+  /** Every guild the bot is in, in seed order. */
+  guildIds: () => string[];
+  guildCreatePayload: (guildId: string) => Record<string, unknown> | null;
   guildMembers: (guildId: string) => Record<string, unknown>[];
   /** How long a disconnected session can still be resumed. */
   resumeWindowMs?: number;
@@ -43,33 +49,56 @@ export interface GatewayOptions {
    * with clients whose event loop is blocked (default 1.5; 0 disables).
    */
   heartbeatTimeoutFactor?: number;
+  /** The emulator's clock (session start limit and identify buckets are measured on it). */
+  now: () => number;
+  sessionStartLimit: SessionStartLimitOptions;
+  /** A session that would hold more guilds than this is closed with 4011 Sharding required (Discord: 2500). */
+  maxGuildsPerSession: number;
 }
 
 /** Events: `ready` (session) after READY + GUILD_CREATEs; `resumed` (session); `disconnected` (session). */
 export class Gateway extends EventEmitter {
   private readonly server = new WebSocketServer({ noServer: true });
   readonly sessions = new Map<string, GatewaySession>();
+  readonly sessionStartLimit: SessionStartLimit;
   private readonly sockets = new Set<WebSocket>();
   private readonly bufferSize = 1000;
 
   constructor(private readonly options: GatewayOptions) {
     super();
+    this.sessionStartLimit = new SessionStartLimit(options.sessionStartLimit, options.now);
+  }
+
+  /** The guilds whose events go to shard `shardId` of `shardCount`, in seed order. */
+  guildIdsOnShard(shardId: number, shardCount: number): string[] {
+    return this.options.guildIds().filter((id) => shardOf(id, shardCount) === shardId);
+  }
+
+  /**
+   * The shard count the bot runs with: that of the most recently identified session still known (live or
+   * resumable), or null before any session.
+   */
+  currentShardCount(): number | null {
+    let latest: GatewaySession | null = null;
+    for (const session of this.resumableSessions()) if (!latest || session.identifiedAt >= latest.identifiedAt) latest = session;
+    return latest?.shard[1] ?? null;
   }
 
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     this.server.handleUpgrade(req, socket, head, (ws) => this.onConnection(ws, req));
   }
 
-  /** Sends an event to every session that asked for it; buffered for sessions that are disconnected but resumable. */
+  /**
+   * Sends an event to every session that asked for it (its intents) and whose shard it belongs to
+   * (`(guild_id >> 22) % num_shards`; shard 0 for events without a guild), as Discord routes them; buffered for
+   * sessions that are disconnected but resumable.
+   */
   dispatch(event: string, data: unknown, requiredIntent = 0): number {
     let delivered = 0;
-    const now = Date.now();
-    for (const session of [...this.sessions.values()]) {
-      if (session.socket === null && session.disconnectedAt !== null && now - session.disconnectedAt > (this.options.resumeWindowMs ?? 300_000)) {
-        this.sessions.delete(session.id);
-        continue;
-      }
+    const guildId = routingGuildId(event, data);
+    for (const session of this.resumableSessions()) {
       if (requiredIntent !== 0 && (session.intents & requiredIntent) === 0) continue;
+      if (!shardReceives(session.shard, guildId)) continue;
       const payload: BufferedDispatch = { s: ++session.seq, t: event, d: data };
       session.buffer.push(payload);
       if (session.buffer.length > this.bufferSize) session.buffer.shift();
@@ -86,24 +115,45 @@ export class Gateway extends EventEmitter {
     return [...this.sessions.values()].filter((s) => s.socket !== null && s.ready);
   }
 
+  /** Sessions that are connected or still within their resume window (expired ones are forgotten here). */
+  private resumableSessions(): GatewaySession[] {
+    const now = Date.now();
+    const alive: GatewaySession[] = [];
+    for (const session of [...this.sessions.values()]) {
+      if (session.socket === null && session.disconnectedAt !== null && now - session.disconnectedAt > (this.options.resumeWindowMs ?? 300_000)) this.sessions.delete(session.id);
+      else alive.push(session);
+    }
+    return alive;
+  }
+
+  /** Every open socket, or with `shardId` only those of sessions identified (or resumed) as that shard. */
+  private socketsOf(shardId?: number): WebSocket[] {
+    if (shardId === undefined) return [...this.sockets];
+    return [...this.sessions.values()].filter((s) => s.socket !== null && s.shard[0] === shardId).map((s) => s.socket as WebSocket);
+  }
+
   /** Simulates a network drop: the sockets die without a close frame (code 1006), sessions stay resumable. */
-  dropConnections(): number {
+  dropConnections(shardId?: number): number {
     let count = 0;
-    for (const socket of this.sockets) {
+    for (const socket of this.socketsOf(shardId)) {
       socket.terminate();
       count += 1;
     }
     return count;
   }
 
-  /** Closes every connection with a chosen code (e.g. 4000 to make clients resume). */
-  closeConnections(code: number, reason = ''): void {
-    for (const socket of this.sockets) socket.close(code, reason);
+  /** Closes every connection (or one shard's) with a chosen code (e.g. 4000 to make clients resume). */
+  closeConnections(code: number, reason = '', shardId?: number): number {
+    const sockets = this.socketsOf(shardId);
+    for (const socket of sockets) socket.close(code, reason);
+    return sockets.length;
   }
 
-  /** Asks clients to reconnect and resume (op 7). */
-  requestReconnect(): void {
-    for (const socket of this.sockets) socket.send(JSON.stringify({ op: OP.Reconnect, d: null }));
+  /** Asks clients (or one shard's) to reconnect and resume (op 7). */
+  requestReconnect(shardId?: number): number {
+    const sockets = this.socketsOf(shardId);
+    for (const socket of sockets) socket.send(JSON.stringify({ op: OP.Reconnect, d: null }));
+    return sockets.length;
   }
 
   async close(): Promise<void> {
@@ -172,6 +222,19 @@ export class Gateway extends EventEmitter {
         case OP.Identify: {
           if (session) return socket.close(CLOSE.AlreadyAuthenticated, 'You sent more than one identify payload.');
           if (!this.tokenMatches(d.token)) return socket.close(CLOSE.AuthenticationFailed, 'Authentication failed.');
+          const shard = parseIdentifyShard(d.shard);
+          if (!shard) return socket.close(CLOSE.InvalidShard, 'Invalid shard.');
+          const guildIds = this.guildIdsOnShard(shard[0], shard[1]);
+          if (guildIds.length > this.options.maxGuildsPerSession) return socket.close(CLOSE.ShardingRequired, 'Sharding required.');
+          const start = this.sessionStartLimit.take(shard[0]);
+          // Over the identify bucket's rate (one start per bucket per interval): Invalid Session, not resumable.
+          if (start === 'concurrency') return this.send(socket, null, { op: OP.InvalidSession, d: false });
+          if (start === 'exhausted') {
+            // Discord terminates every session and resets the token; the emulator keeps the token but refuses
+            // IDENTIFY with 4004 until the period resets.
+            this.endAllSessions(CLOSE.AuthenticationFailed, 'Session start limit reached.');
+            return socket.close(CLOSE.AuthenticationFailed, 'Session start limit reached.');
+          }
           session = {
             id: randomBytes(16).toString('hex'),
             intents: typeof d.intents === 'number' ? d.intents : 0,
@@ -182,10 +245,14 @@ export class Gateway extends EventEmitter {
             identifiedAt: Date.now(),
             disconnectedAt: null,
             ready: false,
+            shard,
           };
           this.sessions.set(session.id, session);
-          this.sendDirect(session, 'READY', this.options.readyPayload(session));
-          for (const guild of this.options.guildCreatePayloads()) this.sendDirect(session, 'GUILD_CREATE', guild);
+          this.sendDirect(session, 'READY', this.options.readyPayload(session, guildIds));
+          for (const guildId of guildIds) {
+            const guild = this.options.guildCreatePayload(guildId);
+            if (guild) this.sendDirect(session, 'GUILD_CREATE', guild);
+          }
           session.ready = true;
           this.emit('ready', session);
           return;
@@ -216,7 +283,8 @@ export class Gateway extends EventEmitter {
           if (!session) return socket.close(CLOSE.NotAuthenticated, 'Not authenticated.');
           const guildIds = Array.isArray(d.guild_id) ? d.guild_id : [d.guild_id];
           for (const guildId of guildIds) {
-            if (typeof guildId !== 'string') continue;
+            // A shard is only answered about its own guilds.
+            if (typeof guildId !== 'string' || !shardReceives(session.shard, guildId)) continue;
             this.sendDirect(session, 'GUILD_MEMBERS_CHUNK', { guild_id: guildId, members: this.options.guildMembers(guildId), chunk_index: 0, chunk_count: 1, not_found: [], nonce: d.nonce });
           }
           return;
@@ -225,6 +293,12 @@ export class Gateway extends EventEmitter {
           socket.close(CLOSE.UnknownOpcode, 'Unknown opcode.');
       }
     });
+  }
+
+  /** Closes every connection and forgets every session, so none can be resumed. */
+  private endAllSessions(code: number, reason: string): void {
+    for (const session of this.sessions.values()) session.socket?.close(code, reason);
+    this.sessions.clear();
   }
 
   /** A dispatch to one session, recorded in its replay buffer. */

@@ -42,6 +42,7 @@ export interface RestDependencies {
   interactions: InteractionManager;
   gateway: Gateway;
   gatewayUrl: () => string;
+  recommendedShards: () => number;
 }
 
 const ok = (json: unknown): RestResult => ({ status: 200, json });
@@ -83,7 +84,7 @@ export function buildRestRoutes(deps: RestDependencies): RestRoute[] {
       method: 'GET',
       template: '/gateway/bot',
       auth: 'bot',
-      handler: () => ok({ url: deps.gatewayUrl(), shards: 1, session_start_limit: { total: 1000, remaining: 999, reset_after: 86_400_000, max_concurrency: 1 } }),
+      handler: () => ok({ url: deps.gatewayUrl(), shards: deps.recommendedShards(), session_start_limit: deps.gateway.sessionStartLimit.view() }),
     },
 
     // Users and the application

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { PermissionFlagsBits } from 'discord-api-types/v10';
 import { z } from 'zod';
+import { snowflakeOnShard } from './sharding.js';
 import type { SnowflakeGenerator } from './snowflake.js';
 
 /**
@@ -51,6 +52,22 @@ export const SeedSchema = z.object({
       }),
     )
     .min(1),
+  /** The application's gateway limits, as `GET /gateway/bot` reports and the gateway enforces them. */
+  gateway: z
+    .object({
+      /**
+       * Recommended shard count (`shards` of `GET /gateway/bot`; default one per 1 000 guilds). Seeded guilds
+       * without an explicit id get ids on shards 0, 1, … in turn, so every shard has guilds when there are enough.
+       */
+      shards: z.number().int().min(1).max(1024).optional(),
+      /** Identify buckets (`session_start_limit.max_concurrency`; Discord: 1, 16+ for large bots). */
+      max_concurrency: z.number().int().min(1).max(1024).default(1),
+      /** Session starts per 24 h (`session_start_limit.total`; Discord: 1000). */
+      session_start_limit: z.number().int().min(1).default(1000),
+      /** A session that would hold more guilds is closed with 4011 Sharding required (Discord: 2500). */
+      max_guilds_per_session: z.number().int().min(1).default(2500),
+    })
+    .prefault({}),
 });
 export type SeedConfig = z.input<typeof SeedSchema>;
 
@@ -80,6 +97,21 @@ export const DEFAULT_SEED: SeedConfig = {
     },
   ],
 };
+
+/**
+ * `seed` run with `shards` shards: the recommendation becomes `shards`, and guilds are added (copies of the last
+ * one, named "Shard N Guild") until there is one per shard, so that every shard of the world has a guild.
+ */
+export function seedWithShards(seed: SeedConfig, shards: number): SeedConfig {
+  if (!Number.isSafeInteger(shards) || shards < 1) throw new RangeError('shards must be an integer ≥ 1');
+  const guilds = [...seed.guilds];
+  const template = guilds.at(-1);
+  if (!template) throw new Error('seed: a world needs at least one guild');
+  for (let shard = guilds.length; shard < shards; shard += 1) {
+    guilds.push({ ...template, id: undefined, name: `Shard ${shard} Guild`, channels: template.channels.map((c) => ({ ...c, id: undefined })) });
+  }
+  return { ...seed, guilds, gateway: { ...seed.gateway, shards } };
+}
 
 export function loadSeedFile(path: string): SeedConfig {
   const parsed: unknown = JSON.parse(readFileSync(path, 'utf8'));
@@ -144,6 +176,7 @@ export class EmulatorState {
   readonly users = new Map<string, EmulatedUser>();
   readonly guilds = new Map<string, EmulatedGuild>();
   readonly channels = new Map<string, EmulatedChannel>();
+  readonly gateway: { recommendedShards: number | undefined; maxConcurrency: number; sessionStartTotal: number; maxGuildsPerSession: number };
   /** The application's public key (hex), as Discord shows it in the developer portal. */
   readonly verifyKey = randomBytes(32).toString('hex');
 
@@ -169,8 +202,15 @@ export class EmulatorState {
       if (!found) throw new Error(`seed: unknown user "${ref}"`);
       return found;
     };
-    for (const guildSeed of seed.guilds) {
-      const guildId = guildSeed.id ?? ids.next();
+    this.gateway = {
+      recommendedShards: seed.gateway.shards,
+      maxConcurrency: seed.gateway.max_concurrency,
+      sessionStartTotal: seed.gateway.session_start_limit,
+      maxGuildsPerSession: seed.gateway.max_guilds_per_session,
+    };
+    const spreadOver = seed.gateway.shards;
+    seed.guilds.forEach((guildSeed, index) => {
+      const guildId = guildSeed.id ?? (spreadOver ? this.guildIdOnShard(ids, index % spreadOver, spreadOver) : ids.next());
       const adminRoleId = ids.next();
       const botRoleId = ids.next();
       const everyone = guildSeed.everyone_permissions ? BigInt(guildSeed.everyone_permissions) : EVERYONE_PERMISSIONS;
@@ -205,7 +245,14 @@ export class EmulatorState {
         this.channels.set(channel.id, channel);
       });
       this.guilds.set(guildId, guild);
-    }
+    });
+  }
+
+  /** A fresh guild id on `shard` of `shardCount`; two guilds made in the same few ms step apart by `shardCount` ms. */
+  private guildIdOnShard(ids: SnowflakeGenerator, shard: number, shardCount: number): string {
+    let id = snowflakeOnShard(ids.next(), shard, shardCount);
+    while (this.guilds.has(id)) id = (BigInt(id) - (BigInt(shardCount) << 22n)).toString();
+    return id;
   }
 
   member(guildId: string, userId: string): EmulatedMember | undefined {

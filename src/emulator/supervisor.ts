@@ -9,7 +9,7 @@ export interface BotProcessOptions {
   /** Merged over `process.env`; `undefined` values remove a variable. */
   env?: Record<string, string | undefined>;
   cwd?: string;
-  /** When given, "ready" means: the child IDENTIFYed on this emulator and got READY plus its GUILD_CREATEs. */
+  /** When given, "ready" means: the child IDENTIFYed on this emulator and got READY plus its GUILD_CREATEs, on every shard. */
   emulator?: DiscordEmulator;
   /** How long `start()`/`restart()` wait for ready (default 120 s: a real model may load first). */
   readyTimeoutMs?: number;

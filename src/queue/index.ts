@@ -1,4 +1,5 @@
-// The queue layer's public API: what the Discord side and the CLI import. Nothing here knows about Discord.
+// The queue layer's entry: the one module the layers above (discord/, app/) import from it (scripts/check-deps.mjs
+// enforces this). Nothing here knows about Discord.
 export * from './types.js';
 export * from './errors.js';
 export { Storage, DEFAULT_SQLITE_PATH, type StorageOptions, type StorageKind } from './storage.js';
@@ -32,6 +33,15 @@ export {
   type UsageSummary,
 } from './admission.js';
 export { RedisJobQueue, type RedisJobQueueOptions } from './redis/redis-queue.js';
-export { RedisWorker, resolveTimings, type RedisWorkerOptions, type RedisTimings } from './redis/worker.js';
-export { readWorkers } from './redis/dispatcher.js';
+export { RedisWorker, resolveTimings, timingsFromQueueConfig, type RedisWorkerOptions, type RedisTimings } from './redis/worker.js';
+export { fetchFleet, readWorkers } from './redis/dispatcher.js';
 export { DEFAULT_KEY_PREFIX, redisKeys, connectionFor } from './redis/protocol.js';
+
+// What the bot needs to know of the engine, for the jobs it describes: seeds, sampler names, the latent preview of a
+// progress event and the PNG text chunks of a result. The discord layer may not import the engine itself; the queue,
+// whose JobParams and events carry these values, hands them on.
+export { parseSeed, randomSeed } from '../diffusion/rng/index.js';
+export { SCHEDULER_NAMES, type SchedulerName } from '../diffusion/schedulers/types.js';
+export { SAMPLER_REQUEST_DEFAULTS, schedulerDisplayName } from '../diffusion/schedulers/index.js';
+export { encodeLatentPreview } from '../diffusion/preview.js';
+export { insertTextChunks, readTextChunks } from '../diffusion/png.js';

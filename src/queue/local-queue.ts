@@ -37,6 +37,12 @@ export interface LocalJobQueueOptions {
   clock?: () => number;
   /** What `workers()` says about the one in-process worker (the loaded model and its provider). */
   identity?: { model: string; provider: string };
+  /**
+   * How long close() lets a running job go on to finish (its result recorded and announced as usual) before it
+   * interrupts it; default 0: interrupt at once. An interrupted job stays persisted as running and reruns first at
+   * the next start.
+   */
+  shutdownGraceMs?: number;
 }
 
 interface Waiting {
@@ -71,6 +77,7 @@ export class LocalJobQueue implements JobQueue {
   private readonly logger: Logger | undefined;
   private readonly outputDir: string | undefined;
   private readonly clock: () => number;
+  private readonly shutdownGraceMs: number;
   private readonly events: TypedEmitter<JobQueueEvents>;
   private readonly waiting = new FairScheduler<Waiting>();
   private readonly running = new Map<string, Run>();
@@ -88,6 +95,7 @@ export class LocalJobQueue implements JobQueue {
     this.logger = options.logger;
     this.outputDir = options.outputDir;
     this.clock = options.clock ?? Date.now;
+    this.shutdownGraceMs = options.shutdownGraceMs ?? 0;
     this.events = new TypedEmitter<JobQueueEvents>(options.logger);
   }
 
@@ -122,7 +130,16 @@ export class LocalJobQueue implements JobQueue {
 
   async close(): Promise<void> {
     if (this.state === 'closed') return;
+    // From here on dispatch() starts nothing; a running job carries on, for the grace period at most.
     this.state = 'closed';
+    const runs = [...this.running.values()];
+    if (runs.length > 0 && this.shutdownGraceMs > 0) {
+      this.logger?.info({ jobIds: runs.map((run) => run.job.id), graceMs: this.shutdownGraceMs }, 'letting the running job finish before stopping');
+      let timer: NodeJS.Timeout | undefined;
+      const graceOver = new Promise<void>((resolve) => (timer = setTimeout(resolve, this.shutdownGraceMs)));
+      await Promise.race([Promise.all(runs.map((run) => run.settled)), graceOver]);
+      clearTimeout(timer);
+    }
     for (const run of this.running.values()) {
       run.interruptedByShutdown = true;
       run.controller.abort(new QueueClosedError());
@@ -318,6 +335,7 @@ export class LocalJobQueue implements JobQueue {
       controller.signal.throwIfAborted();
       const output = await this.generator.generate(toGenerationRequest(job), {
         signal: controller.signal,
+        jobId: job.id,
         onProgress: (progress) => {
           run.step = progress.step;
           run.totalSteps = progress.totalSteps;

@@ -43,6 +43,8 @@ export interface GenerateOptions {
   /** Aborted when the job is cancelled or the queue shuts down; the engine should stop between steps and reject. */
   signal: AbortSignal;
   onProgress?: (progress: GenerationProgress) => void;
+  /** The queue's job id, for the engine's own log lines (an engine in another process logs with it). */
+  jobId?: string;
 }
 
 export interface GeneratedImage {
@@ -208,7 +210,10 @@ export type JobQueueListener<K extends JobQueueEventName> = (payload: JobQueueEv
 export interface JobQueue {
   /** Loads persisted queued/running jobs (emitting `queued` with restored=true for each) and starts dispatching. */
   start(): Promise<void>;
-  /** Stops dispatching; a running job is interrupted and stays persisted as running, so the next start reruns it. */
+  /**
+   * Stops dispatching; a running job may finish within the implementation's shutdown grace (LocalJobQueue's
+   * `shutdownGraceMs`), after which it is interrupted and stays persisted as running, so the next start reruns it.
+   */
   close(): Promise<void>;
   enqueue(input: EnqueueInput): Promise<JobStanding>;
   /** Cancels a queued or running job; resolves once the job is recorded as cancelled. */

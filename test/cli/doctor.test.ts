@@ -16,6 +16,7 @@ import {
   type DoctorCheck,
 } from '../../src/cli/doctor.js';
 import { BOT_PERMISSIONS, firstRunGuide, inviteUrl, missingModelGuide } from '../../src/cli/first-run.js';
+import { runCli } from '../helpers/cli.js';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
 const FIXTURE = join(ROOT, 'test', 'fixtures', 'tiny-sd');
@@ -242,6 +243,16 @@ test('`imagine-bot doctor` as a command: report on stdout, non-zero exit when a 
   assert.equal(bad.status, 1);
   assert.match(bad.stdout, /^✖ Discord token: DISCORD_TOKEN is not set$/m);
   assert.match(bad.stderr, /^error: doctor found 3 problems \(see above\)\.$/m);
+});
+
+test('`imagine-bot doctor` through the real CLI states the failure count once: the report\'s last line, no error line', async (t) => {
+  const dir = workspace(t);
+  const result = await runCli(['doctor', '--quick'], { cwd: dir, env: { DISCORD_TOKEN: '', DISCORD_APP_ID: '', IMAGINE_MODEL: FIXTURE, IMAGINE_DATA_DIR: join(dir, 'data') } });
+  assert.equal(result.code, 1, result.stderr);
+  assert.match(result.stdout, /^✖ Discord token: DISCORD_TOKEN is not set$/m);
+  assert.match(result.stdout.trimEnd(), /\n2 checks failed\.$/);
+  assert.equal(`${result.stdout}${result.stderr}`.match(/\b2 (checks failed|problems)\b/g)?.length, 1, `${result.stdout}${result.stderr}`);
+  assert.equal(result.stderr, '');
 });
 
 test('first-run guide: portal, .env lines, invite URL with scopes and permissions, deploy-commands', () => {

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -67,8 +67,8 @@ describe('imagine-bot generate', () => {
   });
 
   test('unknown scheduler is a one-line error', async () => {
-    const result = await runCli(['generate', '--model', TINY_MODEL, '--prompt', 'x', '--scheduler', 'heun', '--out', join(work, 'x')]);
-    assertOneLineError(result, /heun.*(pndm|euler)/);
+    const result = await runCli(['generate', '--model', TINY_MODEL, '--prompt', 'x', '--scheduler', 'dpm_fast', '--out', join(work, 'x')]);
+    assertOneLineError(result, /dpm_fast.*(pndm|euler)/);
   });
 
   test('size not a multiple of 8 is a one-line error', async () => {
@@ -108,5 +108,51 @@ describe('imagine-bot generate', () => {
 
   test('a folder that does not exist is a one-line error', async () => {
     assertOneLineError(await runCli(['generate', '--model', join(work, 'nope'), '--prompt', 'x', '--provider', 'cpu', '--out', join(work, 'z')]), /nope.*does not exist/);
+  });
+});
+
+describe('imagine-bot generate checks its arguments before it opens a model file', () => {
+  /**
+   * An existing folder with no model in it: had generate tried to load it, the error would name model_index.json
+   * (or another model file) and loading lines would come first. The validation error alone on stderr proves that no
+   * model file was opened.
+   */
+  let emptyModel: string;
+  before(async () => {
+    emptyModel = join(work, 'empty-model');
+    await mkdir(emptyModel, { recursive: true });
+  });
+
+  async function assertRefusedBeforeLoading(args: string[], pattern: RegExp): Promise<void> {
+    const result = await runCli(['generate', '--model', emptyModel, '--prompt', 'x', '--provider', 'cpu', ...args]);
+    assertOneLineError(result, pattern);
+    const lines = result.stderr.trim().split('\n').filter((line) => !line.startsWith('(run with --help'));
+    assert.deepEqual(lines.length, 1, `only the error, nothing loaded first:\n${result.stderr}`);
+    assert.doesNotMatch(result.stderr, /model_index\.json|\.onnx/);
+  }
+
+  test('--out naming a file, or a path under a file, is refused', async () => {
+    const file = join(work, 'a-file.txt');
+    await writeFile(file, 'not a folder');
+    await assertRefusedBeforeLoading(['--out', file], /^error: cannot write the images to --out .*a-file\.txt: it is a file, not a folder\.$/);
+    await assertRefusedBeforeLoading(['--out', join(file, 'images')], /^error: cannot write the images to --out .*a-file\.txt\/images: a file is in the way of the folder\.$/);
+  });
+
+  test('--cfg -3, --width 8, --height 100 and --steps 0 are refused', async () => {
+    await assertRefusedBeforeLoading(['--cfg', '-3', '--out', join(work, 'v')], /^error: cfg must be a number from 0 to 100 \(got -3\)\.$/);
+    await assertRefusedBeforeLoading(['--width', '8', '--out', join(work, 'v')], /^error: width must be at least 64 pixels \(got 8\)\.$/);
+    await assertRefusedBeforeLoading(['--height', '100', '--out', join(work, 'v')], /^error: height must be a multiple of 8 \(got 100\)\.$/);
+    await assertRefusedBeforeLoading(['--steps', '0', '--out', join(work, 'v')], /steps must be between 1 and 1000 \(got 0\)/);
+  });
+
+  test('--seed -1 means a random seed (as in A1111), printed and written into the PNG', async () => {
+    const out = join(work, 'seed-minus-one');
+    const result = await runCli(['generate', '--model', TINY_MODEL, '--prompt', 'a cat', '--seed', '-1', '--steps', '1', '--width', '64', '--height', '64', '--provider', 'cpu', '--out', out]);
+    assert.equal(result.code, 0, result.stderr);
+    const printed = /^seed: (\d+)$/m.exec(result.stderr)?.[1];
+    assert.ok(printed, result.stderr);
+    assert.match(readTextChunks(await readFile(join(out, '0.png'))).parameters ?? '', new RegExp(`Seed: ${printed},`));
+    // Other negative seeds stay errors.
+    assertOneLineError(await runCli(['generate', '--model', emptyModel, '--prompt', 'x', '--seed', '-2', '--out', out]), /seed/i);
   });
 });

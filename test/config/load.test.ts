@@ -85,7 +85,7 @@ test('generation.defaults.scheduler takes null or a scheduler the engine has, no
     rmSync(right, { recursive: true, force: true });
   });
   assert.deepEqual(problemsOf(() => loadConfig({ env: {}, cwd: wrong })), [
-    'config/local.json: generation.defaults.scheduler must be null (the model\'s own) or one of pndm, euler, euler_a, ddim, dpmpp_2m, lms (got "euler-karras")',
+    'config/local.json: generation.defaults.scheduler must be null (the model\'s own) or one of pndm, euler, euler_a, ddim, dpmpp_2m, lms, heun, dpmpp_2m_sde, unipc, lcm (got "euler-karras")',
   ]);
   assert.equal(loadConfig({ env: {}, cwd: right }).generation.defaults.scheduler, 'dpmpp_2m');
 });
@@ -205,7 +205,7 @@ test('nulls, sections that are not objects, and either-or values get readable li
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const problems = problemsOf(() => loadConfig({ env: { DISCORD_DEV_GUILD_ID: 'abc' }, cwd: dir }));
   assert.deepEqual([...problems].sort(), [
-    'config/local.json: generation.defaults.scheduler must be null (the model\'s own) or one of pndm, euler, euler_a, ddim, dpmpp_2m, lms (got "")',
+    'config/local.json: generation.defaults.scheduler must be null (the model\'s own) or one of pndm, euler, euler_a, ddim, dpmpp_2m, lms, heun, dpmpp_2m_sde, unipc, lcm (got "")',
     'config/local.json: generation.defaults.steps must be an integer between 1 and 150 (got null)',
     'config/local.json: preview must be an object of settings ({ … }) (got 5)',
     'config/local.json: storage.sqlitePath must be null or a file path (got "")',

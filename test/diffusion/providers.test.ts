@@ -1,6 +1,6 @@
 /**
  * Provider selection on a machine without a usable GPU (CI, and this project's development machines): onnxruntime-node
- * 1.30 is installed with `onnxruntime-node-install=skip`, so the CUDA provider's libraries are absent, and there is no
+ * 1.30 is installed without running its install script, so the CUDA provider's libraries are absent, and there is no
  * WebGPU adapter. Tests that need those facts check them first and skip, with the reason, on a machine that has a GPU.
  */
 import { test } from 'node:test';

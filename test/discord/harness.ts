@@ -16,7 +16,8 @@ export const TINY_MODEL = join(REPO_ROOT, 'test', 'fixtures', 'tiny-sd');
 export const TEST_CONFIG = {
   generation: { defaults: { steps: 4, size: '64x64', cfg: 7 }, limits: { sizes: ['64x64', '128x128'], maxSteps: 100, maxCount: 4 } },
   preview: { minIntervalMs: 250, size: 64 },
-  queue: { maxPerUser: 20, maxPerGuild: 30, maxTotal: 100 },
+  // A stopped bot interrupts its running job at once (the restart tests interrupt one on purpose).
+  queue: { maxPerUser: 20, maxPerGuild: 30, maxTotal: 100, shutdownGraceSeconds: 0 },
   // The configuration cannot say "no limit" (rateLimit.jobs ≥ 1), so a limit no test reaches.
   rateLimit: { jobs: 1000, minutes: 1, cooldownSeconds: 0, daily: 0 },
 };
@@ -75,7 +76,9 @@ export class Sandbox {
     });
   }
 
-  static async start(options: { config?: object; emulator?: EmulatorOptions; dataDir?: string; env?: Record<string, string> } = {}): Promise<Sandbox> {
+  static async start(
+    options: { config?: object; emulator?: EmulatorOptions; dataDir?: string; env?: Record<string, string>; stopTimeoutMs?: number } = {},
+  ): Promise<Sandbox> {
     const emulator = await startDiscordEmulator(options.emulator ?? {});
     const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'imagine-bot-test-'));
     const configFile = join(dataDir, 'test-config.json');
@@ -86,6 +89,8 @@ export class Sandbox {
       cwd: REPO_ROOT,
       emulator,
       readyTimeoutMs: 60_000,
+      // How long a soft stop (SIGTERM) may take before SIGKILL: longer for a bot given a shutdown grace.
+      ...(options.stopTimeoutMs !== undefined ? { stopTimeoutMs: options.stopTimeoutMs } : {}),
       env: {
         ...emulator.botEnv(),
         IMAGINE_MODEL: TINY_MODEL,

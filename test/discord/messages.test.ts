@@ -101,7 +101,7 @@ describe('request resolution and settings text', () => {
     assert.deepEqual(params, { prompt: 'a cat', negative: '', seed: '18446744073709551615', steps: 30, cfg: 7, width: 768, height: 512, scheduler: 'pndm', count: 1, rng: 'cpu' });
     assert.throws(() => resolveRequest({ prompt: 'x', seed: '18446744073709551616' }, defaults, ['512x512']), /too large/);
     assert.throws(() => resolveRequest({ prompt: '   ' }, defaults, ['512x512']), /empty/);
-    assert.throws(() => resolveRequest({ prompt: 'x', sampler: 'heun' }, defaults, ['512x512']), /Unknown sampler/);
+    assert.throws(() => resolveRequest({ prompt: 'x', sampler: 'dpm_fast' }, defaults, ['512x512']), /Unknown sampler/);
   });
 
   test('settings from the configuration are valid guild settings and read as one line per group', () => {

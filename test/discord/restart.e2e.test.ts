@@ -86,3 +86,37 @@ describe('bot restarts', () => {
     assert.deepEqual((await pngParameters(view.original!)).map(seedOf), ['11', '12', '13', '14']);
   });
 });
+
+describe('SIGTERM with a shutdown grace (queue.shutdownGraceSeconds, as in production)', () => {
+  let sb: Sandbox;
+
+  before(async () => {
+    sb = await Sandbox.start({ config: { queue: { shutdownGraceSeconds: 120 } }, stopTimeoutMs: 150_000 });
+  });
+  after(async () => {
+    await sb?.stop();
+  });
+
+  test('the running job finishes and its images are posted before the bot exits 0; a queued one waits for the next start', async () => {
+    const { bruno, chloe } = sb.people;
+    const running = sb.imagine(bruno, { prompt: 'finished during shutdown', seed: '21', ...LONG });
+    await sb.waitForInteraction(running, (v) => /Generating/.test(v.original?.content ?? ''));
+    const queued = sb.imagine(chloe, { prompt: 'waits for the next start', steps: 4 });
+    await sb.waitForInteraction(queued, (v) => (v.original?.content ?? '').startsWith('⏳ Queued'));
+    const before = sb.logs.length;
+    const exit = await sb.bot.stop({ hard: false });
+    assert.deepEqual(exit, { code: 0, signal: null });
+    const lines = sb.logs.slice(before).map((l) => l.msg);
+    const shuttingDown = lines.indexOf('shutting down');
+    const finished = lines.indexOf('job finished');
+    assert.ok(shuttingDown >= 0 && finished > shuttingDown, `the job finished after SIGTERM: ${lines.join(' | ')}`);
+    assert.equal(lines.filter((l) => l === 'job finished').length, 1, 'the queued job did not start');
+    const view = sb.interaction(running);
+    assert.ok(hasPngs(view.original), 'the images were posted before the exit');
+    assert.deepEqual((await pngParameters(view.original!)).map(seedOf), ['21', '22', '23', '24']);
+
+    await sb.startBot();
+    const next = await sb.waitForResult(queued, 120_000);
+    assert.equal((await pngParameters(next.original!)).length, 1);
+  });
+});

@@ -1,5 +1,6 @@
 import { Client, GatewayIntentBits, type ClientOptions } from 'discord.js';
 import { deflateSync } from 'node:zlib';
+import WebSocket from 'ws';
 import type { DiscordEmulator } from '../../src/emulator/index.js';
 
 /** A real discord.js client pointed at the emulator, logged in and ready (all guilds available). */
@@ -73,4 +74,33 @@ export function firstGuild(emulator: DiscordEmulator) {
   const member = users.find((u) => !emulator.state.isAdmin(guild.id, u.id));
   if (!general || !nsfw || !admin || !member) throw new Error('seed is missing a channel or user');
   return { guild, general, nsfw, admin, member };
+}
+
+export interface GatewayMessage {
+  op: number;
+  t?: string;
+  s?: number;
+  d?: unknown;
+}
+
+/**
+ * Opens a raw gateway socket, runs `script` on every message it receives (HELLO first), and collects what comes back
+ * until the socket closes. An op 9 Invalid Session closes it from this side (1000), as a client would reconnect.
+ */
+export function rawGatewaySession(
+  emulator: DiscordEmulator,
+  script: (send: (payload: unknown) => void, seen: GatewayMessage[], close: () => void) => void,
+): Promise<{ code: number; seen: GatewayMessage[] }> {
+  return new Promise((resolve, reject) => {
+    const socket = new WebSocket(`${emulator.gatewayUrl}?v=10&encoding=json`);
+    const seen: GatewayMessage[] = [];
+    socket.on('message', (raw) => {
+      const message = JSON.parse(String(raw)) as GatewayMessage;
+      seen.push(message);
+      script((payload) => socket.send(JSON.stringify(payload)), seen, () => socket.close(1000));
+      if (message.op === 9) socket.close(1000);
+    });
+    socket.on('close', (code) => resolve({ code, seen }));
+    socket.on('error', reject);
+  });
 }

@@ -1,16 +1,15 @@
-import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
 import { ActionRowBuilder, AttachmentBuilder, ButtonBuilder, ButtonStyle, MessageFlags, type Client } from 'discord.js';
 import { startDiscordEmulator, type DiscordEmulator } from '../../src/emulator/index.js';
 import { connectClient, firstGuild, makePng } from './helpers.js';
+import { describeNeeding, findExecutable, missingProgram } from '../helpers/needs.js';
 
-const CHROMIUM = '/usr/bin/chromium';
-const skip = existsSync(CHROMIUM) ? false : `${CHROMIUM} is not installed (apt-get install -y chromium); the sandbox page test needs a real browser`;
+const CHROMIUM = findExecutable('chromium');
+const skip = missingProgram('chromium', 'the sandbox page test needs a real browser');
 
 // The sandbox page in headless Chromium: a person picks a user and a channel, types a command, sees the bot's
 // progress edits and images, clicks a button; against a real discord.js bot on the emulator.
-describe('the sandbox web page', { skip }, () => {
+describeNeeding('the sandbox web page', skip, ({ it, before, after }) => {
   let emulator: DiscordEmulator;
   let client: Client;
   // Loaded lazily so that a machine without the browser only skips.
@@ -51,7 +50,7 @@ describe('the sandbox web page', { skip }, () => {
     });
     const { chromium } = await import('playwright-core');
     browser = await chromium.launch({
-      executablePath: CHROMIUM,
+      executablePath: CHROMIUM!, // set whenever this suite runs (see `skip`)
       args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
     });
   });

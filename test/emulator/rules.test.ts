@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { DiscordAPIError, MessageFlags, Routes, type ChatInputCommandInteraction, type Client, type Interaction, AttachmentBuilder } from 'discord.js';
 import WebSocket from 'ws';
 import { startDiscordEmulator, type DiscordEmulator } from '../../src/emulator/index.js';
-import { connectClient, controlJson, firstGuild, makePng } from './helpers.js';
+import { connectClient, controlJson, firstGuild, makePng, rawGatewaySession } from './helpers.js';
 
 /** Expects a discord.js DiscordAPIError with Discord's status and code. */
 async function rejectsWith(promise: Promise<unknown>, status: number, code: number, errorsContain?: string): Promise<DiscordAPIError> {
@@ -244,20 +244,7 @@ describe("Discord's rules, failing the way Discord fails", () => {
   });
 
   it('gateway protocol errors: RESUME of an unknown session gets op 9, a second IDENTIFY closes 4005, an unknown op 4001', async () => {
-    /** Opens a raw gateway socket, runs `script` after HELLO, and collects what comes back until it closes. */
-    const session = (script: (send: (payload: unknown) => void, seen: { op: number; t?: string; d?: unknown }[]) => void) =>
-      new Promise<{ code: number; seen: { op: number; t?: string; d?: unknown }[] }>((resolve, reject) => {
-        const socket = new WebSocket(`${emulator.gatewayUrl}?v=10&encoding=json`);
-        const seen: { op: number; t?: string; d?: unknown }[] = [];
-        socket.on('message', (raw) => {
-          const message = JSON.parse(String(raw)) as { op: number; t?: string; d?: unknown };
-          seen.push(message);
-          script((payload) => socket.send(JSON.stringify(payload)), seen);
-          if (message.op === 9) socket.close(1000);
-        });
-        socket.on('close', (code) => resolve({ code, seen }));
-        socket.on('error', reject);
-      });
+    const session = (script: Parameters<typeof rawGatewaySession>[1]) => rawGatewaySession(emulator, script);
     const resumed = await session((send, seen) => {
       if (seen.length === 1) send({ op: 6, d: { token: emulator.token, session_id: 'no-such-session', seq: 3 } });
     });

@@ -1,7 +1,7 @@
 // Admission on real storage (SQLite file and real Redis) in front of a real LocalJobQueue: allow-list, blocklist,
 // limits, queue limits, and rate limits (window, cooldown, daily quota, exempt roles) that hold across restarts.
 import assert from 'node:assert/strict';
-import { describe, test } from 'node:test';
+import { describeNeeding } from '../helpers/needs.js';
 import { Admission, type AdmissionContext } from '../../src/queue/admission.js';
 import {
   BlockedPromptError,
@@ -50,7 +50,7 @@ async function refusal<T extends Error>(promise: Promise<unknown>, type: new (..
 }
 
 for (const backend of backends) {
-  describe(`admission on ${backend.name}`, { skip: backend.skip }, () => {
+  describeNeeding(`admission on ${backend.name}`, backend.skip, ({ test }) => {
     test('rate limit: N jobs per window, with the retry time, still enforced after a restart', async () => {
       const instance = await backend.create();
       try {

@@ -2,7 +2,7 @@
 // on the same SQLite file / Redis server runs all three, in their order.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { describe, test } from 'node:test';
+import { describeNeeding } from '../helpers/needs.js';
 import { backends } from './helpers/backends.js';
 import { StepGenerator } from './helpers/generator.js';
 import { createQueue } from './helpers/queue-harness.js';
@@ -35,7 +35,7 @@ function runChildUntilReady(url: string): Promise<void> {
 }
 
 for (const backend of backends) {
-  describe(`SIGKILL with jobs queued, on ${backend.name}`, { skip: backend.skip }, () => {
+  describeNeeding(`SIGKILL with jobs queued, on ${backend.name}`, backend.skip, ({ test }) => {
     test('all 3 jobs run after the restart, in their original order', async () => {
       const instance = await backend.create();
       try {

@@ -1,7 +1,7 @@
 // The job queue on real storage (an SQLite file and a real redis-server): fairness across guilds and users,
 // positions that match the real dispatch order, persistence across a crash, cancel, "not yours", engine failures.
 import assert from 'node:assert/strict';
-import { describe, test } from 'node:test';
+import { describeNeeding } from '../helpers/needs.js';
 import { JobNotActiveError, JobNotFoundError, NotYourJobError } from '../../src/queue/errors.js';
 import { JOB_ID_PATTERN } from '../../src/queue/ids.js';
 import { backends } from './helpers/backends.js';
@@ -11,7 +11,7 @@ import { createQueue, owner, params } from './helpers/queue-harness.js';
 const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
 
 for (const backend of backends) {
-  describe(`job queue on ${backend.name}`, { skip: backend.skip }, () => {
+  describeNeeding(`job queue on ${backend.name}`, backend.skip, ({ test }) => {
     test('guild B waits behind at most one job of guild A, which queued ten', async () => {
       const instance = await backend.create();
       try {
@@ -187,6 +187,52 @@ for (const backend of backends) {
         );
         assert.deepEqual(records, ['long', 'short']);
         await again.queue.close();
+      } finally {
+        await instance.dispose();
+      }
+    });
+
+    test('close() with a shutdown grace: the running job finishes and is recorded, no other starts; past the grace it is interrupted', async () => {
+      const instance = await backend.create();
+      try {
+        const generator = new StepGenerator();
+        let release!: () => void;
+        generator.gates.set('finishing', new Promise<void>((resolve) => (release = resolve)));
+        const h = createQueue(instance.open(), generator, { shutdownGraceMs: 60_000 });
+        await h.queue.start();
+        const started = h.waitFor('started', 'finishing');
+        const finishing = await h.queue.enqueue({ owner: owner('G', 'u1'), params: params('finishing') });
+        await h.queue.enqueue({ owner: owner('H', 'u2'), params: params('waiting') });
+        await started;
+        // SIGTERM arrives while the job runs; it is released only afterwards.
+        let closed = false;
+        const closing = h.queue.close().then(() => (closed = true));
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        assert.equal(closed, false, 'close() waits for the running job');
+        release();
+        await closing;
+        assert.deepEqual(generator.started, ['finishing']);
+        assert.deepEqual(generator.finished, ['finishing']);
+        assert.deepEqual(h.log.filter((e) => e.event === 'finished').map((e) => e.prompt), ['finishing']);
+        assert.equal((await h.queue.getJob(finishing.job.id))?.status, 'done');
+
+        // The next process runs only what had not started; then a job that outlasts a short grace is interrupted.
+        const second = new StepGenerator();
+        second.hangOn.add('waiting');
+        const again = createQueue(instance.open(), second, { shutdownGraceMs: 100 });
+        const waitingStarted = again.waitFor('started', 'waiting');
+        await again.queue.start();
+        await waitingStarted;
+        await again.queue.close();
+        assert.deepEqual(second.finished, []);
+        assert.ok(!again.log.some((e) => e.event === 'finished' || e.event === 'failed'), 'interrupted, neither finished nor failed');
+
+        const third = new StepGenerator();
+        const last = createQueue(instance.open(), third);
+        await last.queue.start();
+        await last.queue.idle();
+        assert.deepEqual(third.finished, ['waiting']);
+        await last.queue.close();
       } finally {
         await instance.dispose();
       }

@@ -1,7 +1,7 @@
 // Guild settings on real storage (SQLite file and real Redis): defaults, validation with one-sentence errors,
 // persistence across "processes" (a new Storage on the same backend), migration of an old shape, garbage records.
 import assert from 'node:assert/strict';
-import { describe, test } from 'node:test';
+import { describeNeeding } from '../helpers/needs.js';
 import { SettingsValidationError } from '../../src/queue/errors.js';
 import { FALLBACK_GUILD_SETTINGS, GuildSettingsStore, SETTINGS_VERSION, type GuildSettings, type GuildSettingsPatch } from '../../src/queue/settings.js';
 import type { Storage } from '../../src/queue/storage.js';
@@ -14,7 +14,7 @@ function open(storage: Storage, defaults: GuildSettings = FALLBACK_GUILD_SETTING
 }
 
 for (const backend of backends) {
-  describe(`guild settings on ${backend.name}`, { skip: backend.skip }, () => {
+  describeNeeding(`guild settings on ${backend.name}`, backend.skip, ({ test }) => {
     test('a guild without a record gets the config defaults', async () => {
       const instance = await backend.create();
       try {

@@ -4,7 +4,8 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, test } from 'node:test';
+import { test } from 'node:test';
+import { describeNeeding } from '../helpers/needs.js';
 import { JobStore } from '../../src/queue/job-store.js';
 import { Storage } from '../../src/queue/storage.js';
 import { backends } from './helpers/backends.js';
@@ -38,7 +39,7 @@ test('SQLite by default: the folder is created, sqlite:// URLs work, unknown sch
 });
 
 for (const backend of backends) {
-  describe(`job store on ${backend.name}`, { skip: backend.skip }, () => {
+  describeNeeding(`job store on ${backend.name}`, backend.skip, ({ test }) => {
     test('loading tolerates dangling ids, unreadable records and finished jobs left in the index', async () => {
       const instance = await backend.create();
       try {

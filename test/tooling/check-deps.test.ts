@@ -48,6 +48,24 @@ test('the engine importing the config fails, also as a type-only import', () => 
   assert.match(output, /src\/diffusion\/png\.ts imports src\/config\/index\.ts: the diffusion layer may not import the config layer/);
 });
 
+test('the bot importing the engine fails: only the app layer wires discord/ to diffusion/', () => {
+  const { status, output } = checkBrokenCopy((dir) => appendFileSync(join(dir, 'src/discord/render.ts'), "\nexport { randomSeed } from '../diffusion/rng/index.js';\n"));
+  assert.equal(status, 1, output);
+  assert.match(output, /src\/discord\/render\.ts imports src\/diffusion\/rng\/index\.ts: the discord layer may not import the diffusion layer/);
+});
+
+test('the bot importing the app layer (its composition root) fails', () => {
+  const { status, output } = checkBrokenCopy((dir) => appendFileSync(join(dir, 'src/discord/render.ts'), "\nimport type { Runtime } from '../app/runtime.js';\nexport type Unused = Runtime;\n"));
+  assert.equal(status, 1, output);
+  assert.match(output, /src\/discord\/render\.ts imports src\/app\/runtime\.ts: the discord layer may not import the app layer/);
+});
+
+test('another layer reaching past the queue\'s entry (src/queue/index.ts) fails', () => {
+  const { status, output } = checkBrokenCopy((dir) => appendFileSync(join(dir, 'src/app/runtime.ts'), "\nexport { FairScheduler } from '../queue/fair-scheduler.js';\n"));
+  assert.equal(status, 1, output);
+  assert.match(output, /src\/app\/runtime\.ts imports src\/queue\/fair-scheduler\.ts: the queue layer is imported only through its entry src\/queue\/index\.ts/);
+});
+
 test('an import cycle inside one layer fails, listing the modules around it', () => {
   const { status, output } = checkBrokenCopy((dir) => {
     writeFileSync(join(dir, 'src/diffusion/cycle-a.ts'), "import { b } from './cycle-b.js';\nexport const a = () => b;\n");

@@ -40,6 +40,14 @@ export function parseSeed(text: string): bigint {
   return seed;
 }
 
+/** What A1111 users type for "a random seed". */
+export const RANDOM_SEED_TEXT = '-1';
+
+/** `parseSeed`, except that `-1` (A1111's "random") gives 'random': the caller draws the seed (and shows it). */
+export function parseSeedOrRandom(text: string): bigint | 'random' {
+  return text.trim() === RANDOM_SEED_TEXT ? 'random' : parseSeed(text);
+}
+
 /** Accepts what `parseSeed` accepts and RNG_DEVICES' names; narrows a string to a device. */
 export function parseRngDevice(text: string): RngDevice {
   const device = text.trim().toLowerCase();

@@ -4,27 +4,11 @@
  * (clip_sample). The step after the last timestep uses `final_alpha_cumprod`: 1 with set_alpha_to_one, else ᾱ_0.
  */
 import type { NoiseGenerator } from '../rng/types.js';
-import {
-  AlternatingBuffers,
-  BETA_DEFAULTS,
-  type BetaConfig,
-  alphasCumprodFrom,
-  assertSameLength,
-  karrasUnsupported,
-  makeBetas,
-  numpyArange,
-  numpyLinspace,
-  rejectUnsupported,
-  requireBoolean,
-  requireInteger,
-  requireNumber,
-  requireOneOf,
-  requireSpacing,
-  rescaleZeroTerminalSnr,
-  resolveConfig,
-  validateStepCount,
-  type PredictionType,
-} from './common.js';
+import { alphasCumprodFrom, BETA_DEFAULTS, type BetaConfig, makeBetas, rescaleZeroTerminalSnr } from './betas.js';
+import { AlternatingBuffers, assertSameLength } from './buffers.js';
+import { karrasUnsupported, type PredictionType, rejectUnsupported, requireBoolean, requireInteger, requireNumber, requireOneOf, requireSpacing, resolveConfig } from './config.js';
+import { numpyArange, numpyLinspace } from './numpy.js';
+import { validateStepCount } from './timesteps.js';
 import { roundHalfEven } from '../numeric.js';
 import type { LinearStep, Scheduler, SchedulerConfig, SchedulerOptions, TimestepSpacing } from './types.js';
 

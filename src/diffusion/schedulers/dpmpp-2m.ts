@@ -7,31 +7,13 @@
  * pipeline's generator.
  */
 import type { NoiseGenerator } from '../rng/types.js';
-import {
-  AlternatingBuffers,
-  BETA_DEFAULTS,
-  type BetaConfig,
-  assertSameLength,
-  configError,
-  exponentialSigmas,
-  interpolateAtIndex,
-  karrasSigmas,
-  logFloat32,
-  numpyArange,
-  numpyLinspace,
-  rejectUnsupported,
-  requireBoolean,
-  requireInteger,
-  requireNumber,
-  requireOneOf,
-  requireSpacing,
-  resolveConfig,
-  samplerDisplayName,
-  sigmaToTimestep,
-  sized,
-  validateStepCount,
-  type PredictionType,
-} from './common.js';
+import { BETA_DEFAULTS, type BetaConfig } from './betas.js';
+import { AlternatingBuffers, assertSameLength, sized } from './buffers.js';
+import { configError, type PredictionType, rejectUnsupported, requireBoolean, requireInteger, requireNumber, requireOneOf, requireSpacing, resolveConfig } from './config.js';
+import { interpolateAtIndex, numpyArange, numpyLinspace } from './numpy.js';
+import { samplerDisplayName } from './sampler-name.js';
+import { exponentialSigmas, karrasSigmas, logFloat32, sigmaToTimestep } from './sigmas.js';
+import { validateStepCount } from './timesteps.js';
 import { roundHalfEven } from '../numeric.js';
 import {
   SIGMA_SCHEDULE_DEFAULTS,
@@ -88,16 +70,40 @@ export const DPM_SOLVER_DEFAULTS: DpmSolverConfig = {
   rescale_betas_zero_snr: false,
 };
 
-/** α_t = 1/√(σ²+1), σ_t = σ·α_t, λ = log α_t − log σ_t, as float32 tensor math. */
-function alphaSigmaLambda(sigma: number): { alpha: number; sigmaT: number; lambda: number } {
+/** α_t = 1/√(σ²+1), σ_t = σ·α_t, λ = log α_t − log σ_t, as float32 tensor math (also UniPC's). */
+export function alphaSigmaLambda(sigma: number): { alpha: number; sigmaT: number; lambda: number } {
   const alpha = fround(1 / fround(Math.sqrt(fround(fround(sigma * sigma) + 1))));
   const sigmaT = fround(sigma * alpha);
   const lambda = fround(fround(Math.log(alpha)) - fround(Math.log(sigmaT)));
   return { alpha, sigmaT, lambda };
 }
 
+/**
+ * The integer timesteps of the multistep solvers (DPM-Solver++, UniPC) before any sigma remapping, highest first:
+ * linspace and leading take n of n + 1 evenly spaced points (dropping the last), trailing counts down from
+ * `lastTimestep` (below T when DPM's lambda_min_clipped trims the noisiest end) in steps of T/n.
+ */
+export function multistepTimesteps(spacing: TimestepSpacing, trainSteps: number, lastTimestep: number, steps: number, stepsOffset: number): Float64Array {
+  if (spacing === 'linspace') return numpyLinspace(0, lastTimestep - 1, steps + 1).map(roundHalfEven).reverse().subarray(0, steps);
+  if (spacing === 'leading') {
+    const ratio = Math.floor(lastTimestep / (steps + 1));
+    return new Float64Array(steps).map((_, i) => (steps - i) * ratio + stepsOffset);
+  }
+  return numpyArange(lastTimestep, 0, -trainSteps / steps).map((t) => roundHalfEven(t) - 1);
+}
+
+/** diffusers' index_for_timestep of the multistep solvers: the second match if repeated, the last index if absent. */
+export function multistepStepIndex(timesteps: Float64Array, timestep: number): number {
+  const matches: number[] = [];
+  timesteps.forEach((t, i) => {
+    if (t === timestep) matches.push(i);
+  });
+  return matches.length === 0 ? timesteps.length - 1 : matches.length > 1 ? matches[1]! : matches[0]!;
+}
+
 export class DpmSolverMultistepScheduler implements Scheduler {
-  readonly name = 'dpmpp_2m' as const;
+  /** dpmpp_2m_sde when the config (or DpmSolverSdeScheduler) picks the SDE algorithm. */
+  readonly name: 'dpmpp_2m' | 'dpmpp_2m_sde';
   readonly displayName: string;
   readonly karras: boolean;
   readonly timestepSpacing: TimestepSpacing;
@@ -120,8 +126,10 @@ export class DpmSolverMultistepScheduler implements Scheduler {
   private modelOutputNewest = -1;
   private readonly noise = new StepNoise('sde-dpmsolver++ draws noise every step: pass the pipeline generator');
 
-  constructor(modelConfig: SchedulerConfig, options: SchedulerOptions = {}) {
+  /** `implied`: from_config overrides a sampler name stands for (DPM++ 2M SDE's algorithm_type). */
+  constructor(modelConfig: SchedulerConfig, options: SchedulerOptions = {}, implied: Partial<DpmSolverConfig> = {}) {
     const config = resolveConfig(DPM_SOLVER_DEFAULTS, modelConfig, {
+      ...implied,
       use_karras_sigmas: options.karras,
       timestep_spacing: options.timestepSpacing,
     });
@@ -141,6 +149,7 @@ export class DpmSolverMultistepScheduler implements Scheduler {
     this.heun = requireOneOf(solverType, 'solver_type', ['midpoint', 'heun'] as const) === 'heun';
     requireOneOf(config.final_sigmas_type, 'final_sigmas_type', ['zero', 'sigma_min'] as const);
     requireInteger(config.steps_offset, 'steps_offset', 0);
+    this.name = this.sde ? 'dpmpp_2m_sde' : 'dpmpp_2m';
     this.displayName = samplerDisplayName(this.sde ? 'DPM++ 2M SDE' : 'DPM++ 2M', this.karras);
 
     ({ alphasCumprod: this.alphasCumprod, trainSigmas: this.trainSigmas } = sigmaNoiseSchedule(config));
@@ -165,15 +174,7 @@ export class DpmSolverMultistepScheduler implements Scheduler {
       }
       lastTimestep = trainSteps - clipped;
     }
-    let timesteps: Float64Array;
-    if (this.timestepSpacing === 'linspace') {
-      timesteps = numpyLinspace(0, lastTimestep - 1, numInferenceSteps + 1).map(roundHalfEven).reverse().subarray(0, numInferenceSteps);
-    } else if (this.timestepSpacing === 'leading') {
-      const ratio = Math.floor(lastTimestep / (numInferenceSteps + 1));
-      timesteps = new Float64Array(numInferenceSteps).map((_, i) => (numInferenceSteps - i) * ratio + config.steps_offset);
-    } else {
-      timesteps = numpyArange(lastTimestep, 0, -trainSteps / numInferenceSteps).map((t) => roundHalfEven(t) - 1);
-    }
+    let timesteps = multistepTimesteps(this.timestepSpacing, trainSteps, lastTimestep, numInferenceSteps, config.steps_offset);
 
     let sigmas: Float64Array;
     const schedule = this.karras ? 'karras' : config.use_lu_lambdas ? 'lu' : config.use_exponential_sigmas ? 'exponential' : 'interpolated';
@@ -205,14 +206,8 @@ export class DpmSolverMultistepScheduler implements Scheduler {
     return sample;
   }
 
-  /** diffusers' index_for_timestep for DPM: second match if repeated, the last index if absent. */
   private currentIndex(timestep: number): number {
-    if (this.stepIndex !== null) return this.stepIndex;
-    const matches: number[] = [];
-    this.timesteps.forEach((t, i) => {
-      if (t === timestep) matches.push(i);
-    });
-    this.stepIndex = matches.length === 0 ? this.timesteps.length - 1 : matches.length > 1 ? matches[1]! : matches[0]!;
+    if (this.stepIndex === null) this.stepIndex = multistepStepIndex(this.timesteps, timestep);
     return this.stepIndex;
   }
 

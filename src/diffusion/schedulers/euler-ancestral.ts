@@ -5,19 +5,11 @@
  * noise stream (initial latents, then one draw per step, the last step included) matches diffusers'.
  */
 import type { NoiseGenerator } from '../rng/types.js';
-import {
-  BETA_DEFAULTS,
-  type BetaConfig,
-  assertSameLength,
-  interpolateAtIndex,
-  requireInteger,
-  requireOneOf,
-  requireSpacing,
-  resolveConfig,
-  sigmaSchedulerTimesteps,
-  validateStepCount,
-  type PredictionType,
-} from './common.js';
+import { BETA_DEFAULTS, type BetaConfig } from './betas.js';
+import { assertSameLength } from './buffers.js';
+import { type PredictionType, requireInteger, requireOneOf, requireSpacing, resolveConfig } from './config.js';
+import { interpolateAtIndex } from './numpy.js';
+import { sigmaSchedulerTimesteps, validateStepCount } from './timesteps.js';
 import { SigmaScheduler, StepNoise, eulerCoefficients, sigmaNoiseSchedule, vPredictionScales, withFinalSigma } from './sigma-schedule.js';
 import type { LinearStep, Scheduler, SchedulerConfig, SchedulerOptions } from './types.js';
 

@@ -3,19 +3,11 @@
  * probability-flow ODE in sigma). The UNet sees x / √(σ² + 1); the step is x + (x − x̂₀)/σ · (σ_next − σ).
  */
 import type { NoiseGenerator } from '../rng/types.js';
-import {
-  BETA_DEFAULTS,
-  type BetaConfig,
-  assertSameLength,
-  rejectUnsupported,
-  requireInteger,
-  requireOneOf,
-  requireSpacing,
-  resolveConfig,
-  samplerDisplayName,
-  validateStepCount,
-  type PredictionType,
-} from './common.js';
+import { BETA_DEFAULTS, type BetaConfig } from './betas.js';
+import { assertSameLength } from './buffers.js';
+import { type PredictionType, rejectUnsupported, requireInteger, requireOneOf, requireSpacing, resolveConfig } from './config.js';
+import { samplerDisplayName } from './sampler-name.js';
+import { validateStepCount } from './timesteps.js';
 import {
   SIGMA_SCHEDULE_DEFAULTS,
   SigmaScheduler,

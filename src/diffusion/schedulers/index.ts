@@ -1,13 +1,8 @@
 import { InvalidRequestError, ModelFileError } from '../errors.js';
-import { SCHEDULER_CONFIG_FILE, karrasUnsupported } from './common.js';
-
-export { parseSchedulerConfig } from './common.js';
-import { DdimScheduler } from './ddim.js';
-import { DpmSolverMultistepScheduler } from './dpmpp-2m.js';
-import { EulerAncestralScheduler } from './euler-ancestral.js';
-import { EulerScheduler } from './euler.js';
-import { LmsScheduler } from './lms.js';
-import { PndmScheduler } from './pndm.js';
+import { karrasUnsupported, SCHEDULER_CONFIG_FILE } from './config.js';
+import { SCHEDULER_REGISTRY, schedulerRegistration } from './registry.js';
+import { samplerDisplayName } from './sampler-name.js';
+import { LCM_REQUEST_DEFAULTS } from './lcm.js';
 import {
   SCHEDULER_NAMES,
   TIMESTEP_SPACINGS,
@@ -18,26 +13,40 @@ import {
   type TimestepSpacing,
 } from './types.js';
 
+export { parseSchedulerConfig } from './config.js';
+export { SCHEDULER_REGISTRY, schedulerRegistration, type SchedulerRegistration } from './registry.js';
 export { SCHEDULER_NAMES, TIMESTEP_SPACINGS } from './types.js';
 export type { Scheduler, SchedulerConfig, SchedulerName, SchedulerOptions, TimestepSpacing } from './types.js';
-export { DdimScheduler, DpmSolverMultistepScheduler, EulerAncestralScheduler, EulerScheduler, LmsScheduler, PndmScheduler };
+export { DdimScheduler } from './ddim.js';
+export { DpmSolverMultistepScheduler } from './dpmpp-2m.js';
+export { EulerAncestralScheduler } from './euler-ancestral.js';
+export { EulerScheduler } from './euler.js';
+export { LmsScheduler } from './lms.js';
+export { PndmScheduler } from './pndm.js';
+export { HeunScheduler } from './heun.js';
+export { DpmSolverSdeScheduler } from './dpmpp-2m-sde.js';
+export { UniPcScheduler } from './unipc.js';
+export { LcmScheduler } from './lcm.js';
 
-/** diffusers' class name for each of our scheduler names. */
-export const SCHEDULER_CLASS_NAMES: Readonly<Record<SchedulerName, string>> = {
-  pndm: 'PNDMScheduler',
-  euler: 'EulerDiscreteScheduler',
-  euler_a: 'EulerAncestralDiscreteScheduler',
-  ddim: 'DDIMScheduler',
-  dpmpp_2m: 'DPMSolverMultistepScheduler',
-  lms: 'LMSDiscreteScheduler',
+/**
+ * Samplers that need other request defaults than the configured ones (steps, CFG) and a lower step ceiling; the
+ * bot applies them when a member picks such a sampler without giving steps or CFG.
+ */
+export const SAMPLER_REQUEST_DEFAULTS: Readonly<Partial<Record<SchedulerName, { steps: number; cfg: number; maxSteps: number }>>> = {
+  lcm: LCM_REQUEST_DEFAULTS,
 };
 
-/** Which of our schedulers offer Karras sigmas (diffusers' `use_karras_sigmas`). */
-export const KARRAS_CAPABLE: ReadonlySet<SchedulerName> = new Set<SchedulerName>(['euler', 'dpmpp_2m', 'lms']);
+/** diffusers' class name for each of our scheduler names (from the registry). */
+export const SCHEDULER_CLASS_NAMES: Readonly<Record<SchedulerName, string>> = Object.fromEntries(
+  SCHEDULER_REGISTRY.map((row) => [row.name, row.className]),
+) as Record<SchedulerName, string>;
+
+/** Which of our schedulers offer Karras sigmas (diffusers' `use_karras_sigmas`; from the registry). */
+export const KARRAS_CAPABLE: ReadonlySet<SchedulerName> = new Set(SCHEDULER_REGISTRY.filter((row) => row.karras).map((row) => row.name));
 
 /** The scheduler a diffusers class name stands for, or undefined for classes we do not implement. */
 export function schedulerNameForClass(className: string): SchedulerName | undefined {
-  return SCHEDULER_NAMES.find((name) => SCHEDULER_CLASS_NAMES[name] === className);
+  return SCHEDULER_REGISTRY.find((row) => row.className === className)?.name;
 }
 
 /**
@@ -64,23 +73,11 @@ export function createScheduler(name: SchedulerName | undefined, config: Schedul
   if (options.timestepSpacing !== undefined && !TIMESTEP_SPACINGS.includes(options.timestepSpacing)) {
     throw new InvalidRequestError(`Unknown timestep spacing "${String(options.timestepSpacing)}"; use one of: ${TIMESTEP_SPACINGS.join(', ')}.`);
   }
-  if (options.karras && !KARRAS_CAPABLE.has(chosen)) throw karrasUnsupported(chosen);
-  switch (chosen) {
-    case 'pndm':
-      return new PndmScheduler(config, options);
-    case 'euler':
-      return new EulerScheduler(config, options);
-    case 'euler_a':
-      return new EulerAncestralScheduler(config, options);
-    case 'ddim':
-      return new DdimScheduler(config, options);
-    case 'dpmpp_2m':
-      return new DpmSolverMultistepScheduler(config, options);
-    case 'lms':
-      return new LmsScheduler(config, options);
-    default:
-      throw new InvalidRequestError(unknownSchedulerMessage(String(chosen)));
-  }
+  // A name from outside the type system (JSON, a cast) that is not ours.
+  if (!(SCHEDULER_NAMES as readonly string[]).includes(chosen)) throw new InvalidRequestError(unknownSchedulerMessage(String(chosen)));
+  const row = schedulerRegistration(chosen);
+  if (options.karras && !row.karras) throw karrasUnsupported(chosen);
+  return row.create(config, options);
 }
 
 function unknownSchedulerMessage(text: string): string {
@@ -101,20 +98,11 @@ export function parseTimestepSpacing(text: string): TimestepSpacing {
   throw new InvalidRequestError(`Unknown timestep spacing "${text}"; use one of: ${TIMESTEP_SPACINGS.join(', ')}.`);
 }
 
-const BASE_DISPLAY_NAMES: Readonly<Record<SchedulerName, string>> = {
-  pndm: 'PLMS',
-  euler: 'Euler',
-  euler_a: 'Euler a',
-  ddim: 'DDIM',
-  dpmpp_2m: 'DPM++ 2M',
-  lms: 'LMS',
-};
-
 /**
  * A1111-style sampler name for metadata, e.g. "Euler a", "DPM++ 2M Karras". A built scheduler's own `displayName`
  * is more exact (it knows Karras or PLMS-vs-PNDM from the model's config); this is for when none is at hand.
  */
 export function schedulerDisplayName(name: SchedulerName, options: { karras?: boolean } = {}): string {
-  const base = BASE_DISPLAY_NAMES[name];
-  return options.karras && KARRAS_CAPABLE.has(name) ? `${base} Karras` : base;
+  const row = schedulerRegistration(name);
+  return samplerDisplayName(row.label, (options.karras ?? false) && row.karras);
 }

@@ -5,20 +5,11 @@
  * so 4-point Gauss–Legendre (exact up to degree 7) gives the same number to rounding.
  */
 import type { NoiseGenerator } from '../rng/types.js';
-import {
-  BETA_DEFAULTS,
-  type BetaConfig,
-  assertSameLength,
-  rejectUnsupported,
-  requireInteger,
-  requireOneOf,
-  requireSpacing,
-  resolveConfig,
-  samplerDisplayName,
-  sized,
-  validateStepCount,
-  type PredictionType,
-} from './common.js';
+import { BETA_DEFAULTS, type BetaConfig } from './betas.js';
+import { assertSameLength, sized } from './buffers.js';
+import { type PredictionType, rejectUnsupported, requireInteger, requireOneOf, requireSpacing, resolveConfig } from './config.js';
+import { samplerDisplayName } from './sampler-name.js';
+import { validateStepCount } from './timesteps.js';
 import {
   SIGMA_SCHEDULE_DEFAULTS,
   SigmaScheduler,

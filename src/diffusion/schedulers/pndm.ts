@@ -6,24 +6,11 @@
  * `_get_prev_sample` between two training timesteps.
  */
 import type { NoiseGenerator } from '../rng/types.js';
-import {
-  AlternatingBuffers,
-  BETA_DEFAULTS,
-  type BetaConfig,
-  alphasCumprodFrom,
-  assertSameLength,
-  makeBetas,
-  numpyArange,
-  numpyLinspace,
-  requireBoolean,
-  requireInteger,
-  requireOneOf,
-  requireSpacing,
-  resolveConfig,
-  karrasUnsupported,
-  sized,
-  validateStepCount,
-} from './common.js';
+import { alphasCumprodFrom, BETA_DEFAULTS, type BetaConfig, makeBetas } from './betas.js';
+import { AlternatingBuffers, assertSameLength, sized } from './buffers.js';
+import { karrasUnsupported, requireBoolean, requireInteger, requireOneOf, requireSpacing, resolveConfig } from './config.js';
+import { numpyArange, numpyLinspace } from './numpy.js';
+import { validateStepCount } from './timesteps.js';
 import { roundHalfEven } from '../numeric.js';
 import type { Scheduler, SchedulerConfig, SchedulerOptions, TimestepSpacing } from './types.js';
 

@@ -5,27 +5,12 @@
  * keeps diffusers' float32 rounding order, so the tables still match diffusers' to the last bit.
  */
 import type { NoiseGenerator } from '../rng/types.js';
-import {
-  AlternatingBuffers,
-  alphasCumprodFrom,
-  exponentialSigmas,
-  initialStepIndex,
-  inputScaleFor,
-  interpolateAtIndex,
-  karrasSigmas,
-  logFloat32,
-  makeBetas,
-  requireBoolean,
-  requireOneSigmaSchedule,
-  rescaleZeroTerminalSnr,
-  scaleBySigma,
-  sigmaSchedulerTimesteps,
-  sigmaToTimestep,
-  sized,
-  trainingSigmas,
-  type BetaConfig,
-  type PredictionType,
-} from './common.js';
+import { alphasCumprodFrom, type BetaConfig, makeBetas, rescaleZeroTerminalSnr, trainingSigmas } from './betas.js';
+import { AlternatingBuffers, sized } from './buffers.js';
+import { type PredictionType, requireBoolean, requireOneSigmaSchedule } from './config.js';
+import { interpolateAtIndex } from './numpy.js';
+import { exponentialSigmas, inputScaleFor, karrasSigmas, logFloat32, scaleBySigma, sigmaToTimestep } from './sigmas.js';
+import { initialStepIndex, sigmaSchedulerTimesteps } from './timesteps.js';
 import type { TimestepSpacing } from './types.js';
 
 const fround = Math.fround;

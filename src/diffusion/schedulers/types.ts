@@ -1,7 +1,7 @@
 import type { NoiseGenerator } from '../rng/types.js';
 
 /** The scheduler names the CLI, the bot and the config accept. */
-export const SCHEDULER_NAMES = ['pndm', 'euler', 'euler_a', 'ddim', 'dpmpp_2m', 'lms'] as const;
+export const SCHEDULER_NAMES = ['pndm', 'euler', 'euler_a', 'ddim', 'dpmpp_2m', 'lms', 'heun', 'dpmpp_2m_sde', 'unipc', 'lcm'] as const;
 export type SchedulerName = (typeof SCHEDULER_NAMES)[number];
 
 export type TimestepSpacing = 'linspace' | 'leading' | 'trailing';
@@ -32,7 +32,7 @@ export interface SchedulerConfig {
 
 /** Caller's choices layered over the model's scheduler_config.json, as diffusers' `from_config(config, **overrides)`. */
 export interface SchedulerOptions {
-  /** `use_karras_sigmas=True` (Euler, LMS, DPM++ 2M only: diffusers has no Karras option for the others). */
+  /** `use_karras_sigmas=True` (Euler, LMS, DPM++ 2M, DPM++ 2M SDE, Heun, UniPC only: diffusers has no Karras option for the others). */
   karras?: boolean;
   /** `timestep_spacing=…` (every scheduler). */
   timestepSpacing?: TimestepSpacing;
@@ -63,11 +63,12 @@ export interface Scheduler {
   readonly timestepSpacing: TimestepSpacing;
   /**
    * Timesteps for the current setTimesteps call, as diffusers' `scheduler.timesteps` (float32 values, fractional for
-   * Euler/LMS). Iterate over all of them: the count can differ from the number of steps asked for (PNDM repeats one
-   * timestep; diffusers' trailing spacing can yield one extra for some step counts).
+   * Euler/LMS/Heun). Iterate over all of them: the count can differ from the number of steps asked for (PNDM repeats
+   * one timestep; Heun visits all but the first twice, 2n − 1 in all; diffusers' trailing spacing can yield one extra
+   * for some step counts).
    */
   readonly timesteps: Float64Array;
-  /** Sigmas where the scheduler has them (Euler, Euler a, LMS, DPM++), one more than timesteps; else null. */
+  /** Sigmas where the scheduler has them (Euler, Euler a, LMS, DPM++, Heun, UniPC), one more than timesteps; else null. */
   readonly sigmas: Float64Array | null;
   /** What the initial N(0,1) noise is multiplied by (a float32 value, as diffusers' tensor). */
   readonly initNoiseSigma: number;
@@ -76,12 +77,12 @@ export interface Scheduler {
   /** Returns the UNet input for timestep `t`; may return `sample` itself when no scaling applies. */
   scaleModelInput(sample: Float32Array, timestep: number): Float32Array;
   /**
-   * Advances `sample` by one step given the (guided) model output. Schedulers that add noise (Euler a, SDE DPM++)
+   * Advances `sample` by one step given the (guided) model output. Schedulers that add noise (Euler a, SDE DPM++, LCM)
    * draw it from `generator`, one `randn` of the sample's size per step, as diffusers' `randn_tensor` does.
    */
   step(modelOutput: Float32Array, timestep: number, sample: Float32Array, generator?: NoiseGenerator): Float32Array;
   /**
-   * Optional, for speed: draws now the noise the next `step` will add (Euler a, SDE DPM++), for `count` latent values,
+   * Optional, for speed: draws now the noise the next `step` will add (Euler a, SDE DPM++, LCM), for `count` latent values,
    * so the pipeline can do it while the UNet runs (`const run = session.run(…); scheduler.prepareStep?.(generator,
    * n); await run`). The stream order is the same as drawing inside `step`. Schedulers without noise do nothing.
    */

@@ -1,11 +1,12 @@
 // Storage backends the queue's storage tests run against: a real SQLite file in a temp folder, and a real
 // redis-server started on a free 127.0.0.1 port for each test (skipped, with the reason, when the binary is absent).
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Storage } from '../../../src/queue/storage.js';
+import { missingProgram } from '../../helpers/needs.js';
 
 export interface Backend {
   name: 'sqlite' | 'redis';
@@ -22,10 +23,7 @@ export interface BackendInstance {
   dispose(): Promise<void>;
 }
 
-const redisBinary = spawnSync('redis-server', ['--version'], { encoding: 'utf8' });
-const redisMissing = redisBinary.error
-  ? 'redis-server is not installed (apt-get install -y redis-server); the Redis storage tests are skipped'
-  : undefined;
+const redisMissing = missingProgram('redis-server', 'the Redis storage tests are skipped');
 
 export const sqliteBackend: Backend = {
   name: 'sqlite',

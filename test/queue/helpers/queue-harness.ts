@@ -1,5 +1,5 @@
 import { JobStore } from '../../../src/queue/job-store.js';
-import { LocalJobQueue } from '../../../src/queue/local-queue.js';
+import { LocalJobQueue, type LocalJobQueueOptions } from '../../../src/queue/local-queue.js';
 import type { Storage } from '../../../src/queue/storage.js';
 import type { JobParams, JobQueueEventName, JobQueueEvents, JobRecord } from '../../../src/queue/types.js';
 import type { StepGenerator } from './generator.js';
@@ -42,9 +42,9 @@ export interface Harness {
 }
 
 /** A LocalJobQueue on the storage's `jobs` namespace, with every event recorded; not started. */
-export function createQueue(storage: Storage, generator: StepGenerator): Harness {
+export function createQueue(storage: Storage, generator: StepGenerator, options: Pick<LocalJobQueueOptions, 'shutdownGraceMs'> = {}): Harness {
   const store = new JobStore(storage.namespace('jobs'));
-  const queue = new LocalJobQueue({ store, generator });
+  const queue = new LocalJobQueue({ store, generator, ...options });
   const log: EventLogEntry[] = [];
   const names: JobQueueEventName[] = ['queued', 'position', 'started', 'progress', 'finished', 'failed', 'cancelled'];
   for (const name of names) {

@@ -9,7 +9,7 @@
 import { MAX_SEED } from '../diffusion/rng/index.js';
 import { encodePng, formatInfotext } from '../diffusion/png.js';
 import { requestedStepOf, type StableDiffusionPipeline } from '../diffusion/pipeline.js';
-import type { GenerateOptions, GeneratedImage, GeneratedImages, GenerationRequest, ImageGenerator } from '../queue/types.js';
+import type { GenerateOptions, GeneratedImage, GeneratedImages, GenerationRequest, ImageGenerator } from '../queue/index.js';
 
 export interface PipelineGeneratorOptions {
   /** Run the model's safety checker (when it has one). */

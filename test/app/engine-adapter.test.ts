@@ -8,9 +8,9 @@ import { CancelledError } from '../../src/errors.js';
 import { loadPipeline } from '../../src/diffusion/load.js';
 import type { StableDiffusionPipeline } from '../../src/diffusion/pipeline.js';
 import { readTextChunks } from '../../src/diffusion/png.js';
-import { offsetSeed, PipelineImageGenerator } from '../../src/discord/engine-adapter.js';
+import { offsetSeed, PipelineImageGenerator } from '../../src/app/engine-adapter.js';
 import type { GenerationProgress, GenerationRequest } from '../../src/queue/types.js';
-import { TINY_MODEL } from './harness.js';
+import { TINY_MODEL } from '../discord/harness.js';
 
 describe('PipelineImageGenerator', () => {
   let pipeline: StableDiffusionPipeline;

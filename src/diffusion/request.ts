@@ -1,0 +1,67 @@
+/** What a caller asks the engine for, the limits it must keep within, and the latent tensor it makes. */
+import { InvalidRequestError } from './errors.js';
+import { MAX_SEED, type RngDevice } from './rng/types.js';
+import type { SchedulerName, TimestepSpacing } from './schedulers/types.js';
+
+export interface GenerationRequest {
+  prompt: string;
+  /** Empty string when none, as diffusers does for the unconditional half. */
+  negativePrompt?: string;
+  seed: bigint;
+  steps: number;
+  /** Classifier-free guidance scale; ≤ 1 runs the UNet on the prompt alone, as diffusers does. */
+  cfg: number;
+  width: number;
+  height: number;
+  /** Defaults to the scheduler named by the model's scheduler_config.json. */
+  scheduler?: SchedulerName;
+  karras?: boolean;
+  timestepSpacing?: TimestepSpacing;
+  /** Which torch generator the noise reproduces (default cpu, as diffusers recommends for reproducibility). */
+  rng?: RngDevice;
+  /** Images per prompt, drawn from one generator as one (n, 4, h, w) tensor, like diffusers' num_images_per_prompt. */
+  batch?: number;
+  /** Run the model's safety checker when it has one (default true). */
+  safetyCheck?: boolean;
+}
+
+export const DEFAULT_STEPS = 30;
+export const DEFAULT_CFG = 7;
+export const MAX_BATCH = 8;
+export const MAX_STEPS = 1000;
+const MAX_PIXELS = 2048 * 2048;
+
+/** Checks a request before any work starts, so every mistake is one clear sentence. */
+export function validateRequest(request: GenerationRequest): void {
+  const { width, height, steps, cfg } = request;
+  const batch = request.batch ?? 1;
+  for (const [label, value] of [
+    ['width', width],
+    ['height', height],
+  ] as const) {
+    if (!Number.isInteger(value) || value <= 0) throw new InvalidRequestError(`${label} must be a positive whole number of pixels (got ${value}).`);
+    if (value % 8 !== 0) throw new InvalidRequestError(`${label} must be a multiple of 8 (got ${value}).`);
+    if (value < 64) throw new InvalidRequestError(`${label} must be at least 64 pixels (got ${value}).`);
+  }
+  if (width * height > MAX_PIXELS) throw new InvalidRequestError(`${width}x${height} is too large (at most ${MAX_PIXELS} pixels).`);
+  if (!Number.isInteger(steps) || steps < 1 || steps > MAX_STEPS) throw new InvalidRequestError(`steps must be a whole number from 1 to ${MAX_STEPS} (got ${steps}).`);
+  if (!Number.isFinite(cfg) || cfg < 0 || cfg > 100) throw new InvalidRequestError(`cfg must be a number from 0 to 100 (got ${cfg}).`);
+  if (!Number.isInteger(batch) || batch < 1 || batch > MAX_BATCH) throw new InvalidRequestError(`batch must be a whole number from 1 to ${MAX_BATCH} (got ${batch}).`);
+  if (typeof request.seed !== 'bigint' || request.seed < 0n || request.seed > MAX_SEED) throw new InvalidRequestError(`seed must be a whole number from 0 to ${MAX_SEED}.`);
+  if (typeof request.prompt !== 'string') throw new InvalidRequestError('prompt must be text.');
+}
+
+/** (batch, 4, height / f, width / f): the latent tensor a request denoises, f being the VAE's scale factor. */
+export type LatentShape = readonly [number, number, number, number];
+
+export function latentShapeOf(request: Pick<GenerationRequest, 'width' | 'height' | 'batch'>, vaeScaleFactor: number): LatentShape {
+  return [request.batch ?? 1, 4, request.height / vaeScaleFactor, request.width / vaeScaleFactor];
+}
+
+/**
+ * A progress step counted in the steps the caller asked for. PNDM makes steps + 1 UNet calls (its first timestep
+ * repeats), so its UNet call k of n maps onto 1…requestedSteps: never "step 31/30".
+ */
+export function requestedStepOf(step: number, totalSteps: number, requestedSteps: number): number {
+  return Math.max(1, Math.round((step * requestedSteps) / totalSteps));
+}

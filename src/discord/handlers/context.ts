@@ -1,0 +1,23 @@
+/**
+ * What every interaction handler is given. A handler answers its interaction, or throws: an ImagineError (a
+ * `Refusal`, an admission error, …) becomes an ephemeral reply with its message, anything else a logged internal
+ * error (src/discord/router.ts). No handler catches errors to answer them itself.
+ */
+import type { ButtonInteraction, ChatInputCommandInteraction } from 'discord.js';
+import type { ImagineCommands } from '../../../commands/index.js';
+import type { Logger } from '../../log.js';
+import type { JobQueue } from '../../queue/index.js';
+import type { GuildRules } from '../backend.js';
+
+export interface HandlerContext {
+  log: Logger;
+  queue: JobQueue;
+  rules: GuildRules;
+  /** The definitions the commands were registered from: handlers read their options through them. */
+  commands: ImagineCommands;
+  /** One line: model, provider, queue lengths, what runs, uptime. */
+  statusLine(): Promise<string>;
+}
+
+export type CommandHandler = (interaction: ChatInputCommandInteraction, context: HandlerContext) => Promise<void>;
+export type ButtonHandler = (interaction: ButtonInteraction, context: HandlerContext) => Promise<void>;
