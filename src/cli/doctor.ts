@@ -342,10 +342,10 @@ async function checkKeyv(config: Config): Promise<DoctorCheck> {
 }
 
 /**
- * Backend redis: the Redis the bot and workers share answers, and at least one worker heart-beats. A worker that
- * stopped heart-beating (killed, machine gone) is counted as gone.
+ * Backend redis: the Redis the bot and workers share answers, and at least one worker heart-beats (a failure, or
+ * with --quick a warning). A worker that stopped heart-beating (killed, machine gone) is counted as gone.
  */
-async function checkRedisQueue(config: Config): Promise<DoctorCheck[]> {
+async function checkRedisQueue(config: Config, quick: boolean): Promise<DoctorCheck[]> {
   if (config.queue.backend !== 'redis') return [];
   const url = new URL(config.queue.redisUrl);
   try {
@@ -363,7 +363,8 @@ async function checkRedisQueue(config: Config): Promise<DoctorCheck[]> {
     const gone = fleet.length - live.length;
     const goneNote = gone > 0 ? ` (${gone} gone)` : '';
     if (live.length === 0) {
-      checks.push({ name: 'Workers', status: 'fail', detail: `no worker alive${goneNote}: jobs will wait`, fix: 'start one per GPU: imagine-bot worker [--device N] (with the model, and REDIS_URL set)' });
+      // --quick is the bot container's HEALTHCHECK: the bot itself is fine without workers (jobs wait), so a warning.
+      checks.push({ name: 'Workers', status: quick ? 'warn' : 'fail', detail: `no worker alive${goneNote}: jobs will wait`, fix: 'start one per GPU: imagine-bot worker [--device N] (with the model, and REDIS_URL set)' });
     } else {
       const list = live.map((w) => `${w.host} pid ${w.pid} (${w.model} on ${w.provider}, ${w.state}, ${w.jobsDone} done)`).join('; ');
       checks.push({ name: 'Workers', status: 'ok', detail: `${live.length} alive${goneNote}: ${list}` });
@@ -430,7 +431,7 @@ export async function runDoctor(options: DoctorOptions = {}): Promise<DoctorChec
   if (needsModel && !quick) checks.push(await checkProvider(config, options.resolveProvider ?? defaultResolveProvider));
   checks.push(checkDataDir(config));
   checks.push(await checkKeyv(config));
-  checks.push(...(await checkRedisQueue(config)));
+  checks.push(...(await checkRedisQueue(config, quick)));
   const heartbeat = checkHeartbeat(config, options.heartbeatMaxAgeSeconds ?? 120);
   if (heartbeat) checks.push(heartbeat);
   return checks;
