@@ -337,7 +337,7 @@ async function checkKeyv(config: Config): Promise<DoctorCheck> {
     const reply = await probeKeyv(url, 3000);
     return { name: 'Storage', status: 'ok', detail: `${safeUrl(url)} reachable${reply === 'PONG' ? ' (PING → PONG)' : ''}` };
   } catch (error) {
-    return { name: 'Storage', status: 'fail', detail: `${safeUrl(url)} is not reachable: ${(error as Error).message}`, fix: 'start the store (docker compose --profile redis up), or unset KEYV_URL to use SQLite' };
+    return { name: 'Storage', status: 'fail', detail: `${safeUrl(url)} is not reachable: ${(error as Error).message}`, fix: 'start the store (docker compose up -d redis), or unset KEYV_URL to use SQLite' };
   }
 }
 
