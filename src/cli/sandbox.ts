@@ -287,6 +287,7 @@ export function registerSandboxCommand(program: Command): void {
     .option('--workers <n>', 'queue on Redis and run N `imagine-bot worker` processes (as in production); see GET /_sandbox/workers', parseWorkerCount)
     .option('--redis <url>', 'with --workers: the Redis to use (default: a private redis-server started from PATH, AOF on)')
     .action(async (options: SandboxCliOptions) => {
+      if (options.workers && !options.bot) throw new ConfigError(['--workers runs jobs for the bot: it cannot go with --no-bot']);
       if (options.redis && !options.workers) throw new ConfigError(['--redis is for --workers N: the sandbox without workers uses the local queue']);
       if (options.redis && !/^rediss?:\/\/\S+$/i.test(options.redis)) throw new ConfigError(['--redis must be a redis:// or rediss:// URL']);
       const sandbox = await runSandbox({

@@ -55,6 +55,15 @@ test('sandbox --workers without --redis and without redis-server on PATH says ho
   }
 });
 
+test('sandbox --redis without --workers, and --workers with --no-bot, are refused in one line', async () => {
+  const redisAlone = runSandboxCli(['--redis', 'redis://127.0.0.1:1']);
+  assert.equal(await redisAlone.exited, 1, redisAlone.output());
+  assert.match(redisAlone.output(), /^error: --redis is for --workers N/m);
+  const workersAlone = runSandboxCli(['--workers', '2', '--no-bot']);
+  assert.equal(await workersAlone.exited, 1, workersAlone.output());
+  assert.match(workersAlone.output(), /^error: --workers runs jobs for the bot: it cannot go with --no-bot/m);
+});
+
 describeNeeding('imagine-bot sandbox --workers 2', missingProgram('redis-server', 'the sandbox --workers test is skipped', 'redis-server'), ({ test: it, after }) => {
   const dataDir = mkdtempSync(join(tmpdir(), 'imagine-sandbox-workers-'));
   let cli: ReturnType<typeof runSandboxCli> | undefined;
