@@ -1,4 +1,5 @@
-# Imagine: the Discord bot with its Stable Diffusion engine, on an NVIDIA GPU.
+# Imagine: the Discord bot with its Stable Diffusion engine, on an NVIDIA GPU. One image for every role: the bot
+# (CMD `imagine-bot start`), and with the Redis backend the image workers (`imagine-bot worker --device N`).
 #
 #   docker compose up -d                 (see docker-compose.yml and docs/operations.md)
 #   docker build -t imagine-bot .        (the image alone)
@@ -60,4 +61,5 @@ HEALTHCHECK --interval=60s --timeout=20s --start-period=180s --retries=3 \
 
 # SIGTERM (docker stop) lets the bot stop taking jobs and finish the running one: give it time (stop_grace_period).
 STOPSIGNAL SIGTERM
+# A worker container overrides this: `imagine-bot worker --device 0` (docker-compose.yml).
 CMD ["imagine-bot", "start"]

@@ -1,6 +1,6 @@
 /**
- * `npm run bench:responsiveness [-- --backend local] [--isolation process|inline] [--niceness N] [--interactions 50]
- *   [--interval-ms 200]`
+ * `npm run bench:responsiveness [-- --backend local|redis] [--isolation process|inline] [--niceness N]
+ *   [--interactions 50] [--interval-ms 200]`
  *
  * Is the bot still answering Discord while the engine works? On the emulator, with the real bot (`imagine-bot start`
  * as a child process, the tiny model on the CPU), this starts the heaviest job the sandbox offers (512×512, 4 images,
@@ -11,13 +11,19 @@
  *   - the bot thread's event-loop delay p99 over the burst (perf_hooks.monitorEventLoopDelay in the bot, read with
  *     SIGUSR2; target ≤ 50 ms).
  * `--isolation inline` runs the engine on the bot's thread as before issue 12, for the before/after comparison;
- * `--niceness N` sets engine.niceness (the engine process's nice value).
+ * `--niceness N` sets engine.niceness (the engine process's nice value). `--backend redis` runs the bot with
+ * queue.backend "redis" on a private redis-server and one `imagine-bot worker` process (all CPUs, like the local
+ * engine) that runs the heavy job; the bot's event-loop delay is measured the same way.
  * Printed numbers, not a test: timings on a shared machine vary.
  */
 import { availableParallelism, cpus } from 'node:os';
 import { parseArgs } from 'node:util';
+import { join } from 'node:path';
 import { LOOP_DELAY_MESSAGE, LOOP_DELAY_SIGNAL } from '../src/app/loop-delay.js';
-import { hasPngs, Sandbox, waitUntil, type LogLine } from '../test/discord/harness.js';
+import { imagineBotCommand } from '../src/cli/sandbox.js';
+import { SandboxWorkers } from '../src/cli/sandbox-workers.js';
+import { startRedis } from '../src/util/redis-server.js';
+import { hasPngs, Sandbox, TINY_MODEL, waitUntil, type LogLine } from '../test/discord/harness.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -29,14 +35,49 @@ const { values: args } = parseArgs({
   },
 });
 
-/**
- * The queue backends the bench can run the bot with: each gives the configuration and environment that select it.
- * `redis` (issue 12, part 2: BullMQ with worker processes) goes here when it lands: start a redis-server on a free
- * port and return { config: { queue: { backend: 'redis' } }, env: { REDIS_URL } } plus a stop function.
- */
-const BACKENDS: Record<string, (() => Promise<{ config: object; env: Record<string, string>; stop(): Promise<void> }>) | undefined> = {
-  local: async () => ({ config: {}, env: {}, stop: async () => undefined }),
-  redis: undefined,
+interface BenchBackend {
+  /** Merged into the bot's configuration file. */
+  config: object;
+  /** Added to the bot's environment. */
+  env: Record<string, string>;
+  /** Called once the bot is up (its configuration file exists): starts what runs the jobs outside the bot. */
+  afterBot(sb: Sandbox): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** The queue backends the bench can run the bot with: each gives the configuration and environment that select it. */
+const BACKENDS: Record<string, () => Promise<BenchBackend>> = {
+  local: async () => ({ config: {}, env: {}, afterBot: async () => undefined, stop: async () => undefined }),
+  redis: async () => {
+    // The same private redis-server (AOF on) and worker processes as `imagine-bot sandbox --workers 1`.
+    const redis = await startRedis({ appendOnly: true });
+    let workers: SandboxWorkers | null = null;
+    return {
+      config: { queue: { backend: 'redis' } },
+      env: { REDIS_URL: redis.url },
+      async afterBot(sb) {
+        workers = await SandboxWorkers.start({
+          count: 1,
+          command: imagineBotCommand('worker'),
+          env: {
+            IMAGINE_MODEL: TINY_MODEL,
+            IMAGINE_PROVIDER: 'cpu',
+            IMAGINE_CONFIG: join(sb.dataDir, 'test-config.json'),
+            IMAGINE_QUEUE_BACKEND: 'redis',
+            REDIS_URL: redis.url,
+            KEYV_URL: '',
+            LOG_LEVEL: 'info',
+          },
+          redisUrl: redis.url,
+          output: () => undefined,
+        });
+      },
+      async stop() {
+        await workers?.stop();
+        await redis.stop();
+      },
+    };
+  },
 };
 
 const HEAVY_JOB = { prompt: 'the heaviest job the sandbox offers', size: '512x512', count: 4, steps: 50 };
@@ -45,7 +86,7 @@ const ACK_DEADLINE_MS = 3_000;
 const backendName = args.backend;
 const openBackend = BACKENDS[backendName];
 if (!openBackend) {
-  console.error(`backend "${backendName}" is not available in this build (available: ${Object.keys(BACKENDS).filter((name) => BACKENDS[name]).join(', ')})`);
+  console.error(`backend "${backendName}" is not available (available: ${Object.keys(BACKENDS).join(', ')})`);
   process.exit(2);
 }
 if (args.isolation !== 'process' && args.isolation !== 'inline') {
@@ -83,6 +124,7 @@ function percentile(sorted: readonly number[], p: number): number {
 const ms = (value: number) => (Number.isFinite(value) ? `${Math.round(value)} ms` : 'never');
 
 try {
+  await backend.afterBot(sb);
   const { bruno, chloe, admin } = sb.people;
   const heavy = sb.imagine(admin, HEAVY_JOB);
   await sb.waitForInteraction(heavy, (view) => /Generating/.test(view.original?.content ?? ''), 300_000);
@@ -108,7 +150,9 @@ try {
   const sorted = [...ackTimes].sort((a, b) => a - b);
   const withinDeadline = ackTimes.filter((t) => t <= ACK_DEADLINE_MS).length;
   console.log(`machine: ${cpus()[0]?.model ?? 'unknown CPU'}, ${availableParallelism()} cores, Node ${process.version}`);
-  console.log(`backend: ${backendName}; engine: ${args.isolation === 'process' ? `in its own process (niceness ${args.niceness})` : "on the bot's thread (inline)"}; model: tiny-sd on the CPU`);
+  const engineWhere =
+    backendName === 'redis' ? 'in one `imagine-bot worker` process (all CPUs)' : args.isolation === 'process' ? `in its own process (niceness ${args.niceness})` : "on the bot's thread (inline)";
+  console.log(`backend: ${backendName}; engine: ${engineWhere}; model: tiny-sd on the CPU`);
   console.log(
     `heavy job: ${HEAVY_JOB.size}, ${HEAVY_JOB.count} images, ${HEAVY_JOB.steps} steps — ${heavyStillRunning ? `still running when the burst ended (${(heavyView.original?.content ?? '').split('\n')[0]})` : 'FINISHED BEFORE THE BURST ENDED: the numbers below are not all under load'}`,
   );

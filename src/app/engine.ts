@@ -22,6 +22,10 @@ export interface EngineSetup {
   pinUnetShapes: boolean;
   fuseAttention: boolean;
   previewIntervalMs: number;
+  /** GPU index for CUDA (`imagine-bot worker --device N`); undefined = the provider's default (0). */
+  deviceId?: number;
+  /** ORT's CPU threads per session; undefined = every CPU the process may use (the workers benchmark sets 1). */
+  intraOpNumThreads?: number;
   /** The default job shape to warm up with; scheduler null = the model's own. Null: no warm-up. */
   warmUp: { width: number; height: number; cfg: number; scheduler: SchedulerName | null } | null;
 }
@@ -61,6 +65,8 @@ export async function openEngine(setup: EngineSetup, log: (line: string) => void
     safetyChecker: setup.safetyChecker,
     pinUnetShapes: setup.pinUnetShapes,
     fuseAttention: setup.fuseAttention,
+    ...(setup.deviceId !== undefined ? { deviceId: setup.deviceId } : {}),
+    ...(setup.intraOpNumThreads !== undefined ? { intraOpNumThreads: setup.intraOpNumThreads } : {}),
     log,
   });
   const release = async () => {

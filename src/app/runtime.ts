@@ -6,22 +6,23 @@
  *
  * `imagine-bot start` calls `startRuntime`; tests start the same thing as a child process through the CLI. The engine
  * is chosen in `startEngine` (the pipeline in a child process, or on this thread with `engine.isolation: "inline"`),
- * the queue backend in `createQueue` (today the local fair queue over keyv); other implementations of
- * `ImageGenerator` and `JobQueue` plug in there.
+ * the queue backend in `createQueue`: `local`, the fair queue over keyv in this process feeding that engine, or
+ * `redis`, BullMQ on Redis feeding `imagine-bot worker` processes (the bot then loads no model at all).
  */
 import { parseSize, type Config } from '../config/index.js';
-import { engineSetupFromConfig, openEngine, type Engine } from './engine.js';
+import { engineSetupFromConfig, openEngine, type Engine, type EngineSetup } from './engine.js';
 import { EngineProcess } from './engine-process.js';
 import { startLoopDelayMonitor } from './loop-delay.js';
 import type { Logger } from '../log.js';
-import { Admission, GuildSettingsStore, JobStore, LocalJobQueue, Storage, type ImageGenerator, type JobQueue } from '../queue/index.js';
+import { Admission, GuildSettingsStore, JobStore, LocalJobQueue, RedisJobQueue, Storage, timingsFromQueueConfig, type JobQueue } from '../queue/index.js';
 import { ImagineBot } from '../discord/bot.js';
 import { createGuildRules, requestDefaults, settingsFromConfig } from '../discord/rules.js';
 
 export interface RuntimeOptions {
   config: Config;
   log: Logger;
-  modelFolder: string;
+  /** The model folder; unused with queue.backend "redis" (the workers load the model). */
+  modelFolder?: string;
   /** Register the slash commands after connecting. */
   deployCommands: boolean;
 }
@@ -32,16 +33,19 @@ export interface Runtime {
 }
 
 /**
- * Loads the model and warms it up in the default job shape (so the first job does not pay for shader compilation
- * and the like): in a child process unless the configuration says otherwise (engine.isolation).
+ * What the engine is opened with: the configuration's model options, warmed up in the default job shape
+ * (generation.defaults) so the first job does not pay for shader compilation and the like. `extra` picks the GPU and
+ * ORT's threads (`imagine-bot worker --device N --threads N`).
  */
-export async function startEngine(config: Config, log: Logger, modelFolder: string): Promise<Engine> {
+export function engineSetupFor(config: Config, modelFolder: string, extra: Pick<EngineSetup, 'deviceId' | 'intraOpNumThreads'> = {}): EngineSetup {
   const defaultSize = parseSize(config.generation.defaults.size);
-  const setup = engineSetupFromConfig(
-    config,
-    modelFolder,
-    defaultSize ? { ...defaultSize, cfg: config.generation.defaults.cfg, scheduler: config.generation.defaults.scheduler } : null,
-  );
+  const warmUp = defaultSize ? { ...defaultSize, cfg: config.generation.defaults.cfg, scheduler: config.generation.defaults.scheduler } : null;
+  return { ...engineSetupFromConfig(config, modelFolder, warmUp), ...extra };
+}
+
+/** Loads the model in a child process of the bot, or on this thread with `engine.isolation: "inline"`. */
+export async function startEngine(config: Config, log: Logger, modelFolder: string): Promise<Engine> {
+  const setup = engineSetupFor(config, modelFolder);
   if (config.engine.isolation === 'inline') return openEngine(setup, (line) => log.info({ module: 'engine' }, line));
   return EngineProcess.start({
     setup,
@@ -52,27 +56,47 @@ export async function startEngine(config: Config, log: Logger, modelFolder: stri
   });
 }
 
-/** The queue backend: jobs persisted in the job store, served fairly by one worker that calls `generator`. */
-export function createQueue(config: Config, storage: Storage, generator: ImageGenerator, log: Logger): JobQueue {
+/**
+ * The queue backend over the job store: with an engine, the local fair queue whose one worker runs it; without (backend
+ * redis), the BullMQ queue whose jobs `imagine-bot worker` processes run.
+ */
+export function createQueue(config: Config, storage: Storage, engine: Engine | undefined, log: Logger): JobQueue {
   const store = new JobStore(storage.namespace('jobs'), { logger: log.child({ module: 'jobs' }) });
-  return new LocalJobQueue({ store, generator, logger: log.child({ module: 'queue' }), shutdownGraceMs: config.queue.shutdownGraceSeconds * 1000 });
+  const logger = log.child({ module: 'queue' });
+  if (!engine) return new RedisJobQueue({ url: config.queue.redisUrl, store, ...timingsFromQueueConfig(config.queue), logger });
+  return new LocalJobQueue({
+    store,
+    generator: engine.generator,
+    identity: { model: engine.info.modelName, provider: engine.info.provider },
+    logger,
+    shutdownGraceMs: config.queue.shutdownGraceSeconds * 1000,
+  });
+}
+
+/** Where the bot keeps settings and job records: KEYV_URL, else (backend redis) the workers' Redis, else SQLite. */
+function storageUrl(config: Config): string | undefined {
+  if (config.storage.keyvUrl) return config.storage.keyvUrl;
+  return config.queue.backend === 'redis' ? config.queue.redisUrl : undefined;
 }
 
 export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   const { config, log } = options;
   // Storage first: a damaged store file is reported in a second, not after the model has loaded.
-  const storage = await Storage.open({ ...(config.storage.keyvUrl ? { url: config.storage.keyvUrl } : {}), sqlitePath: config.storage.sqlitePath, logger: log });
+  const url = storageUrl(config);
+  const storage = await Storage.open({ ...(url ? { url } : {}), sqlitePath: config.storage.sqlitePath, logger: log });
   log.info({ storage: storage.kind, location: storage.location }, 'storage opened');
-  let engine: Engine;
+  // Backend redis: the workers load the model, the bot only queues; backend local: the bot runs it.
+  let engine: Engine | undefined;
   try {
-    engine = await startEngine(config, log, options.modelFolder);
+    engine = config.queue.backend === 'local' ? await startEngine(config, log, requireModelFolder(options.modelFolder)) : undefined;
   } catch (error) {
     await storage.close().catch(() => undefined);
     throw error;
   }
-  const defaults = requestDefaults(config, engine.info.modelScheduler);
+  const defaults = requestDefaults(config, engine?.info.modelScheduler ?? 'pndm');
   const stopLoopDelayMonitor = startLoopDelayMonitor(log);
-  const queue = createQueue(config, storage, engine.generator, log);
+  const queue = createQueue(config, storage, engine, log);
+  if (!engine) log.info('queue backend redis: jobs run on imagine-bot worker processes');
 
   const settings = new GuildSettingsStore({ keyv: storage.namespace('settings'), defaults: settingsFromConfig(config), logger: log.child({ module: 'settings' }) });
   const admission = new Admission({ settings, usage: storage.namespace('usage'), queue, maxTotal: config.queue.maxTotal, logger: log.child({ module: 'admission' }) });
@@ -82,7 +106,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     log,
     queue,
     rules,
-    engine: { modelName: engine.info.modelName, provider: engine.info.provider },
+    engine: engine ? { modelName: engine.info.modelName, provider: engine.info.provider } : { modelName: "the workers' model", provider: 'Redis workers' },
     registerCommands: options.deployCommands,
   });
   try {
@@ -90,7 +114,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   } catch (error) {
     await bot.stop().catch(() => undefined);
     await storage.close().catch(() => undefined);
-    await engine.close().catch(() => undefined);
+    await engine?.close().catch(() => undefined);
     stopLoopDelayMonitor();
     throw error;
   }
@@ -99,8 +123,13 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     async stop() {
       await bot.stop();
       await storage.close();
-      await engine.close();
+      await engine?.close();
       stopLoopDelayMonitor();
     },
   };
+}
+
+function requireModelFolder(folder: string | undefined): string {
+  if (!folder) throw new Error('queue.backend "local" needs a model folder');
+  return folder;
 }

@@ -337,8 +337,42 @@ async function checkKeyv(config: Config): Promise<DoctorCheck> {
     const reply = await probeKeyv(url, 3000);
     return { name: 'Storage', status: 'ok', detail: `${safeUrl(url)} reachable${reply === 'PONG' ? ' (PING → PONG)' : ''}` };
   } catch (error) {
-    return { name: 'Storage', status: 'fail', detail: `${safeUrl(url)} is not reachable: ${(error as Error).message}`, fix: 'start the store (docker compose --profile redis up), or unset KEYV_URL to use SQLite' };
+    return { name: 'Storage', status: 'fail', detail: `${safeUrl(url)} is not reachable: ${(error as Error).message}`, fix: 'start the store (docker compose up -d redis), or unset KEYV_URL to use SQLite' };
   }
+}
+
+/**
+ * Backend redis: the Redis the bot and workers share answers, and at least one worker heart-beats (a failure, or
+ * with --quick a warning). A worker that stopped heart-beating (killed, machine gone) is counted as gone.
+ */
+async function checkRedisQueue(config: Config, quick: boolean): Promise<DoctorCheck[]> {
+  if (config.queue.backend !== 'redis') return [];
+  const url = new URL(config.queue.redisUrl);
+  try {
+    const reply = await probeKeyv(url, 3000);
+    if (reply !== 'PONG') throw new Error('no PONG');
+  } catch (error) {
+    return [{ name: 'Redis queue', status: 'fail', detail: `${safeUrl(url)} is not reachable: ${(error as Error).message}`, fix: 'start Redis (docker compose up redis) or fix REDIS_URL' }];
+  }
+  const checks: DoctorCheck[] = [{ name: 'Redis queue', status: 'ok', detail: `${safeUrl(url)} reachable (PING → PONG)` }];
+  try {
+    // Loaded only here: the local backend's HEALTHCHECK need not load BullMQ.
+    const { fetchFleet, resolveTimings, timingsFromQueueConfig, DEFAULT_KEY_PREFIX } = await import('../queue/index.js');
+    const fleet = await fetchFleet(config.queue.redisUrl, { prefix: DEFAULT_KEY_PREFIX, goneAfterMs: resolveTimings(timingsFromQueueConfig(config.queue)).goneAfterMs });
+    const live = fleet.filter((w) => w.state !== 'gone');
+    const gone = fleet.length - live.length;
+    const goneNote = gone > 0 ? ` (${gone} gone)` : '';
+    if (live.length === 0) {
+      // --quick is the bot container's HEALTHCHECK: the bot itself is fine without workers (jobs wait), so a warning.
+      checks.push({ name: 'Workers', status: quick ? 'warn' : 'fail', detail: `no worker alive${goneNote}: jobs will wait`, fix: 'start one per GPU: imagine-bot worker [--device N] (with the model, and REDIS_URL set)' });
+    } else {
+      const list = live.map((w) => `${w.host} pid ${w.pid} (${w.model} on ${w.provider}, ${w.state}, ${w.jobsDone} done)`).join('; ');
+      checks.push({ name: 'Workers', status: 'ok', detail: `${live.length} alive${goneNote}: ${list}` });
+    }
+  } catch (error) {
+    checks.push({ name: 'Workers', status: 'fail', detail: `could not read the worker list: ${(error as Error).message}` });
+  }
+  return checks;
 }
 
 /** The file a running bot touches; `doctor --quick` (the Docker HEALTHCHECK) reports a stale one. */
@@ -391,10 +425,13 @@ export async function runDoctor(options: DoctorOptions = {}): Promise<DoctorChec
   }
   const checks: DoctorCheck[] = [{ name: 'Configuration', status: 'ok', detail: 'valid' }];
   checks.push(...checkDiscord(config));
-  checks.push(...checkModel(config, quick));
-  if (!quick) checks.push(await checkProvider(config, options.resolveProvider ?? defaultResolveProvider));
+  // With the redis backend the bot needs no model: only a worker machine (which sets one) is checked for it.
+  const needsModel = config.queue.backend === 'local' || config.model.path !== '';
+  if (needsModel) checks.push(...checkModel(config, quick));
+  if (needsModel && !quick) checks.push(await checkProvider(config, options.resolveProvider ?? defaultResolveProvider));
   checks.push(checkDataDir(config));
   checks.push(await checkKeyv(config));
+  checks.push(...(await checkRedisQueue(config, quick)));
   const heartbeat = checkHeartbeat(config, options.heartbeatMaxAgeSeconds ?? 120);
   if (heartbeat) checks.push(heartbeat);
   return checks;
@@ -418,7 +455,7 @@ export function formatDoctorReport(checks: readonly DoctorCheck[]): string {
 export function registerDoctorCommand(program: Command): Command {
   const command = program
     .command('doctor')
-    .description('Check the token, model folder, execution provider, data folder and storage, and say what to fix.')
+    .description('Check the token, model folder, execution provider, data folder, storage and (backend redis) Redis and its workers, and say what to fix.')
     .option('--quick', 'only fast checks (configuration, files present, data folder, storage, heartbeat): for HEALTHCHECK');
   addConfigOption(program, command);
   return command.action(async (options: { quick?: boolean }, self: Command) => {

@@ -10,6 +10,7 @@ import { registerModelsCommand } from './models.js';
 import { registerSandboxCommand } from './sandbox.js';
 import { registerSetupCommand } from './setup.js';
 import { registerStartCommand } from './start.js';
+import { registerWorkerCommand } from './worker.js';
 
 export function buildProgram(): Command {
   const program = new Command('imagine-bot')
@@ -28,6 +29,7 @@ export function buildProgram(): Command {
     fuseAttention: () => configured().model.fuseAttention,
   });
   registerStartCommand(program);
+  registerWorkerCommand(program);
   registerDeployCommandsCommand(program);
   registerModelsCommand(program);
   registerSetupCommand(program);

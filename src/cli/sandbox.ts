@@ -1,15 +1,20 @@
 import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Command, InvalidArgumentError } from 'commander';
-import { loadConfig } from '../config/index.js';
+import { ConfigError, loadConfig } from '../config/index.js';
 import type { BotSupervisor, DiscordEmulator } from '../emulator/index.js';
+import { ImagineError } from '../errors.js';
+import { findExecutable } from '../util/executables.js';
+import type { RedisServer } from '../util/redis-server.js';
+import type { SandboxWorkers } from './sandbox-workers.js';
 
 /**
  * `imagine-bot sandbox`: a local Discord (the emulator) plus the bot as a child process pointed at it, and a web
  * page at `/` where a person can try the bot without a Discord account. The bot runs the production code path
- * (`imagine-bot start`); only DISCORD_API_BASE/DISCORD_CDN_BASE and the token differ.
+ * (`imagine-bot start`); only DISCORD_API_BASE/DISCORD_CDN_BASE and the token differ. With `--workers N` the bot
+ * queues on Redis (queue.backend "redis") and N `imagine-bot worker` processes run the jobs, as in production.
  */
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -65,11 +70,23 @@ export interface SandboxOptions {
   readyTimeoutMs?: number;
   /** Extra environment for the bot and deploy processes (e.g. IMAGINE_CONFIG from the CLI's global --config). */
   env?: Record<string, string>;
+  /** Run the bot with the Redis backend and this many `imagine-bot worker` processes (0/undefined: the local queue). */
+  workers?: number;
+  /** The Redis for `workers`; default a private redis-server (AOF on) started from PATH. */
+  redisUrl?: string;
+  /** The worker command line (default `imagine-bot worker --threads T`, T = the CPUs shared out among the workers). */
+  workerCommand?: { command: string; args: string[] };
+  /** Where the workers' output lines go (default: printed with a `[worker N]` prefix). */
+  workerOutput?: (index: number, line: string) => void;
 }
 
 export interface RunningSandbox {
   emulator: DiscordEmulator;
   supervisor: BotSupervisor | null;
+  /** The worker processes of `workers` (null without). */
+  workers: SandboxWorkers | null;
+  /** The Redis the bot and the workers share (null without `workers`). */
+  redisUrl: string | null;
   url: string;
   stop(): Promise<void>;
 }
@@ -102,21 +119,34 @@ function chooseModel(explicit: string | null | undefined, configPath?: string): 
   return { model: tiny, note: tinyNote(tiny) };
 }
 
+/** The one line `sandbox --workers` answers when it has neither --redis nor a redis-server to start. */
+export const REDIS_SERVER_MISSING =
+  'sandbox --workers needs Redis: install redis-server (sudo apt-get install -y redis-server, or brew install redis) or pass --redis redis://host:6379';
+
 export async function runSandbox(options: SandboxOptions): Promise<RunningSandbox> {
   const print = options.print ?? ((line: string) => process.stdout.write(`${line}\n`));
+  const workerCount = options.botCommand === false ? 0 : (options.workers ?? 0);
+  // Checked before anything starts, so a missing Redis is one line and nothing to clean up.
+  if (workerCount > 0 && !options.redisUrl && !findExecutable('redis-server')) throw new ImagineError('redis_server_missing', REDIS_SERVER_MISSING);
   // Imported here, not at the top: every other imagine-bot command would pay for loading the emulator otherwise.
   const { BotSupervisor, startDiscordEmulator } = await import('../emulator/index.js');
   const emulator = await startDiscordEmulator({ port: options.port, ...(options.seedFile ? { seedFile: options.seedFile } : {}) });
   const url = `${emulator.url}/`;
   print(`Imagine sandbox: ${url}  (a local Discord; control API at ${emulator.url}/_sandbox)`);
   let supervisor: BotSupervisor | null = null;
+  let workers: SandboxWorkers | null = null;
+  let redis: RedisServer | null = null;
+  let redisUrl: string | null = null;
   const stop = async () => {
+    // The bot first (it stops queueing), then the workers (a running job goes back to Redis), then Redis.
     await supervisor?.stop().catch(() => undefined);
+    await workers?.stop().catch(() => undefined);
+    await redis?.stop().catch(() => undefined);
     await emulator.stop();
   };
   if (options.botCommand === false) {
     print(`Open ${url} to try it (no bot started: connect one with DISCORD_API_BASE=${emulator.apiBase} DISCORD_TOKEN=${emulator.token}). Ctrl-C stops the sandbox.`);
-    return { emulator, supervisor, url, stop };
+    return { emulator, supervisor, workers, redisUrl, url, stop };
   }
 
   const { model, note } = chooseModel(options.model, options.env?.IMAGINE_CONFIG);
@@ -133,6 +163,39 @@ export async function runSandbox(options: SandboxOptions): Promise<RunningSandbo
     env['IMAGINE_CONFIG'] = configPath;
     print(`Config: ${configPath} (small sizes for the tiny model)`);
   }
+  if (workerCount > 0) {
+    try {
+      if (options.redisUrl) {
+        redisUrl = options.redisUrl;
+      } else {
+        const { startRedis } = await import('../util/redis-server.js');
+        // AOF on, as docs/queue-redis.md asks of a Redis backend; the files live in a temporary folder.
+        redis = await startRedis({ appendOnly: true });
+        redisUrl = redis.url;
+        print(`Redis: ${redisUrl} (a private redis-server, AOF on, stopped with the sandbox)`);
+      }
+      env['IMAGINE_QUEUE_BACKEND'] = 'redis';
+      env['REDIS_URL'] = redisUrl;
+      const { SandboxWorkers } = await import('./sandbox-workers.js');
+      // The workers share the CPUs: each ORT session gets its part instead of all of them.
+      const threads = String(Math.max(1, Math.floor(availableParallelism() / workerCount)));
+      const workerCommand = options.workerCommand ?? imagineBotCommand('worker', '--threads', threads);
+      print(`Starting ${workerCount} worker${workerCount === 1 ? '' : 's'}: ${[workerCommand.command, ...workerCommand.args].join(' ')}`);
+      workers = await SandboxWorkers.start({
+        count: workerCount,
+        command: workerCommand,
+        env,
+        redisUrl,
+        output: options.workerOutput ?? ((index, line) => process.stdout.write(`[worker ${index}] ${line}\n`)),
+      });
+      workers.serveOn(emulator);
+      print(`Workers ready: GET ${emulator.url}/_sandbox/workers lists them, POST ${emulator.url}/_sandbox/workers/:index/kill kills one (respawned after 2 s).`);
+    } catch (error) {
+      await stop();
+      throw error;
+    }
+  }
+
   const botCommand = options.botCommand ?? imagineBotCommand('start');
   const botOutput = options.botOutput ?? ((line: string) => process.stdout.write(`[bot] ${line}\n`));
   supervisor = new BotSupervisor({ ...botCommand, env, emulator, output: botOutput, readyTimeoutMs: options.readyTimeoutMs ?? 180_000 });
@@ -141,7 +204,7 @@ export async function runSandbox(options: SandboxOptions): Promise<RunningSandbo
   try {
     await supervisor.start();
   } catch (error) {
-    await emulator.stop();
+    await stop();
     throw error;
   }
   print('Bot connected.');
@@ -165,8 +228,8 @@ export async function runSandbox(options: SandboxOptions): Promise<RunningSandbo
   }
   const names = emulator.commands.all().map((c) => `/${String(c.name)}`);
   print(`Commands: ${names.length > 0 ? names.join(', ') : 'none'}`);
-  print(`Open ${url} to try it. Ctrl-C stops the sandbox and the bot.`);
-  return { emulator, supervisor, url, stop };
+  print(`Open ${url} to try it. Ctrl-C stops the sandbox and the bot${workers ? ', the workers' : ''}${redis ? ' and Redis' : ''}.`);
+  return { emulator, supervisor, workers, redisUrl, url, stop };
 }
 
 /** Splits a command line into words (double or single quotes group words); or takes a JSON array. */
@@ -199,6 +262,14 @@ interface SandboxCliOptions {
   deployCommand?: { command: string; args: string[] };
   bot: boolean;
   deploy: boolean;
+  workers?: number;
+  redis?: string;
+}
+
+function parseWorkerCount(value: string): number {
+  const count = Number(value);
+  if (!Number.isInteger(count) || count < 1 || count > 64) throw new InvalidArgumentError('must be a whole number from 1 to 64');
+  return count;
 }
 
 export function registerSandboxCommand(program: Command): void {
@@ -213,7 +284,12 @@ export function registerSandboxCommand(program: Command): void {
     .option('--deploy-command <command>', 'run this instead of `imagine-bot deploy-commands` for the fallback below', parseCommandLine)
     .option('--no-bot', 'run the local Discord only')
     .option('--no-deploy', 'do not run deploy-commands when the bot registers no commands itself')
+    .option('--workers <n>', 'queue on Redis and run N `imagine-bot worker` processes (as in production); see GET /_sandbox/workers', parseWorkerCount)
+    .option('--redis <url>', 'with --workers: the Redis to use (default: a private redis-server started from PATH, AOF on)')
     .action(async (options: SandboxCliOptions) => {
+      if (options.workers && !options.bot) throw new ConfigError(['--workers runs jobs for the bot: it cannot go with --no-bot']);
+      if (options.redis && !options.workers) throw new ConfigError(['--redis is for --workers N: the sandbox without workers uses the local queue']);
+      if (options.redis && !/^rediss?:\/\/\S+$/i.test(options.redis)) throw new ConfigError(['--redis must be a redis:// or rediss:// URL']);
       const sandbox = await runSandbox({
         port: options.port,
         model: options.model ?? null,
@@ -222,6 +298,8 @@ export function registerSandboxCommand(program: Command): void {
         botCommand: options.bot ? options.botCommand : false,
         deployFallback: options.deploy,
         ...(options.deployCommand ? { deployCommand: options.deployCommand } : {}),
+        ...(options.workers ? { workers: options.workers } : {}),
+        ...(options.redis ? { redisUrl: options.redis } : {}),
         // The CLI's global --config applies to the bot too.
         ...(program.opts<{ config?: string }>().config ? { env: { IMAGINE_CONFIG: resolve(program.opts<{ config: string }>().config) } } : {}),
       });

@@ -40,9 +40,10 @@ export function registerStartCommand(program: Command): void {
         process.stdout.write(`${firstRunGuide({ appId: config.discord.appId })}\n`);
         throw notStarted();
       }
-      let modelFolder: string;
+      let modelFolder: string | undefined;
       try {
-        modelFolder = resolveModelPath(config.model.path, { cacheDir: config.hub.cacheDir });
+        // With the redis backend the workers load the model; the bot does not need one.
+        if (config.queue.backend === 'local') modelFolder = resolveModelPath(config.model.path, { cacheDir: config.hub.cacheDir });
       } catch (error) {
         if (!isImagineError(error)) throw error;
         process.stdout.write(`${missingModelGuide({ problem: config.model.path ? error.message : undefined })}\n`);
@@ -60,7 +61,7 @@ function notStarted(): CommanderError {
   return alreadyReported('imagine.notStarted', 'the bot was not started');
 }
 
-async function runUntilSignal(config: Config, modelFolder: string, botUser: DiscordBotUser, deploy: boolean): Promise<void> {
+async function runUntilSignal(config: Config, modelFolder: string | undefined, botUser: DiscordBotUser, deploy: boolean): Promise<void> {
   const log = createLoggerFromConfig(config);
   const { startRuntime } = await import('../app/runtime.js');
   let stopRequested: (signal: NodeJS.Signals) => void = () => undefined;
@@ -70,7 +71,7 @@ async function runUntilSignal(config: Config, modelFolder: string, botUser: Disc
   process.once('SIGINT', () => stopRequested('SIGINT'));
 
   log.info({ user: botUser.username, id: botUser.id }, 'Discord accepted the token');
-  const runtime = await startRuntime({ config, log, modelFolder, deployCommands: deploy });
+  const runtime = await startRuntime({ config, log, ...(modelFolder ? { modelFolder } : {}), deployCommands: deploy });
   const stopHeartbeat = startHeartbeat(config);
   const signal = await stopSignal;
   log.info({ signal }, 'shutting down');

@@ -48,6 +48,8 @@ export const ENV_SETTINGS: ReadonlyArray<{ env: string; path: string }> = [
   { env: 'IMAGINE_PROVIDER', path: 'model.provider' },
   { env: 'IMAGINE_DATA_DIR', path: 'storage.dataDir' },
   { env: 'KEYV_URL', path: 'storage.keyvUrl' },
+  { env: 'IMAGINE_QUEUE_BACKEND', path: 'queue.backend' },
+  { env: 'REDIS_URL', path: 'queue.redisUrl' },
   { env: 'HF_ENDPOINT', path: 'hub.endpoint' },
   { env: 'HF_HUB_CACHE', path: 'hub.cacheDir' },
   { env: 'HF_TOKEN', path: 'hub.token' },
@@ -204,6 +206,8 @@ function crossChecks(config: z.infer<typeof configSchema>, origins: Map<string, 
     problems.push(`${at('generation.defaults.size')}: generation.defaults.size must be one of generation.limits.sizes (${limits.sizes.join(', ')}) (got "${defaults.size}")`);
   if (defaults.karras && !(KARRAS_SCHEDULERS as readonly (string | null)[]).includes(defaults.scheduler))
     problems.push(`${at('generation.defaults.karras')}: generation.defaults.karras needs generation.defaults.scheduler set to one of ${KARRAS_SCHEDULERS.join(', ')}, the schedulers with a Karras variant (got ${JSON.stringify(defaults.scheduler)})`);
+  if (config.queue.backend === 'redis' && config.queue.redisUrl === '')
+    problems.push(`${at('queue.backend')}: queue.backend "redis" needs queue.redisUrl: set REDIS_URL=redis://host:6379 (the Redis the workers use)`);
   return problems;
 }
 

@@ -59,6 +59,8 @@ export { RNG_DEVICES };
 /** What happens to an image the safety checker flags; the guild settings and the bot use this one list. */
 export const NSFW_POLICIES = ['spoiler', 'blur', 'withhold'] as const;
 export type NsfwPolicy = (typeof NSFW_POLICIES)[number];
+/** Where jobs run: `local` = one pipeline in the bot process; `redis` = `imagine-bot worker` processes via BullMQ. */
+export const QUEUE_BACKENDS = ['local', 'redis'] as const;
 export const PREVIEW_FORMATS = ['webp', 'jpeg'] as const;
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 /** Where the pipeline runs: a child process of the bot (default), or the bot's own thread (debugging, comparisons). */
@@ -118,6 +120,16 @@ export const configSchema = z.strictObject({
     maxPerUser: intBetween(1, 100),
     maxPerGuild: intBetween(1, 1000),
     maxTotal: intBetween(1, 10000),
+    backend: oneOf(QUEUE_BACKENDS),
+    /** The Redis the bot and the workers share (REDIS_URL); required by backend "redis". */
+    redisUrl: rule(
+      (m) => z.string(m).refine((value) => value === '' || /^rediss?:\/\/\S+$/i.test(value), m),
+      'must be "" or a redis:// or rediss:// URL such as redis://localhost:6379',
+    ),
+    /** Backend redis: how often each worker heart-beats; one silent for 3 beats is shown as gone. */
+    workerHeartbeatMs: intBetween(100, 60000),
+    /** Backend redis: BullMQ's job lock and stalled-check interval; a killed worker's job reruns within about 2×. */
+    lostJobAfterMs: intBetween(500, 600000),
     shutdownGraceSeconds: intBetween(0, 3600),
   }),
   preview: z.strictObject({

@@ -14,6 +14,10 @@ export interface LoadPipelineOptions {
   pinUnetShapes?: boolean;
   /** Fuse the UNet's and the VAE decoder's attention blocks into MultiHeadAttention (fuse-attention.ts; default false). */
   fuseAttention?: boolean;
+  /** GPU index for CUDA (`imagine-bot worker --device N`); default 0. */
+  deviceId?: number;
+  /** ORT's CPU threads per session; default every CPU the process may use (the workers benchmark sets 1). */
+  intraOpNumThreads?: number;
   /** One line per event: provider chosen (and why others failed), each part loaded, total load time. */
   log?: (line: string) => void;
 }
@@ -28,7 +32,8 @@ export async function loadPipeline(folder: string, options: LoadPipelineOptions)
   // Check the folder before probing providers with its files, so a wrong path reads as one.
   const isFolder = await stat(folder).then((info) => info.isDirectory(), () => false);
   if (!isFolder) throw new ModelFileError(folder, 'model folder does not exist');
-  const { provider } = await resolveProvider(options.provider, null, log);
+  const device = options.deviceId !== undefined ? { deviceId: options.deviceId } : {};
+  const { provider } = await resolveProvider(options.provider, null, log, device);
   const deviceLoop = options.deviceLoop ?? 'auto';
   // Where the provider can keep outputs on the device (WebGPU), the UNet leaves its output there for the device loop
   // to feed to the step graph; the JS stepper reads it back each step (steppers.ts, unet-runner.ts). Other parts return to the CPU.
@@ -37,6 +42,8 @@ export async function loadPipeline(folder: string, options: LoadPipelineOptions)
   const model = await loadStableDiffusionModel(folder, {
     createSession: (file, pinnedShapes) =>
       openSession(file, provider, {
+        ...device,
+        ...(options.intraOpNumThreads !== undefined ? { intraOpNumThreads: options.intraOpNumThreads } : {}),
         preferGpuOutputs: unetOutputsOnDevice && partOf(file) === 'unet' ? true : undefined,
         pinnedShapes,
         fuseAttention: (options.fuseAttention ?? false) && ['unet', 'vae_decoder'].includes(partOf(file)),

@@ -133,9 +133,18 @@ export async function handleControlRequest(emulator: DiscordEmulator, req: Incom
       }
       case 'GET /events':
         return streamEvents(emulator, req, res);
-      default:
+      default: {
+        const extra = emulator.controlRoute(route);
+        if (extra) {
+          if (method !== 'POST') drain(req);
+          const body = method === 'POST' ? await readJson(req) : {};
+          const ids = segments.filter((s, i) => i > 0 && /^\d+$/.test(s)).map(Number);
+          const answer = await extra({ ids, body });
+          return sendJson(res, answer.status, answer.body);
+        }
         drain(req);
         return sendJson(res, 404, { error: `no control route ${method} ${path}` });
+      }
     }
   } catch (error) {
     drain(req);

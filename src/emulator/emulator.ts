@@ -69,6 +69,13 @@ export type FaultRequest =
 const API_PREFIX = /^\/api(?:\/v(\d+))?(?=\/|$)/;
 
 /**
+ * A control route added by whoever runs the emulator (the sandbox CLI's `/_sandbox/workers`), so that the emulator
+ * serves things it knows nothing about without importing them. `ids` are the path's numeric segments in order,
+ * `body` the JSON body of a POST (`{}` for a GET); the answer is sent as JSON with its status.
+ */
+export type ControlRouteHandler = (request: { ids: number[]; body: Record<string, unknown> }) => Promise<{ status: number; body: unknown }> | { status: number; body: unknown };
+
+/**
  * A local Discord (API v10) for discord.js: REST under `/api/v10` (and `/api`), the gateway at `/gateway`, a CDN at
  * `/cdn`, the control API at `/_sandbox` and the sandbox page at `/`. Start it with `startDiscordEmulator()`.
  *
@@ -90,6 +97,7 @@ export class DiscordEmulator extends EventEmitter {
   private readonly routes: RestRoute[];
   private boundPort = 0;
   private bot: BotController | null = null;
+  private readonly extraControlRoutes = new Map<string, ControlRouteHandler>();
   private readyCount = 0;
   private lastReadyAt = 0;
 
@@ -212,6 +220,20 @@ export class DiscordEmulator extends EventEmitter {
 
   attachBot(controller: BotController | null): void {
     this.bot = controller;
+  }
+
+  /**
+   * Adds a route to the control API: `route` is `"<METHOD> /<path>"` with `:id` for each numeric segment, e.g.
+   * `"POST /workers/:id/kill"` (served at `/_sandbox/workers/0/kill`). The built-in routes cannot be replaced.
+   */
+  addControlRoute(route: string, handler: ControlRouteHandler): void {
+    if (!/^(GET|POST) \/\S*$/.test(route)) throw new Error(`a control route is "GET /path" or "POST /path", not "${route}"`);
+    this.extraControlRoutes.set(route, handler);
+  }
+
+  /** The handler `addControlRoute` registered for this route, if any. */
+  controlRoute(route: string): ControlRouteHandler | undefined {
+    return this.extraControlRoutes.get(route);
   }
 
   get botController(): BotController | null {

@@ -1,6 +1,6 @@
 // The local Discord emulator: public entry point for tests, the sandbox CLI and anyone driving it in-process.
 export { DiscordEmulator, startDiscordEmulator } from './emulator.js';
-export type { BotController, EmulatorOptions, FaultRequest, RequestLogEntry } from './emulator.js';
+export type { BotController, ControlRouteHandler, EmulatorOptions, FaultRequest, RequestLogEntry } from './emulator.js';
 export { BotSupervisor } from './supervisor.js';
 export type { BotProcessOptions, ExitInfo } from './supervisor.js';
 export { SandboxClient, SandboxClientError } from './client.js';

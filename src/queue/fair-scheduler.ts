@@ -5,6 +5,16 @@ export interface SchedulableJob {
   userId: string;
 }
 
+/**
+ * The scheduler's waiting room written out in serving order: the priority lane, then the guild ring with each
+ * guild's user ring and each user's jobs oldest first. The Redis backend keeps the same structure in Redis lists
+ * and rebuilds a FairScheduler from it to compute positions with the very same `order()`.
+ */
+export interface FairState {
+  priority: SchedulableJob[];
+  guilds: Array<{ guildId: string; users: Array<{ userId: string; jobIds: string[] }> }>;
+}
+
 interface GuildLane {
   /** Users with waiting jobs, in the order they will be served next. */
   userRing: string[];
@@ -30,6 +40,17 @@ export class FairScheduler<T extends SchedulableJob> {
   private readonly priority: string[] = [];
   private readonly guildRing: string[] = [];
   private readonly lanes = new Map<string, GuildLane>();
+
+  /** A scheduler holding exactly `state`, rings in the same rotation. */
+  static fromState(state: FairState): FairScheduler<SchedulableJob> {
+    const scheduler = new FairScheduler<SchedulableJob>();
+    for (const job of state.priority) scheduler.push(job, { priority: true });
+    // Pushing guild by guild and user by user appends each guild and user to its ring once, in this order.
+    for (const { guildId, users } of state.guilds) {
+      for (const { userId, jobIds } of users) for (const id of jobIds) scheduler.push({ id, guildId, userId });
+    }
+    return scheduler;
+  }
 
   get size(): number {
     return this.jobs.size;

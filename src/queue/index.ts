@@ -32,6 +32,10 @@ export {
   type SubmitResult,
   type UsageSummary,
 } from './admission.js';
+export { RedisJobQueue, type RedisJobQueueOptions } from './redis/redis-queue.js';
+export { RedisWorker, resolveTimings, timingsFromQueueConfig, type RedisWorkerOptions, type RedisTimings } from './redis/worker.js';
+export { fetchFleet, readWorkers } from './redis/dispatcher.js';
+export { DEFAULT_KEY_PREFIX, redisKeys, connectionFor } from './redis/protocol.js';
 
 // What the bot needs to know of the engine, for the jobs it describes: seeds, sampler names, the latent preview of a
 // progress event and the PNG text chunks of a result. The discord layer may not import the engine itself; the queue,

@@ -1,4 +1,5 @@
 import { mkdir, writeFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import PQueue from 'p-queue';
 import type { Logger } from 'pino';
@@ -23,6 +24,7 @@ import type {
   JobStanding,
   QueueSnapshot,
   RunningJobInfo,
+  WorkerInfo,
 } from './types.js';
 
 export interface LocalJobQueueOptions {
@@ -33,6 +35,8 @@ export interface LocalJobQueueOptions {
   outputDir?: string;
   /** Epoch milliseconds; tests may pass their own clock. */
   clock?: () => number;
+  /** What `workers()` says about the one in-process worker (the loaded model and its provider). */
+  identity?: { model: string; provider: string };
   /**
    * How long close() lets a running job go on to finish (its result recorded and announced as usual) before it
    * interrupts it; default 0: interrupt at once. An interrupted job stays persisted as running and reruns first at
@@ -81,8 +85,11 @@ export class LocalJobQueue implements JobQueue {
   /** Positions last announced, so `position` events fire only on change. */
   private announced = new Map<string, number>();
   private state: 'new' | 'starting' | 'started' | 'closed' = 'new';
+  private readonly identity: { model: string; provider: string };
+  private jobsDone = 0;
 
   constructor(options: LocalJobQueueOptions) {
+    this.identity = options.identity ?? { model: 'unknown', provider: 'unknown' };
     this.store = options.store;
     this.generator = options.generator;
     this.logger = options.logger;
@@ -245,6 +252,24 @@ export class LocalJobQueue implements JobQueue {
     return updated;
   }
 
+  /** The one pipeline worker of this process: always alive while the queue runs; its heartbeat is now. */
+  async workers(): Promise<WorkerInfo[]> {
+    const running = [...this.running.values()][0];
+    return [
+      {
+        id: 'local',
+        host: hostname(),
+        pid: process.pid,
+        ...this.identity,
+        device: null,
+        state: this.state === 'closed' ? 'gone' : running ? 'busy' : 'idle',
+        ...(running ? { jobId: running.job.id } : {}),
+        jobsDone: this.jobsDone,
+        lastHeartbeat: this.clock(),
+      },
+    ];
+  }
+
   /** Resolves when nothing runs and nothing waits (tests, graceful drains). */
   async idle(): Promise<void> {
     while (this.running.size > 0 || (this.waiting.size > 0 && this.state === 'started')) {
@@ -289,6 +314,7 @@ export class LocalJobQueue implements JobQueue {
         try {
           await this.execute(run);
         } finally {
+          if (!run.interruptedByShutdown) this.jobsDone += 1;
           this.running.delete(job.id);
           settle();
           this.dispatch();
@@ -405,11 +431,12 @@ function assertMayTouch(job: JobRecord, actor: CancelActor): void {
   if (!canActOn(job, actor)) throw new NotYourJobError(job.id);
 }
 
-export function toGenerationRequest(job: JobRecord): GenerationRequest {
+export function toGenerationRequest(job: Pick<JobRecord, 'params'>): GenerationRequest {
   return { ...job.params, seed: BigInt(job.params.seed) };
 }
 
-function describeFailure(error: unknown): JobError {
+/** A failed job's error as users see it: an ImagineError's own sentence, else a generic one (details go to the log). */
+export function describeFailure(error: unknown): JobError {
   if (isImagineError(error)) return { code: error.code, message: error.message };
   return { code: 'engine_failed', message: 'The image engine failed on this job.' };
 }

@@ -159,6 +159,24 @@ export interface QueueSnapshot {
   user: JobStanding[];
 }
 
+/** One pipeline worker as `/imagine-status` and `doctor` show it. */
+export interface WorkerInfo {
+  id: string;
+  host: string;
+  pid: number;
+  model: string;
+  provider: string;
+  /** The device id the worker was started with (`imagine-bot worker --device N`), null for the provider's default. */
+  device: number | null;
+  /** gone: it closed, or its heartbeat is older than the backend's limit (killed, machine gone, Redis unreachable). */
+  state: 'busy' | 'idle' | 'gone';
+  /** The job it runs now, when busy. */
+  jobId?: string;
+  jobsDone: number;
+  /** Epoch milliseconds of its last heartbeat. */
+  lastHeartbeat: number;
+}
+
 export interface EnqueueInput {
   owner: JobOwner;
   params: JobParams;
@@ -214,6 +232,8 @@ export interface JobQueue {
   activeCounts(guildId: string, userId: string): Promise<{ guild: number; user: number }>;
   /** Shallow-merges `patch` into the job's `meta` and persists it (works on finished jobs too). */
   updateMeta(jobId: string, patch: JsonObject): Promise<JobRecord>;
+  /** The pipeline workers behind the queue: the Redis backend's fleet, the local backend's one in-process worker. */
+  workers?(): Promise<WorkerInfo[]>;
   on<K extends JobQueueEventName>(event: K, listener: JobQueueListener<K>): () => void;
   off<K extends JobQueueEventName>(event: K, listener: JobQueueListener<K>): void;
 }

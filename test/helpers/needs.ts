@@ -3,25 +3,10 @@
  * with the reason, one by one, so that Node's summary line counts them under "skipped": a `describe(…, { skip })`
  * hides its tests from the counts altogether ("skipped 0" while whole suites did not run).
  */
-import { accessSync, constants, statSync } from 'node:fs';
-import { delimiter, join } from 'node:path';
+import { findExecutable } from '../../src/util/executables.js';
 import { after, before, describe, test, type TestContext, type TestOptions } from 'node:test';
 
-/** The executable `name` as `spawn` would find it on PATH, or undefined. */
-export function findExecutable(name: string, path: string = process.env['PATH'] ?? ''): string | undefined {
-  for (const folder of path.split(delimiter)) {
-    if (!folder) continue;
-    const candidate = join(folder, name);
-    try {
-      if (!statSync(candidate).isFile()) continue;
-      accessSync(candidate, constants.X_OK);
-      return candidate;
-    } catch {
-      // not in this folder
-    }
-  }
-  return undefined;
-}
+export { findExecutable };
 
 /** Why a suite needing `program` cannot run here (with how to get it), or undefined when it is on PATH. */
 export function missingProgram(program: string, needs: string, install = program): string | undefined {

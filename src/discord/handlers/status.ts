@@ -1,8 +1,11 @@
-/** `/imagine-status`: the bot's one status line, privately. */
+/** `/imagine-status`: the bot's status line and the workers behind the queue, privately. */
 import { MessageFlags, type ChatInputCommandInteraction } from 'discord.js';
+import { fleetStatusLines } from '../fleet-status.js';
 import type { HandlerContext } from './context.js';
 
 export async function handleStatus(interaction: ChatInputCommandInteraction, context: HandlerContext): Promise<void> {
   const text = await context.statusLine();
-  await interaction.reply({ content: `🖼️ ${text}`, flags: MessageFlags.Ephemeral });
+  // The Redis backend's fleet, or the local backend's one in-process worker.
+  const fleet = context.queue.workers ? fleetStatusLines(await context.queue.workers(), Date.now()) : [];
+  await interaction.reply({ content: [`🖼️ ${text}`, ...fleet].join('\n'), flags: MessageFlags.Ephemeral });
 }

@@ -1,11 +1,10 @@
 // Storage backends the queue's storage tests run against: a real SQLite file in a temp folder, and a real
 // redis-server started on a free 127.0.0.1 port for each test (skipped, with the reason, when the binary is absent).
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Storage } from '../../../src/queue/storage.js';
+import { startRedis } from '../../../src/util/redis-server.js';
 import { missingProgram } from '../../helpers/needs.js';
 
 export interface Backend {
@@ -70,67 +69,5 @@ export const redisBackend: Backend = {
 
 export const backends: Backend[] = [sqliteBackend, redisBackend];
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const address = probe.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      probe.close(() => resolve(port));
-    });
-  });
-}
-
-export interface RedisServer {
-  url: string;
-  stop(): Promise<void>;
-}
-
-/** A throwaway redis-server: 127.0.0.1 only, no persistence files, stopped by stop(). */
-export async function startRedis(): Promise<RedisServer> {
-  for (let attempt = 0; attempt < 5; attempt++) {
-    const port = await freePort();
-    const dir = mkdtempSync(join(tmpdir(), 'imagine-redis-'));
-    const child = spawn(
-      'redis-server',
-      ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--protected-mode', 'yes'],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    const ready = await waitForReady(child);
-    if (ready) {
-      return {
-        url: `redis://127.0.0.1:${port}`,
-        async stop() {
-          if (child.exitCode === null) {
-            const exited = new Promise((resolve) => child.once('exit', resolve));
-            child.kill('SIGTERM');
-            await exited;
-          }
-          rmSync(dir, { recursive: true, force: true });
-        },
-      };
-    }
-    child.kill('SIGKILL');
-    rmSync(dir, { recursive: true, force: true });
-  }
-  throw new Error('could not start redis-server on a free port');
-}
-
-function waitForReady(child: ChildProcess): Promise<boolean> {
-  return new Promise((resolve) => {
-    let output = '';
-    const timer = setTimeout(() => resolve(false), 15_000);
-    child.stdout?.on('data', (chunk: Buffer) => {
-      output += chunk.toString();
-      if (output.includes('Ready to accept connections')) {
-        clearTimeout(timer);
-        resolve(true);
-      }
-    });
-    child.once('exit', () => {
-      clearTimeout(timer);
-      resolve(false);
-    });
-  });
-}
+// The redis-server itself is the sandbox's (src/util/redis-server.ts): the tests start the same one.
+export { startRedis, type RedisServer } from '../../../src/util/redis-server.js';

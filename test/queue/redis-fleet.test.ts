@@ -1,0 +1,194 @@
+// The Redis backend end to end: a real redis-server, real worker processes (BullMQ Workers running the test
+// generator), the bot-side RedisJobQueue in this process. Fair order across N workers, a SIGKILLed worker's job rerun
+// elsewhere and delivered once, a SIGKILLed bot that loses nothing, a Redis restart (AOF on) that loses nothing.
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { JobNotActiveError, NotYourJobError } from '../../src/queue/errors.js';
+import { Storage } from '../../src/queue/storage.js';
+import { redisBackend, startRedis, type RedisServer } from './helpers/backends.js';
+import { createRedisQueue, spawnWorker, type FleetWorker } from './helpers/fleet.js';
+import { owner, params } from './helpers/queue-harness.js';
+
+/** Runs `body` with a fresh redis-server and stops every worker and the server afterwards, whatever happened. */
+async function withRedis(options: { appendOnly?: boolean }, body: (server: RedisServer, workers: FleetWorker[], storages: Storage[]) => Promise<void>): Promise<void> {
+  const server = await startRedis(options);
+  const workers: FleetWorker[] = [];
+  const storages: Storage[] = [];
+  try {
+    await body(server, workers, storages);
+  } finally {
+    await Promise.allSettled(workers.map((w) => w.kill()));
+    await Promise.allSettled(storages.map((s) => s.close()));
+    await server.stop();
+  }
+}
+
+function openStorage(server: RedisServer, storages: Storage[]): Storage {
+  const storage = new Storage({ url: server.url });
+  storages.push(storage);
+  return storage;
+}
+
+describe('Redis backend with real worker processes', { skip: redisBackend.skip, timeout: 240_000 }, () => {
+  test('2 workers finish 8 jobs from 2 guilds in the fair order, each delivered once', async () => {
+    await withRedis({}, async (server, workers, storages) => {
+      const h = createRedisQueue(openStorage(server, storages), server.url);
+      await h.queue.start();
+      try {
+        // No worker is alive yet, so everything waits in the fair room and positions can be checked first.
+        const plan: Array<[string, string, string]> = [
+          ['A', 'alice', 'A1'], ['A', 'alice', 'A2'], ['A', 'amy', 'A3'], ['A', 'alice', 'A4'],
+          ['A', 'amy', 'A5'], ['A', 'alice', 'A6'], ['B', 'bob', 'B1'], ['B', 'bob', 'B2'],
+        ];
+        const ids = new Map<string, string>();
+        for (const [guild, user, prompt] of plan) ids.set(prompt, (await h.queue.enqueue({ owner: owner(guild, user), params: params(prompt, { steps: 10 }) })).job.id);
+        // Round-robin guilds (A, B, A, B, …), inside A users (alice, amy, alice, …).
+        const fairOrder = ['A1', 'B1', 'A3', 'B2', 'A2', 'A5', 'A4', 'A6'];
+        const positions = await Promise.all(fairOrder.map(async (p) => (await h.queue.standing(ids.get(p) as string))?.position));
+        assert.deepEqual(positions, [1, 2, 3, 4, 5, 6, 7, 8]);
+        const snapshot = await h.queue.snapshot('bob');
+        assert.equal(snapshot.queuedTotal, 8);
+        assert.deepEqual(snapshot.user.map((s) => [s.job.params.prompt, s.position]), [['B1', 2], ['B2', 4]]);
+        assert.deepEqual(await h.queue.activeCounts('A', 'amy'), { guild: 6, user: 2 });
+
+        // Jobs of about a second each, so the second worker (its process starts in parallel) gets its share.
+        workers.push(...(await Promise.all([spawnWorker(server.url, 100), spawnWorker(server.url, 100)])));
+        await h.waitForCount('finished', 8);
+        assert.deepEqual(h.startedOrder(), fairOrder);
+        assert.deepEqual([...h.finishedOrder()].sort(), [...fairOrder].sort());
+        const fleet = await h.queue.workers();
+        assert.equal(fleet.length, 2);
+        assert.equal(fleet.reduce((sum, w) => sum + w.jobsDone, 0), 8);
+        assert.ok(fleet.every((w) => w.jobsDone > 0 && w.state !== 'gone' && w.model === 'test-generator'), JSON.stringify(fleet));
+        for (const prompt of fairOrder) assert.equal((await h.queue.getJob(ids.get(prompt) as string))?.status, 'done');
+      } finally {
+        await h.queue.close();
+      }
+    });
+  });
+
+  test('a worker SIGKILLed mid-job: the job reruns on the other worker and is delivered exactly once', async () => {
+    await withRedis({}, async (server, workers, storages) => {
+      const h = createRedisQueue(openStorage(server, storages), server.url);
+      await h.queue.start();
+      try {
+        workers.push(await spawnWorker(server.url, 100), await spawnWorker(server.url, 100));
+        const started = h.waitFor('started', 'victim');
+        const finished = h.waitFor('finished', 'victim');
+        const { job } = await h.queue.enqueue({ owner: owner('G', 'u1'), params: params('victim', { steps: 20 }) });
+        await started;
+        // Let it run a few steps, then kill whichever worker holds it.
+        await sleep(500);
+        const holder = (await h.queue.workers()).find((w) => w.jobId === job.id);
+        assert.ok(holder, 'a worker reports the job as its current one');
+        const victim = workers.find((w) => w.pid === holder.pid) as FleetWorker;
+        const survivor = workers.find((w) => w !== victim) as FleetWorker;
+        await victim.kill();
+        const done = await finished;
+        assert.equal(done.job.attempts, 2, 'the second start is the rerun');
+        assert.equal(done.images.length, 1);
+        // Time for a duplicate to show up, if there were one.
+        await sleep(1500);
+        assert.equal(h.log.filter((e) => e.event === 'finished').length, 1);
+        assert.equal(h.log.filter((e) => e.event === 'failed').length, 0);
+        const fleet = await h.queue.workers();
+        assert.equal(fleet.find((w) => w.pid === survivor.pid)?.jobsDone, 1);
+        assert.equal(fleet.find((w) => w.pid === victim.pid)?.state, 'gone', 'the killed worker stops heart-beating and reads as gone');
+      } finally {
+        await h.queue.close();
+      }
+    });
+  });
+
+  test('cancel: a waiting job leaves the fair room, a running one stops on its worker; only the owner or an admin may', async () => {
+    await withRedis({}, async (server, workers, storages) => {
+      const h = createRedisQueue(openStorage(server, storages), server.url);
+      await h.queue.start();
+      try {
+        workers.push(await spawnWorker(server.url, 50));
+        const started = h.waitFor('started', 'long');
+        const long = await h.queue.enqueue({ owner: owner('G', 'u1'), params: params('long', { steps: 200 }) });
+        const waiting = await h.queue.enqueue({ owner: owner('G', 'u2'), params: params('waiting') });
+        await started;
+        await assert.rejects(h.queue.cancel(waiting.job.id, { userId: 'u1', isAdmin: false }), NotYourJobError);
+        const cancelledWaiting = await h.queue.cancel(waiting.job.id, { userId: 'u2', isAdmin: false });
+        assert.equal(cancelledWaiting.status, 'cancelled');
+        const cancelledLong = await h.queue.cancel(long.job.id, { userId: 'admin', isAdmin: true });
+        assert.equal(cancelledLong.status, 'cancelled');
+        assert.equal(cancelledLong.cancelledBy, 'admin');
+        await assert.rejects(h.queue.cancel(long.job.id, { userId: 'u1', isAdmin: false }), JobNotActiveError);
+        const cancels = h.log.filter((e) => e.event === 'cancelled').map((e) => e.prompt);
+        assert.deepEqual(cancels, ['waiting', 'long']);
+        // The worker is free again and the queue empty: a new job runs at once, and nothing was delivered twice.
+        const next = h.waitFor('finished', 'after');
+        await h.queue.enqueue({ owner: owner('G', 'u1'), params: params('after') });
+        await next;
+        assert.deepEqual(h.startedOrder(), ['long', 'after']);
+        assert.equal(h.log.filter((e) => e.event === 'finished' || e.event === 'failed').length, 1);
+      } finally {
+        await h.queue.close();
+      }
+    });
+  });
+
+  test('the bot SIGKILLed with 5 jobs queued: after a restart all 5 complete, each delivered once', async () => {
+    await withRedis({}, async (server, workers, storages) => {
+      workers.push(await spawnWorker(server.url, 50));
+      await killBotWhenQueued(server.url);
+      // A job or two ended while no bot listened; the restarted bot delivers those at start and the rest as they end.
+      await sleep(500);
+      const h = createRedisQueue(openStorage(server, storages), server.url);
+      await h.queue.start();
+      try {
+        await h.waitForCount('finished', 5);
+        assert.deepEqual([...h.finishedOrder()].sort(), ['R1', 'R2', 'R3', 'R4', 'R5']);
+        await sleep(500);
+        assert.equal(h.log.filter((e) => e.event === 'finished').length, 5);
+      } finally {
+        await h.queue.close();
+      }
+    });
+  });
+
+  test('redis-server restarted mid-queue (AOF on): nothing is lost, each job delivered once', async () => {
+    await withRedis({ appendOnly: true }, async (server, workers, storages) => {
+      const h = createRedisQueue(openStorage(server, storages), server.url);
+      await h.queue.start();
+      try {
+        workers.push(await spawnWorker(server.url, 40), await spawnWorker(server.url, 40));
+        const prompts = ['P1', 'P2', 'P3', 'P4', 'P5', 'P6'];
+        for (const [i, prompt] of prompts.entries()) await h.queue.enqueue({ owner: owner(i % 2 ? 'G' : 'H', 'u'), params: params(prompt, { steps: 8 }) });
+        await h.waitForCount('finished', 1);
+        await server.restart();
+        await h.waitForCount('finished', prompts.length);
+        assert.deepEqual([...h.finishedOrder()].sort(), prompts);
+        await sleep(500);
+        assert.equal(h.log.filter((e) => e.event === 'finished').length, prompts.length);
+      } finally {
+        await h.queue.close();
+      }
+    });
+  });
+});
+
+/** A bot process (redis-bot-child.ts) that queues R1…R5, and is SIGKILLed once the first one has started. */
+function killBotWhenQueued(url: string): Promise<void> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'test/queue/helpers/redis-bot-child.ts', url], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`bot child never became ready: ${stderr}`)), 60_000);
+    child.stdout.on('data', (chunk: Buffer) => {
+      if (!chunk.toString().includes('READY')) return;
+      clearTimeout(timer);
+      child.once('exit', (_code, signal) => (signal === 'SIGKILL' ? resolve() : reject(new Error(`bot child ended with ${signal}`))));
+      child.kill('SIGKILL');
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      if (code !== null) reject(new Error(`bot child exited with ${code}: ${stderr}`));
+    });
+  });
+}
