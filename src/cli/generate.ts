@@ -3,7 +3,16 @@ import { join } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { InvalidRequestError } from '../errors.js';
 import { loadPipeline } from '../diffusion/load.js';
-import { DEFAULT_CFG, DEFAULT_STEPS, requestedStepOf, type GenerationRequest } from '../diffusion/pipeline.js';
+import {
+  DEFAULT_CFG,
+  DEFAULT_STEPS,
+  countTokens,
+  formatTokenCount,
+  PROMPT_SYNTAXES,
+  requestedStepOf,
+  type GenerationRequest,
+  type PromptSyntax,
+} from '../diffusion/pipeline.js';
 import { encodePng, generationInfotext } from '../diffusion/png.js';
 import { parseSeed, randomSeed } from '../diffusion/rng/index.js';
 import { RNG_DEVICES, type RngDevice } from '../diffusion/rng/types.js';
@@ -36,7 +45,7 @@ interface GenerateOptions extends Pick<GenerationRequest, 'prompt' | 'steps' | '
   seed?: bigint;
   rng: RngDevice;
   batch: number;
-  promptSyntax: 'plain';
+  promptSyntax: PromptSyntax;
   provider: ProviderChoice;
   safety: boolean;
   fuseAttention?: boolean;
@@ -75,7 +84,14 @@ export function registerGenerateCommand(program: Command, defaults: GenerateComm
     .addOption(new Option('--timestep-spacing <spacing>', "timestep spacing (default: the scheduler's own)").choices([...TIMESTEP_SPACINGS]))
     .addOption(new Option('--rng <device>', "which torch generator the noise reproduces: cpu (torch.Generator('cpu')) or cuda (Philox)").choices([...RNG_DEVICES]).default('cpu'))
     .option('--batch <n>', 'images per prompt', integer('batch', 1, 8), 1)
-    .addOption(new Option('--prompt-syntax <syntax>', "prompt syntax: plain = diffusers' literal text, truncated at 77 tokens").choices(['plain']).default('plain'))
+    .addOption(
+      new Option(
+        '--prompt-syntax <syntax>',
+        "prompt syntax: plain = diffusers' literal text, truncated at 77 tokens; a1111 = AUTOMATIC1111's (word:1.2) weights, [word], BREAK and prompts past 75 tokens in chunks",
+      )
+        .choices([...PROMPT_SYNTAXES])
+        .default('plain'),
+    )
     .option('--provider <name>', 'execution provider: auto, cuda, webgpu or cpu', (text) => {
       try {
         return parseProviderChoice(text);
@@ -123,9 +139,12 @@ async function runGenerate(options: GenerateOptions, defaults: GenerateCommandDe
       rng: options.rng,
       batch: options.batch,
       safetyCheck: options.safety,
+      promptSyntax: options.promptSyntax,
     };
-    const truncated = pipeline.model.tokenizer.truncatedTokenCount(options.prompt);
-    if (truncated > 0) process.stderr.write(`warning: the prompt is ${truncated} token(s) too long; the end is ignored, as diffusers does.\n`);
+    // "92/150 tokens"; under plain, a warning that names the words diffusers' truncation drops.
+    const tokens = countTokens(pipeline.model.tokenizer, options.prompt, options.promptSyntax);
+    const tokenLine = formatTokenCount(tokens);
+    process.stderr.write(tokens.droppedTokenCount > 0 ? `warning: prompt ${tokenLine} (try --prompt-syntax a1111)\n` : `prompt: ${tokenLine}\n`);
     const bar = new ProgressBar('generating', options.steps);
     bar.update(0, true);
     const result = await pipeline.generate(request, {
