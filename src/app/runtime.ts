@@ -59,7 +59,7 @@ export async function startEngine(config: Config, log: Logger, modelFolder: stri
   const defaultSize = parseSize(defaults.size);
   if (defaultSize) {
     try {
-      await pipeline.warmUp({ ...defaultSize, cfg: defaults.cfg, scheduler: defaults.scheduler, safetyCheck: config.model.safetyChecker });
+      await pipeline.warmUp({ ...defaultSize, cfg: defaults.cfg, scheduler: defaults.scheduler, safetyCheck: config.model.safetyChecker, promptSyntax: defaults.promptSyntax });
     } catch (error) {
       await release();
       throw error;

@@ -5,6 +5,7 @@
  * Defaults live in config/default.json, not here: one place to read them, and the file documents itself.
  */
 import { z } from 'zod';
+import { PROMPT_SYNTAXES } from '../diffusion/prompt/index.js';
 import { RNG_DEVICES } from '../diffusion/rng/types.js';
 import { SCHEDULER_NAMES } from '../diffusion/schedulers/types.js';
 
@@ -99,6 +100,8 @@ export const configSchema = z.strictObject({
       maxCount: intBetween(1, 4),
       sizes: rule((m) => z.array(imageSize(), m).min(1, m), 'must be a non-empty list of sizes such as ["512x512"]'),
     }),
+    /** How the bot reads prompts: A1111's weights and long-prompt chunks, or diffusers' plain text (prompt/index.ts). */
+    promptSyntax: oneOf(PROMPT_SYNTAXES),
     rng: oneOf(RNG_DEVICES),
   }),
   queue: z.strictObject({

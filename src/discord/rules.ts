@@ -33,6 +33,8 @@ export interface RequestDefaults {
   size: string;
   scheduler: SchedulerName;
   rng: JobParams['rng'];
+  /** How the engine reads prompts (generation.promptSyntax); absent = the engine's default, plain. */
+  promptSyntax?: JobParams['promptSyntax'];
   /** Samplers with steps/CFG of their own (LCM: few steps, low guidance), used instead of the above, and a step ceiling. */
   samplers?: Partial<Record<SchedulerName, { steps?: number; cfg?: number; maxSteps: number }>>;
 }
@@ -50,6 +52,7 @@ export function requestDefaults(config: Config, modelScheduler: SchedulerName): 
     size: defaults.size,
     scheduler: (defaults.scheduler as SchedulerName | null) ?? modelScheduler,
     rng: config.generation.rng,
+    promptSyntax: config.generation.promptSyntax,
     samplers,
   };
 }
@@ -101,6 +104,7 @@ export function resolveRequest(options: ImagineOptions, defaults: RequestDefault
     scheduler: scheduler as SchedulerName,
     count: options.count ?? 1,
     rng: defaults.rng,
+    ...(defaults.promptSyntax ? { promptSyntax: defaults.promptSyntax } : {}),
   };
 }
 

@@ -11,6 +11,7 @@ import { after, before, describe, test } from 'node:test';
 import { readTextChunks } from '../../src/diffusion/png.js';
 import { loadClipTokenizer } from '../../src/diffusion/tokenizer.js';
 import { runCli } from '../helpers/cli.js';
+import { pngWithoutTextChunks } from '../helpers/png-chunks.js';
 import { TINY_MODEL } from '../helpers/reference.js';
 
 let work: string;
@@ -20,20 +21,6 @@ before(async () => {
 after(async () => {
   await rm(work, { recursive: true, force: true });
 });
-
-/** The PNG's chunks other than tEXt/iTXt/zTXt, concatenated as they appear in the file (signature included). */
-function pngWithoutTextChunks(png: Buffer): Buffer {
-  const kept: Buffer[] = [png.subarray(0, 8)];
-  let offset = 8;
-  while (offset < png.length) {
-    const length = png.readUInt32BE(offset);
-    const type = png.toString('latin1', offset + 4, offset + 8);
-    const end = offset + 12 + length;
-    if (!['tEXt', 'iTXt', 'zTXt'].includes(type)) kept.push(png.subarray(offset, end));
-    offset = end;
-  }
-  return Buffer.concat(kept);
-}
 
 let runs = 0;
 /** Runs a short generation (fixed seed, 3 steps, 64×64, cfg 7 so the negative half runs too); returns its PNG. */
