@@ -8,6 +8,7 @@ import {
   DEFAULT_STEPS,
   countTokens,
   formatTokenCount,
+  MAX_CLIP_SKIP,
   PROMPT_SYNTAXES,
   requestedStepOf,
   type GenerationRequest,
@@ -46,6 +47,7 @@ interface GenerateOptions extends Pick<GenerationRequest, 'prompt' | 'steps' | '
   rng: RngDevice;
   batch: number;
   promptSyntax: PromptSyntax;
+  clipSkip: number;
   provider: ProviderChoice;
   safety: boolean;
   fuseAttention?: boolean;
@@ -92,6 +94,7 @@ export function registerGenerateCommand(program: Command, defaults: GenerateComm
         .choices([...PROMPT_SYNTAXES])
         .default('plain'),
     )
+    .option('--clip-skip <n>', "A1111's clip skip: 1 = the text encoder's last layer, 2 = the layer before it", integer('clip skip', 1, MAX_CLIP_SKIP), 1)
     .option('--provider <name>', 'execution provider: auto, cuda, webgpu or cpu', (text) => {
       try {
         return parseProviderChoice(text);
@@ -140,6 +143,7 @@ async function runGenerate(options: GenerateOptions, defaults: GenerateCommandDe
       batch: options.batch,
       safetyCheck: options.safety,
       promptSyntax: options.promptSyntax,
+      clipSkip: options.clipSkip,
     };
     // "92/150 tokens"; under plain, a warning that names the words diffusers' truncation drops.
     const tokens = countTokens(pipeline.model.tokenizer, options.prompt, options.promptSyntax);

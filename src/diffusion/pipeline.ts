@@ -42,6 +42,7 @@ export {
   type LatentShape,
 } from './request.js';
 export { DEVICE_LOOP_MODES, type DeviceLoopMode } from './steppers.js';
+export { MAX_CLIP_SKIP } from './clip-skip.js';
 export type { GenerationTimings } from './timings.js';
 export type { PromptTokenCount, TextConditioning } from './text-conditioning.js';
 export { PROMPT_SYNTAXES, countTokens, formatTokenCount, type PromptSyntax } from './prompt/index.js';
@@ -215,7 +216,7 @@ export class StableDiffusionPipeline {
 
     // 3. Encode the prompt (and the negative prompt, for guidance)
     const text = await timings.time('textEncoderMs', () =>
-      this.encodeText(request.prompt, request.negativePrompt ?? '', batch, guidance, request.promptSyntax ?? 'plain'),
+      this.encodeText(request.prompt, request.negativePrompt ?? '', batch, guidance, request.promptSyntax ?? 'plain', request.clipSkip ?? 1),
     );
 
     // 4. Prepare the UNet's feeds (pinning its input shapes first when asked to)
@@ -376,8 +377,8 @@ export class StableDiffusionPipeline {
   }
 
   /** Text embeddings for [negative × n, prompt × n] (or prompt × n without guidance), flat, plus their dims. */
-  encodeText(prompt: string, negativePrompt: string, batch: number, withGuidance: boolean, syntax: PromptSyntax = 'plain'): Promise<TextConditioning> {
-    return encodeText(this.model, prompt, negativePrompt, batch, withGuidance, syntax);
+  encodeText(prompt: string, negativePrompt: string, batch: number, withGuidance: boolean, syntax: PromptSyntax = 'plain', clipSkip = 1): Promise<TextConditioning> {
+    return encodeText(this.model, prompt, negativePrompt, batch, withGuidance, syntax, clipSkip);
   }
 
   /**

@@ -1,4 +1,5 @@
 /** What a caller asks the engine for, the limits it must keep within, and the latent tensor it makes. */
+import { MAX_CLIP_SKIP } from './clip-skip.js';
 import { InvalidRequestError } from './errors.js';
 import { PROMPT_SYNTAXES, type PromptSyntax } from './prompt/index.js';
 import { MAX_SEED, type RngDevice } from './rng/types.js';
@@ -29,6 +30,8 @@ export interface GenerationRequest {
    * 77 tokens, bit for bit as diffusers; `a1111` is A1111's weights, BREAK and 75-token chunks (sequence 77·k).
    */
   promptSyntax?: PromptSyntax;
+  /** A1111's clip skip (clip-skip.ts): 1 (default) = the text encoder's last layer, 2 = the one before it. */
+  clipSkip?: number;
 }
 
 export const DEFAULT_STEPS = 30;
@@ -57,6 +60,10 @@ export function validateRequest(request: GenerationRequest): void {
   if (typeof request.prompt !== 'string') throw new InvalidRequestError('prompt must be text.');
   if (request.promptSyntax !== undefined && !(PROMPT_SYNTAXES as readonly string[]).includes(request.promptSyntax)) {
     throw new InvalidRequestError(`promptSyntax must be one of ${PROMPT_SYNTAXES.join(', ')} (got ${String(request.promptSyntax)}).`);
+  }
+  const clipSkip = request.clipSkip ?? 1;
+  if (!Number.isInteger(clipSkip) || clipSkip < 1 || clipSkip > MAX_CLIP_SKIP) {
+    throw new InvalidRequestError(`clip skip must be a whole number from 1 to ${MAX_CLIP_SKIP} (got ${clipSkip}).`);
   }
 }
 

@@ -2,6 +2,8 @@
  * The text conditioning of the UNet: prompt and negative prompt through the CLIP text encoder in one call, as
  * diffusers does (`plain`) or as A1111 does (`a1111`: weighted tokens in 77-token chunks, prompt/index.ts).
  */
+import { clipSkipOutputName } from './clip-skip.js';
+import { InvalidRequestError } from './errors.js';
 import type { ModelPart, StableDiffusionModel } from './model.js';
 import {
   countTokens,
@@ -26,12 +28,20 @@ export interface TextConditioning {
   promptTokens: PromptTokenCount;
 }
 
-/** The text encoder as a RunTextEncoder: rows of token ids in, its last hidden state as float32 out. */
-export function textEncoderRunner(textEncoder: ModelPart): RunTextEncoder {
+/**
+ * The text encoder as a RunTextEncoder: rows of token ids in, its last hidden state as float32 out — or, for clip
+ * skip k ≥ 2, the output the load-time rewrite added for it (clip-skip.ts).
+ */
+export function textEncoderRunner(textEncoder: ModelPart, clipSkip = 1): RunTextEncoder {
+  const { session } = textEncoder;
+  const outputName = clipSkip > 1 ? clipSkipOutputName(clipSkip) : session.outputNames[0]!;
+  if (!session.outputNames.includes(outputName)) {
+    throw new InvalidRequestError(`clip skip ${clipSkip} is not available: ${textEncoder.file} was not given its output at load (see the load log).`);
+  }
   return async (ids, rows) => {
-    const feeder = TensorFeeder.forInput(textEncoder.session, 'input_ids', [rows, ids.length / rows]);
-    const outputs = await textEncoder.session.run({ input_ids: feeder.setInts(ids) });
-    const hidden = firstOutput(textEncoder.session, outputs);
+    const feeder = TensorFeeder.forInput(session, 'input_ids', [rows, ids.length / rows]);
+    const outputs = clipSkip > 1 ? await session.run({ input_ids: feeder.setInts(ids) }, [outputName]) : await session.run({ input_ids: feeder.setInts(ids) });
+    const hidden = clipSkip > 1 ? (outputs[outputName] as ReturnType<typeof firstOutput>) : firstOutput(session, outputs);
     const [rowCount, sequence, dim] = hidden.dims as [number, number, number];
     return { hidden: readFloats(hidden, new Float32Array(rowCount * sequence * dim)), dim };
   };
@@ -45,9 +55,10 @@ export async function encodeText(
   batch: number,
   withGuidance: boolean,
   syntax: PromptSyntax = 'plain',
+  clipSkip = 1,
 ): Promise<TextConditioning> {
   const { tokenizer } = model;
-  const runTextEncoder = textEncoderRunner(model.textEncoder);
+  const runTextEncoder = textEncoderRunner(model.textEncoder, clipSkip);
   let encoded: Float32Array;
   let rowCount: number;
   let sequence: number;
