@@ -7,7 +7,7 @@
  * re-made alone from the seed shown under it.
  */
 import { MAX_SEED } from '../diffusion/rng/index.js';
-import { encodePng, formatInfotext } from '../diffusion/png.js';
+import { clipSkipInfotext, encodePng, formatInfotext } from '../diffusion/png.js';
 import { formatTokenCount, requestedStepOf, type StableDiffusionPipeline } from '../diffusion/pipeline.js';
 import type { GenerateOptions, GeneratedImage, GeneratedImages, GenerationRequest, ImageGenerator } from '../queue/index.js';
 
@@ -62,6 +62,7 @@ export class PipelineImageGenerator implements ImageGenerator {
           safetyCheck: this.options.safetyCheck,
           // Jobs stored before the setting existed carry none and ran as plain (JobParams.promptSyntax).
           promptSyntax: request.promptSyntax ?? 'plain',
+          clipSkip: request.clipSkip ?? 1,
         },
         {
           signal: options.signal,
@@ -93,6 +94,7 @@ export class PipelineImageGenerator implements ImageGenerator {
         width: image.width,
         height: image.height,
         model: this.pipeline.model.name,
+        extra: clipSkipInfotext(request.clipSkip),
       });
       images.push({
         png: await encodePng(image.rgb, image.width, image.height, infotext),

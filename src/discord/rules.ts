@@ -35,6 +35,8 @@ export interface RequestDefaults {
   rng: JobParams['rng'];
   /** How the engine reads prompts (generation.promptSyntax); absent = the engine's default, plain. */
   promptSyntax?: JobParams['promptSyntax'];
+  /** generation.clipSkip; absent = 1. */
+  clipSkip?: number;
   /** Samplers with steps/CFG of their own (LCM: few steps, low guidance), used instead of the above, and a step ceiling. */
   samplers?: Partial<Record<SchedulerName, { steps?: number; cfg?: number; maxSteps: number }>>;
 }
@@ -53,6 +55,7 @@ export function requestDefaults(config: Config, modelScheduler: SchedulerName): 
     scheduler: (defaults.scheduler as SchedulerName | null) ?? modelScheduler,
     rng: config.generation.rng,
     promptSyntax: config.generation.promptSyntax,
+    clipSkip: config.generation.clipSkip,
     samplers,
   };
 }
@@ -105,6 +108,7 @@ export function resolveRequest(options: ImagineOptions, defaults: RequestDefault
     count: options.count ?? 1,
     rng: defaults.rng,
     ...(defaults.promptSyntax ? { promptSyntax: defaults.promptSyntax } : {}),
+    ...(defaults.clipSkip !== undefined && defaults.clipSkip > 1 ? { clipSkip: defaults.clipSkip } : {}),
   };
 }
 

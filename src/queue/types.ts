@@ -27,6 +27,8 @@ export interface JobParams {
    * (diffusers' literal text), so absent means `plain` and a re-roll of an old job reads its prompt as it did.
    */
   promptSyntax?: PromptSyntax;
+  /** A1111's clip skip; absent (older jobs) = 1, the text encoder's last layer. */
+  clipSkip?: number;
 }
 
 /** What the engine receives: the job's parameters with the seed as a bigint. */

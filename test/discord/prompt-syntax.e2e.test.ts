@@ -71,3 +71,35 @@ describe('prompt syntax through the bot', () => {
     assert.ok(!pngWithoutTextChunks(png).equals(pngWithoutTextChunks(plain)), 'and not as plain text');
   });
 });
+
+describe('clip skip through the bot (generation.clipSkip 2)', () => {
+  let sb: Sandbox;
+  let work: string;
+
+  before(async () => {
+    work = await mkdtemp(join(tmpdir(), 'imagine-clip-skip-e2e-'));
+    sb = await Sandbox.start({ config: { generation: { clipSkip: 2 } } });
+  });
+  after(async () => {
+    await sb?.stop();
+    await rm(work, { recursive: true, force: true });
+  });
+
+  test('the job runs with clip skip 2, as generate --clip-skip 2 does, and the parameters chunk says so', async () => {
+    const prompt = '(red house:1.2) by a river';
+    const id = sb.imagine(sb.people.bruno, { prompt, ...SETTINGS });
+    const reply = (await sb.waitForResult(id, 120_000)).original!;
+    const [parameters] = await pngParameters(reply);
+    assert.match(parameters ?? '', /^Steps: 4, Sampler: Euler, CFG scale: 7, Seed: 77, Size: 64x64, Model: tiny-sd, Clip skip: 2$/m);
+
+    const out = join(work, 'cli');
+    const result = await runCli([
+      'generate', '--model', TINY_MODEL, '--prompt', prompt, '--prompt-syntax', 'a1111', '--clip-skip', '2', '--seed', SETTINGS.seed,
+      '--steps', String(SETTINGS.steps), '--cfg', String(SETTINGS.cfg), '--width', '64', '--height', '64', '--scheduler', SETTINGS.sampler,
+      '--provider', 'cpu', '--out', out,
+    ]);
+    assert.equal(result.code, 0, result.stderr);
+    const png = await download(reply.attachments.find((a) => a.content_type === 'image/png')!.url);
+    assert.ok(pngWithoutTextChunks(png).equals(pngWithoutTextChunks(await readFile(join(out, '0.png')))), 'same pixels as the CLI');
+  });
+});
