@@ -108,8 +108,13 @@ export function resolveRequest(options: ImagineOptions, defaults: RequestDefault
     count: options.count ?? 1,
     rng: defaults.rng,
     ...(defaults.promptSyntax ? { promptSyntax: defaults.promptSyntax } : {}),
-    ...(defaults.clipSkip !== undefined && defaults.clipSkip > 1 ? { clipSkip: defaults.clipSkip } : {}),
+    ...clipSkipParam(options['clip-skip'] ?? defaults.clipSkip),
   };
+}
+
+/** JobParams carry clip skip only when it is not the default 1, so older and newer jobs read the same. */
+function clipSkipParam(clipSkip: number | undefined): Pick<JobParams, 'clipSkip'> {
+  return clipSkip !== undefined && clipSkip > 1 ? { clipSkip } : {};
 }
 
 const noLimit = (value: number, text: string) => (value === 0 ? 'no limit' : text);
