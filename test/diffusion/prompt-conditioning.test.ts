@@ -9,7 +9,7 @@ import { after, before, test } from 'node:test';
 import { loadPipeline } from '../../src/diffusion/load.js';
 import type { StableDiffusionPipeline } from '../../src/diffusion/pipeline.js';
 import { textEncoderRunner } from '../../src/diffusion/text-conditioning.js';
-import { TINY_MODEL } from '../helpers/reference.js';
+import { fractionWithin, TINY_MODEL } from '../helpers/reference.js';
 
 let pipeline: StableDiffusionPipeline;
 before(async () => {
@@ -56,4 +56,26 @@ test('plain: one 77-token row per prompt whatever the length, and the count says
   assert.deepEqual(text.dims, [2, 77, 32]);
   assert.equal(text.promptTokens.droppedTokenCount, 25);
   assert.equal(text.promptTokens.droppedText, Array(25).fill('dog').join(' '));
+});
+
+test('pinned UNet shapes follow the prompt length: 77 × chunks, re-pinned when it changes, the images as unpinned', async () => {
+  const lines: string[] = [];
+  const pinned = await loadPipeline(TINY_MODEL, { provider: 'cpu', safetyChecker: false, pinUnetShapes: true, log: (line) => lines.push(line) });
+  try {
+    const long = Array.from({ length: 100 }, (_, i) => ['red', 'dog', 'blue', 'cat'][i % 4]!).join(' ');
+    const request = { seed: 3n, steps: 2, cfg: 7, width: 64, height: 64, scheduler: 'euler', promptSyntax: 'a1111' } as const;
+    for (const prompt of [long, 'a cat']) {
+      const a = await pinned.generate({ ...request, prompt });
+      const b = await pipeline.generate({ ...request, prompt });
+      // The pinned UNet runs with its shape arithmetic folded (pin-shapes.ts), which may move a pixel by one level.
+      assert.ok(fractionWithin(a.images[0]!.rgb, b.images[0]!.rgb, 1) >= 0.999, prompt.slice(0, 20));
+    }
+    const pins = lines.filter((line) => line.startsWith('UNet reopened'));
+    assert.equal(pins.length, 2, lines.join('\n'));
+    assert.match(pins[0]!, /encoder_hidden_states \[2, 154, 32\]/);
+    assert.match(pins[1]!, /encoder_hidden_states \[2, 77, 32\]/);
+  } finally {
+    await pinned.release();
+    await pinned.model.release();
+  }
 });
