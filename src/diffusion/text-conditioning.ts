@@ -2,6 +2,7 @@
  * The text conditioning of the UNet: prompt and negative prompt through the CLIP text encoder in one call, as
  * diffusers does (`plain`) or as A1111 does (`a1111`: weighted tokens in 77-token chunks, prompt/index.ts).
  */
+import type { Tensor } from 'onnxruntime-node';
 import { clipSkipOutputName } from './clip-skip.js';
 import { InvalidRequestError } from './errors.js';
 import type { ModelPart, StableDiffusionModel } from './model.js';
@@ -14,7 +15,7 @@ import {
   type PromptTokens,
   type RunTextEncoder,
 } from './prompt/index.js';
-import { firstOutput, readFloats, TensorFeeder } from './tensors.js';
+import { readFloats, TensorFeeder } from './tensors.js';
 
 /** What the user is told about the prompt's length: "92/150 tokens", and what `plain` dropped. */
 export type PromptTokenCount = Pick<PromptTokens, 'tokenCount' | 'capacity' | 'droppedTokenCount' | 'droppedText'>;
@@ -39,9 +40,10 @@ export function textEncoderRunner(textEncoder: ModelPart, clipSkip = 1): RunText
     throw new InvalidRequestError(`clip skip ${clipSkip} is not available: ${textEncoder.file} was not given its output at load (see the load log).`);
   }
   return async (ids, rows) => {
-    const feeder = TensorFeeder.forInput(session, 'input_ids', [rows, ids.length / rows]);
-    const outputs = clipSkip > 1 ? await session.run({ input_ids: feeder.setInts(ids) }, [outputName]) : await session.run({ input_ids: feeder.setInts(ids) });
-    const hidden = clipSkip > 1 ? (outputs[outputName] as ReturnType<typeof firstOutput>) : firstOutput(session, outputs);
+    const feeds = { input_ids: TensorFeeder.forInput(session, 'input_ids', [rows, ids.length / rows]).setInts(ids) };
+    // Clip skip fetches only its own output; the default run stays the export's own call, as diffusers makes it.
+    const outputs = clipSkip > 1 ? await session.run(feeds, [outputName]) : await session.run(feeds);
+    const hidden = outputs[outputName] as Tensor;
     const [rowCount, sequence, dim] = hidden.dims as [number, number, number];
     return { hidden: readFloats(hidden, new Float32Array(rowCount * sequence * dim)), dim };
   };
