@@ -80,6 +80,15 @@ export function imagineCommand(limits: CommandLimits) {
         choices: limits.samplers.slice(0, 25).map((sampler) => ({ name: sampler.label, value: sampler.value })),
       },
       { type: ApplicationCommandOptionType.Integer, name: 'count', description: `Images to make (1–${limits.maxCount})`, min_value: 1, max_value: limits.maxCount },
+      {
+        type: ApplicationCommandOptionType.Integer,
+        name: 'clip-skip',
+        description: 'Clip skip: 1 = the text encoder’s last layer, 2 = the one before it (some anime models want 2)',
+        choices: [
+          { name: '1', value: 1 },
+          { name: '2', value: 2 },
+        ],
+      },
     ],
   } as const satisfies CommandDefinition;
 }

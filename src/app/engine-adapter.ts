@@ -7,8 +7,8 @@
  * re-made alone from the seed shown under it.
  */
 import { MAX_SEED } from '../diffusion/rng/index.js';
-import { encodePng, formatInfotext } from '../diffusion/png.js';
-import { requestedStepOf, type StableDiffusionPipeline } from '../diffusion/pipeline.js';
+import { clipSkipInfotext, encodePng, formatInfotext } from '../diffusion/png.js';
+import { formatTokenCount, requestedStepOf, type StableDiffusionPipeline } from '../diffusion/pipeline.js';
 import type { GenerateOptions, GeneratedImage, GeneratedImages, GenerationRequest, ImageGenerator } from '../queue/index.js';
 
 export interface PipelineGeneratorOptions {
@@ -44,6 +44,7 @@ export class PipelineImageGenerator implements ImageGenerator {
     const previewIntervalMs = this.options.previewIntervalMs ?? 1000;
     let lastPreviewAt = -Infinity;
     let previewDue = false;
+    let promptTokens: string | undefined;
     for (let index = 0; index < count; index++) {
       const seed = offsetSeed(request.seed, index);
       const result = await this.pipeline.generate(
@@ -61,6 +62,9 @@ export class PipelineImageGenerator implements ImageGenerator {
           rng: request.rng,
           batch: 1,
           safetyCheck: this.options.safetyCheck,
+          // Jobs stored before the setting existed carry none and ran as plain (JobParams.promptSyntax).
+          promptSyntax: request.promptSyntax ?? 'plain',
+          clipSkip: request.clipSkip ?? 1,
         },
         {
           signal: options.signal,
@@ -81,6 +85,7 @@ export class PipelineImageGenerator implements ImageGenerator {
       );
       const image = result.images[0];
       if (!image) throw new Error('the pipeline returned no image');
+      promptTokens = formatTokenCount(result.promptTokens);
       const infotext = formatInfotext({
         prompt: request.prompt,
         negativePrompt: request.negative,
@@ -91,6 +96,7 @@ export class PipelineImageGenerator implements ImageGenerator {
         width: image.width,
         height: image.height,
         model: this.pipeline.model.name,
+        extra: clipSkipInfotext(request.clipSkip),
       });
       images.push({
         png: await encodePng(image.rgb, image.width, image.height, infotext),
@@ -98,6 +104,6 @@ export class PipelineImageGenerator implements ImageGenerator {
         ...(image.nsfw === null ? {} : { nsfw: image.nsfw }),
       });
     }
-    return { images, model: this.pipeline.model.name };
+    return { images, model: this.pipeline.model.name, ...(promptTokens !== undefined ? { promptTokens } : {}) };
   }
 }

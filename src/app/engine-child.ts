@@ -91,6 +91,7 @@ async function handle(message: ParentMessage): Promise<void> {
           callId,
           images: output.images.map((image) => ({ png: image.png, seed: image.seed.toString(), ...(image.nsfw === undefined ? {} : { nsfw: image.nsfw }) })),
           ...(output.model !== undefined ? { model: output.model } : {}),
+          ...(output.promptTokens !== undefined ? { promptTokens: output.promptTokens } : {}),
         });
       } catch (error) {
         if (!(error instanceof CancelledError)) jobLog.debug({ err: error }, 'engine job failed');

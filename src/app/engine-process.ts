@@ -291,6 +291,7 @@ export class EngineProcess implements Engine, ImageGenerator {
         call.resolve({
           images: message.images.map((image) => ({ png: image.png, seed: BigInt(image.seed), ...(image.nsfw === undefined ? {} : { nsfw: image.nsfw }) })),
           ...(message.model !== undefined ? { model: message.model } : {}),
+          ...(message.promptTokens !== undefined ? { promptTokens: message.promptTokens } : {}),
         });
         return;
       case 'failed':

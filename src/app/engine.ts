@@ -7,6 +7,7 @@ import type { Config } from '../config/index.js';
 import { loadPipeline } from '../diffusion/load.js';
 import type { ProviderChoice } from '../diffusion/providers.js';
 import { schedulerNameForClass } from '../diffusion/schedulers/index.js';
+import type { PromptSyntax } from '../diffusion/pipeline.js';
 import type { SchedulerName } from '../diffusion/schedulers/types.js';
 import { PipelineImageGenerator } from './engine-adapter.js';
 import type { ImageGenerator } from '../queue/index.js';
@@ -27,7 +28,7 @@ export interface EngineSetup {
   /** ORT's CPU threads per session; undefined = every CPU the process may use (the workers benchmark sets 1). */
   intraOpNumThreads?: number;
   /** The default job shape to warm up with; scheduler null = the model's own. Null: no warm-up. */
-  warmUp: { width: number; height: number; cfg: number; scheduler: SchedulerName | null } | null;
+  warmUp: { width: number; height: number; cfg: number; scheduler: SchedulerName | null; promptSyntax?: PromptSyntax } | null;
 }
 
 /** What the rest of the bot learns about the loaded engine. */

@@ -39,7 +39,9 @@ export interface Runtime {
  */
 export function engineSetupFor(config: Config, modelFolder: string, extra: Pick<EngineSetup, 'deviceId' | 'intraOpNumThreads'> = {}): EngineSetup {
   const defaultSize = parseSize(config.generation.defaults.size);
-  const warmUp = defaultSize ? { ...defaultSize, cfg: config.generation.defaults.cfg, scheduler: config.generation.defaults.scheduler } : null;
+  const warmUp = defaultSize
+    ? { ...defaultSize, cfg: config.generation.defaults.cfg, scheduler: config.generation.defaults.scheduler, promptSyntax: config.generation.promptSyntax }
+    : null;
   return { ...engineSetupFromConfig(config, modelFolder, warmUp), ...extra };
 }
 

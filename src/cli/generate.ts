@@ -3,7 +3,18 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { ImagineError, InvalidRequestError } from '../errors.js';
-import { DEFAULT_CFG, DEFAULT_STEPS, requestedStepOf, validateRequest, type GenerationRequest } from '../diffusion/pipeline.js';
+import {
+  DEFAULT_CFG,
+  DEFAULT_STEPS,
+  countTokens,
+  formatTokenCount,
+  MAX_CLIP_SKIP,
+  PROMPT_SYNTAXES,
+  requestedStepOf,
+  validateRequest,
+  type GenerationRequest,
+  type PromptSyntax,
+} from '../diffusion/pipeline.js';
 import { parseSeedOrRandom, randomSeed } from '../diffusion/rng/index.js';
 import { RNG_DEVICES, type RngDevice } from '../diffusion/rng/types.js';
 import { SCHEDULER_NAMES, TIMESTEP_SPACINGS } from '../diffusion/schedulers/types.js';
@@ -36,7 +47,8 @@ interface GenerateOptions extends Pick<GenerationRequest, 'prompt' | 'steps' | '
   seed?: bigint | 'random';
   rng: RngDevice;
   batch: number;
-  promptSyntax: 'plain';
+  promptSyntax: PromptSyntax;
+  clipSkip: number;
   provider: ProviderChoice;
   safety: boolean;
   fuseAttention?: boolean;
@@ -75,7 +87,15 @@ export function registerGenerateCommand(program: Command, defaults: GenerateComm
     .addOption(new Option('--timestep-spacing <spacing>', "timestep spacing (default: the scheduler's own)").choices([...TIMESTEP_SPACINGS]))
     .addOption(new Option('--rng <device>', "which torch generator the noise reproduces: cpu (torch.Generator('cpu')) or cuda (Philox)").choices([...RNG_DEVICES]).default('cpu'))
     .option('--batch <n>', 'images per prompt', integer('batch', 1, 8), 1)
-    .addOption(new Option('--prompt-syntax <syntax>', "prompt syntax: plain = diffusers' literal text, truncated at 77 tokens").choices(['plain']).default('plain'))
+    .addOption(
+      new Option(
+        '--prompt-syntax <syntax>',
+        "prompt syntax: plain = diffusers' literal text, truncated at 77 tokens; a1111 = AUTOMATIC1111's (word:1.2) weights, [word], BREAK and prompts past 75 tokens in chunks",
+      )
+        .choices([...PROMPT_SYNTAXES])
+        .default('plain'),
+    )
+    .option('--clip-skip <n>', "A1111's clip skip: 1 = the text encoder's last layer, 2 = the layer before it", integer('clip skip', 1, MAX_CLIP_SKIP), 1)
     .option('--provider <name>', 'execution provider: auto, cuda, webgpu or cpu', (text) => {
       try {
         return parseProviderChoice(text);
@@ -128,6 +148,8 @@ async function runGenerate(options: GenerateOptions, defaults: GenerateCommandDe
     rng: options.rng,
     batch: options.batch,
     safetyCheck: options.safety,
+    promptSyntax: options.promptSyntax,
+    clipSkip: options.clipSkip,
   };
   validateRequest(request);
   const outProblem = outputFolderProblem(options.out);
@@ -147,8 +169,10 @@ async function runGenerate(options: GenerateOptions, defaults: GenerateCommandDe
     log: (line) => process.stderr.write(`${line}\n`),
   });
   try {
-    const truncated = pipeline.model.tokenizer.truncatedTokenCount(options.prompt);
-    if (truncated > 0) process.stderr.write(`warning: the prompt is ${truncated} token(s) too long; the end is ignored, as diffusers does.\n`);
+    // "92/150 tokens"; under plain, a warning that names the words diffusers' truncation drops.
+    const tokens = countTokens(pipeline.model.tokenizer, options.prompt, options.promptSyntax);
+    const tokenLine = formatTokenCount(tokens);
+    process.stderr.write(tokens.droppedTokenCount > 0 ? `warning: prompt ${tokenLine} (try --prompt-syntax a1111)\n` : `prompt: ${tokenLine}\n`);
     const bar = new ProgressBar('generating', options.steps);
     bar.update(0, true);
     const result = await pipeline.generate(request, {

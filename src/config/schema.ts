@@ -5,6 +5,8 @@
  * Defaults live in config/default.json, not here: one place to read them, and the file documents itself.
  */
 import { z } from 'zod';
+import { MAX_CLIP_SKIP } from '../diffusion/clip-skip.js';
+import { PROMPT_SYNTAXES } from '../diffusion/prompt/index.js';
 import { RNG_DEVICES } from '../diffusion/rng/types.js';
 import { SCHEDULER_NAMES } from '../diffusion/schedulers/types.js';
 
@@ -114,6 +116,10 @@ export const configSchema = z.strictObject({
       maxCount: intBetween(1, 4),
       sizes: rule((m) => z.array(imageSize(), m).min(1, m), 'must be a non-empty list of sizes such as ["512x512"]'),
     }),
+    /** How the bot reads prompts: A1111's weights and long-prompt chunks, or diffusers' plain text (prompt/index.ts). */
+    promptSyntax: oneOf(PROMPT_SYNTAXES),
+    /** A1111's clip skip for every job (clip-skip.ts). */
+    clipSkip: intBetween(1, MAX_CLIP_SKIP),
     rng: oneOf(RNG_DEVICES),
   }),
   queue: z.strictObject({

@@ -47,6 +47,7 @@ export async function loadPipeline(folder: string, options: LoadPipelineOptions)
         preferGpuOutputs: unetOutputsOnDevice && partOf(file) === 'unet' ? true : undefined,
         pinnedShapes,
         fuseAttention: (options.fuseAttention ?? false) && ['unet', 'vae_decoder'].includes(partOf(file)),
+        clipSkipOutputs: partOf(file) === 'text_encoder',
         log: (line) => log(`${partOf(file)}: ${line}`),
       }),
     safetyChecker: options.safetyChecker,

@@ -2,6 +2,7 @@ import { stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { InferenceSession } from 'onnxruntime-node';
 import { isFile } from '../util/fs.js';
+import { isClipSkipOutput } from './clip-skip.js';
 import { ModelFileError } from './errors.js';
 import { readModelJson } from './model-json.js';
 import { loadClipTokenizer, type ClipTokenizer } from './tokenizer.js';
@@ -145,7 +146,8 @@ async function openPart(
     file,
     session,
     inputs: contracts(file, session.inputNames, session.inputMetadata),
-    outputs: contracts(file, session.outputNames, session.outputMetadata),
+    // The export's own outputs: those the clip-skip rewrite added are read by name (text-conditioning.ts).
+    outputs: new Map([...contracts(file, session.outputNames, session.outputMetadata)].filter(([name]) => !isClipSkipOutput(name))),
   };
 }
 

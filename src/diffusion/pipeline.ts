@@ -24,7 +24,8 @@ import {
   type DeviceLoopMode,
   type Stepper,
 } from './steppers.js';
-import { encodeText, type TextConditioning } from './text-conditioning.js';
+import type { PromptSyntax } from './prompt/index.js';
+import { encodeText, type PromptTokenCount, type TextConditioning } from './text-conditioning.js';
 import { LoopTimings, TimingRecorder, type GenerationTimings } from './timings.js';
 import { CpuGuidance, UnetRunner, unetSampleDims } from './unet-runner.js';
 import { decodeLatents, type DecodedImage } from './vae-decode.js';
@@ -41,8 +42,10 @@ export {
   type LatentShape,
 } from './request.js';
 export { DEVICE_LOOP_MODES, type DeviceLoopMode } from './steppers.js';
+export { MAX_CLIP_SKIP } from './clip-skip.js';
 export type { GenerationTimings } from './timings.js';
-export type { TextConditioning } from './text-conditioning.js';
+export type { PromptTokenCount, TextConditioning } from './text-conditioning.js';
+export { PROMPT_SYNTAXES, countTokens, formatTokenCount, type PromptSyntax } from './prompt/index.js';
 
 export interface StepProgress {
   /** 1-based index of the step just finished. */
@@ -62,7 +65,8 @@ export interface PipelineOptions {
   /** Where to say that the device loop failed and `auto` switched to the JS loop (one line). */
   log?: (line: string) => void;
   /**
-   * Pin the UNet's input shapes to each generation's (batch, size, prompt length): the UNet is reopened whenever they
+   * Pin the UNet's input shapes to each generation's (batch, size, prompt length: 77 tokens, or 77 × chunks for a long
+   * prompt under `a1111`): the UNet is reopened whenever they
    * change, which takes as long as loading it (seconds on a GPU), and runs with the export's shape arithmetic folded
    * away (pin-shapes.ts). Worth it where sizes rarely change; measured by `npm run bench:gpu` (default false).
    */
@@ -113,8 +117,10 @@ export interface GenerationResult {
   /** A1111-style sampler name of what actually ran (e.g. "DPM++ 2M Karras", Karras included when the config set it). */
   sampler: string;
   timesteps: Float64Array;
-  /** Prompt tokens beyond the encoder's context length, dropped as diffusers drops them. */
+  /** Prompt tokens beyond the encoder's context length, dropped as diffusers drops them (always 0 under `a1111`). */
   truncatedTokens: number;
+  /** The prompt's length under the request's syntax, for "92/150 tokens" (formatTokenCount). */
+  promptTokens: PromptTokenCount;
   timings: GenerationTimings;
 }
 
@@ -209,7 +215,9 @@ export class StableDiffusionPipeline {
     throwIfAborted(signal);
 
     // 3. Encode the prompt (and the negative prompt, for guidance)
-    const text = await timings.time('textEncoderMs', () => this.encodeText(request.prompt, request.negativePrompt ?? '', batch, guidance));
+    const text = await timings.time('textEncoderMs', () =>
+      this.encodeText(request.prompt, request.negativePrompt ?? '', batch, guidance, request.promptSyntax ?? 'plain', request.clipSkip ?? 1),
+    );
 
     // 4. Prepare the UNet's feeds (pinning its input shapes first when asked to)
     const sampleDims = unetSampleDims(latentShape, guidance);
@@ -245,7 +253,8 @@ export class StableDiffusionPipeline {
       loop: denoised.loop,
       sampler: start.scheduler.displayName,
       timesteps: Float64Array.from(start.timesteps),
-      truncatedTokens: this.model.tokenizer.truncatedTokenCount(request.prompt),
+      truncatedTokens: text.promptTokens.droppedTokenCount,
+      promptTokens: text.promptTokens,
       timings: timings.result(),
     };
   }
@@ -368,8 +377,8 @@ export class StableDiffusionPipeline {
   }
 
   /** Text embeddings for [negative × n, prompt × n] (or prompt × n without guidance), flat, plus their dims. */
-  encodeText(prompt: string, negativePrompt: string, batch: number, withGuidance: boolean): Promise<TextConditioning> {
-    return encodeText(this.model, prompt, negativePrompt, batch, withGuidance);
+  encodeText(prompt: string, negativePrompt: string, batch: number, withGuidance: boolean, syntax: PromptSyntax = 'plain', clipSkip = 1): Promise<TextConditioning> {
+    return encodeText(this.model, prompt, negativePrompt, batch, withGuidance, syntax, clipSkip);
   }
 
   /**
@@ -386,7 +395,7 @@ export class StableDiffusionPipeline {
    * algorithms, ORT plans its memory, the device loop opens its step graph, `pinUnetShapes` pins the UNet, and a
    * device loop the provider rejects is found and swapped for the JS loop. Resolves to the seconds it took.
    */
-  async warmUp(shape: Pick<GenerationRequest, 'width' | 'height' | 'cfg' | 'batch' | 'scheduler' | 'safetyCheck'>): Promise<number> {
+  async warmUp(shape: Pick<GenerationRequest, 'width' | 'height' | 'cfg' | 'batch' | 'scheduler' | 'safetyCheck' | 'promptSyntax'>): Promise<number> {
     const started = performance.now();
     await this.generate({ ...shape, prompt: '', seed: 0n, steps: 2 });
     const seconds = (performance.now() - started) / 1000;

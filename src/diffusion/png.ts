@@ -38,6 +38,11 @@ export function formatInfotext(fields: InfotextFields): string {
   return lines.join('\n');
 }
 
+/** A1111 writes `Clip skip: N` only when N > 1 (processing.py: `None if clip_skip <= 1`). */
+export function clipSkipInfotext(clipSkip: number | undefined): Record<string, number> {
+  return clipSkip !== undefined && clipSkip > 1 ? { 'Clip skip': clipSkip } : {};
+}
+
 /**
  * The infotext of one image of a generation, as `imagine-bot generate` writes it: A1111's fields from the request,
  * the sampler that ran (`GenerationResult.sampler`), the model's name, the RNG (A1111's `CPU` or `NV`) and, for a
@@ -63,6 +68,7 @@ export function generationInfotext(
     extra: {
       RNG: (request.rng ?? 'cpu') === 'cpu' ? 'CPU' : 'NV',
       ...(batch > 1 ? { 'Batch size': batch, 'Batch pos': image.index } : {}),
+      ...clipSkipInfotext(request.clipSkip),
     },
   });
 }

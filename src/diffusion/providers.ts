@@ -54,6 +54,7 @@ import type { InferenceSession } from 'onnxruntime-node';
 import { pathExists } from '../util/fs.js';
 import { ImagineError } from './errors.js';
 import { identityModel, probeModel, type OnnxElementTypeName } from './onnx-builder.js';
+import { ClipSkipRewriteError, exposeClipSkipOutputs } from './clip-skip.js';
 import { fuseAttention } from './fuse-attention.js';
 import { pinInputShapes } from './pin-shapes.js';
 
@@ -112,6 +113,11 @@ export interface OpenSessionOptions {
    * without such blocks opens as it is.
    */
   fuseAttention?: boolean;
+  /**
+   * Give a CLIP text encoder the outputs clip skip needs (clip-skip.ts); a graph the rewrite does not recognise opens
+   * as it is, with a line to `log` (clip skip 2 then fails with a clear error).
+   */
+  clipSkipOutputs?: boolean;
   /** Where to say what a rewrite did (fuseAttention: how many blocks it fused). */
   log?: (line: string) => void;
 }
@@ -166,7 +172,7 @@ export async function openSession(
   if (provider !== 'cpu') await checkProviderPrerequisites(provider);
   const sessionOptions = sessionOptionsFor(provider, options);
   let source: string | Uint8Array = model;
-  if (options.pinnedShapes || options.fuseAttention) {
+  if (options.pinnedShapes || options.fuseAttention || options.clipSkipOutputs) {
     let bytes: Uint8Array;
     if (typeof model === 'string') {
       // Rewritten bytes have no file path: ORT looks for external weights (weights.pb) in the folder this entry names.
@@ -178,6 +184,14 @@ export async function openSession(
       bytes = fusion.model;
       if (fusion.fused > 0) {
         options.log?.(`${fusion.fused} attention block(s) fused into MultiHeadAttention (${fusion.nodesBefore} → ${fusion.nodesAfter} nodes)`);
+      }
+    }
+    if (options.clipSkipOutputs) {
+      try {
+        bytes = exposeClipSkipOutputs(bytes).model;
+      } catch (error) {
+        if (!(error instanceof ClipSkipRewriteError)) throw error;
+        options.log?.(`clip skip is unavailable for this model: ${error.message}`);
       }
     }
     source = options.pinnedShapes ? pinInputShapes(bytes, options.pinnedShapes) : bytes;

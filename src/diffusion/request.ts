@@ -1,5 +1,7 @@
 /** What a caller asks the engine for, the limits it must keep within, and the latent tensor it makes. */
+import { MAX_CLIP_SKIP } from './clip-skip.js';
 import { InvalidRequestError } from './errors.js';
+import { PROMPT_SYNTAXES, type PromptSyntax } from './prompt/index.js';
 import { MAX_SEED, type RngDevice } from './rng/types.js';
 import type { SchedulerName, TimestepSpacing } from './schedulers/types.js';
 
@@ -23,6 +25,13 @@ export interface GenerationRequest {
   batch?: number;
   /** Run the model's safety checker when it has one (default true). */
   safetyCheck?: boolean;
+  /**
+   * How the prompts become text-encoder input (prompt/index.ts): `plain` (default) is diffusers' literal text cut at
+   * 77 tokens, bit for bit as diffusers; `a1111` is A1111's weights, BREAK and 75-token chunks (sequence 77·k).
+   */
+  promptSyntax?: PromptSyntax;
+  /** A1111's clip skip (clip-skip.ts): 1 (default) = the text encoder's last layer, 2 = the one before it. */
+  clipSkip?: number;
 }
 
 export const DEFAULT_STEPS = 30;
@@ -49,6 +58,13 @@ export function validateRequest(request: GenerationRequest): void {
   if (!Number.isInteger(batch) || batch < 1 || batch > MAX_BATCH) throw new InvalidRequestError(`batch must be a whole number from 1 to ${MAX_BATCH} (got ${batch}).`);
   if (typeof request.seed !== 'bigint' || request.seed < 0n || request.seed > MAX_SEED) throw new InvalidRequestError(`seed must be a whole number from 0 to ${MAX_SEED}.`);
   if (typeof request.prompt !== 'string') throw new InvalidRequestError('prompt must be text.');
+  if (request.promptSyntax !== undefined && !(PROMPT_SYNTAXES as readonly string[]).includes(request.promptSyntax)) {
+    throw new InvalidRequestError(`promptSyntax must be one of ${PROMPT_SYNTAXES.join(', ')} (got ${String(request.promptSyntax)}).`);
+  }
+  const clipSkip = request.clipSkip ?? 1;
+  if (!Number.isInteger(clipSkip) || clipSkip < 1 || clipSkip > MAX_CLIP_SKIP) {
+    throw new InvalidRequestError(`clip skip must be a whole number from 1 to ${MAX_CLIP_SKIP} (got ${clipSkip}).`);
+  }
 }
 
 /** (batch, 4, height / f, width / f): the latent tensor a request denoises, f being the VAE's scale factor. */

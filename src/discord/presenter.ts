@@ -39,6 +39,8 @@ export interface PresentedResult {
   images: FinishedImage[];
   elapsedMs: number;
   modelName: string;
+  /** "92/150 tokens", when the engine reported it. */
+  promptTokens?: string;
 }
 
 export interface PreviewSettings {
@@ -168,6 +170,7 @@ export class JobPresenter {
       width: job.width,
       height: job.height,
       model: result.modelName,
+      promptTokens: result.promptTokens,
       elapsedMs: result.elapsedMs,
       requesterId: job.reply.requesterId,
       withheld: prepared.withheld,

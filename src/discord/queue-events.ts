@@ -81,6 +81,7 @@ export function subscribeQueueEvents({ queue, presenter, log, modelName, track }
           images: images.map((image) => ({ png: image.png, nsfw: image.nsfw ?? null, seed: image.seed.toString() })),
           elapsedMs: job.result?.durationMs ?? 0,
           modelName: job.result?.model ?? modelName,
+          ...(job.result?.promptTokens !== undefined ? { promptTokens: job.result.promptTokens } : {}),
         }),
       );
     }),

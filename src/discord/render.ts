@@ -104,6 +104,8 @@ export interface ResultView {
   width: number;
   height: number;
   model: string;
+  /** The prompt's token count ("92/150 tokens"), when the engine reported it. */
+  promptTokens?: string;
   elapsedMs: number;
   requesterId: string;
   /** Images the safety checker flagged and the guild's policy withheld. */
@@ -133,6 +135,7 @@ export function resultEmbed(view: ResultView): APIEmbed {
     { name: 'Time', value: formatDuration(view.elapsedMs), inline: true },
     { name: 'Model', value: clip(view.model, 1024) },
   );
+  if (view.promptTokens) fields.push({ name: 'Prompt tokens', value: clip(view.promptTokens, 1024) });
   const notes: string[] = [];
   if (view.flagged > 0) notes.push(`${view.flagged} image(s) flagged by the safety checker are hidden or blurred.`);
   if (view.withheld > 0) notes.push(`${view.withheld} image(s) flagged by the safety checker were withheld.`);

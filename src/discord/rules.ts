@@ -38,6 +38,10 @@ export interface RequestDefaults {
   /** The default sampler is the scheduler's Karras variant (config's generation.defaults.karras). */
   karras?: boolean;
   rng: JobParams['rng'];
+  /** How the engine reads prompts (generation.promptSyntax); absent = the engine's default, plain. */
+  promptSyntax?: JobParams['promptSyntax'];
+  /** generation.clipSkip; absent = 1. */
+  clipSkip?: number;
   /** Samplers with steps/CFG of their own (LCM: few steps, low guidance), used instead of the above, and a step ceiling. */
   samplers?: Partial<Record<SchedulerName, { steps?: number; cfg?: number; maxSteps: number }>>;
 }
@@ -56,6 +60,8 @@ export function requestDefaults(config: Config, modelScheduler: SchedulerName): 
     scheduler: (defaults.scheduler as SchedulerName | null) ?? modelScheduler,
     karras: defaults.karras,
     rng: config.generation.rng,
+    promptSyntax: config.generation.promptSyntax,
+    clipSkip: config.generation.clipSkip,
     samplers,
   };
 }
@@ -122,7 +128,14 @@ export function resolveRequest(options: ImagineOptions, defaults: RequestDefault
     ...(karras ? { karras } : {}),
     count: options.count ?? 1,
     rng: defaults.rng,
+    ...(defaults.promptSyntax ? { promptSyntax: defaults.promptSyntax } : {}),
+    ...clipSkipParam(options['clip-skip'] ?? defaults.clipSkip),
   };
+}
+
+/** JobParams carry clip skip only when it is not the default 1, so older and newer jobs read the same. */
+function clipSkipParam(clipSkip: number | undefined): Pick<JobParams, 'clipSkip'> {
+  return clipSkip !== undefined && clipSkip > 1 ? { clipSkip } : {};
 }
 
 const noLimit = (value: number, text: string) => (value === 0 ? 'no limit' : text);

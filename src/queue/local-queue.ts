@@ -368,6 +368,7 @@ export class LocalJobQueue implements JobQueue {
       files,
       durationMs,
       ...(output.model !== undefined ? { model: output.model } : {}),
+      ...(output.promptTokens !== undefined ? { promptTokens: output.promptTokens } : {}),
     };
     await this.store.finish(job);
     this.events.emit('finished', { job: copy(job), images: output.images });

@@ -1,3 +1,4 @@
+import type { PromptSyntax } from '../diffusion/prompt/index.js';
 import type { RngDevice } from '../diffusion/rng/types.js';
 import type { SchedulerName } from '../diffusion/schedulers/types.js';
 
@@ -26,6 +27,13 @@ export interface JobParams {
   count: number;
   /** Which torch generator the noise reproduces. */
   rng: RngDevice;
+  /**
+   * How the engine reads the prompts. Absent in jobs stored before the setting existed: those ran as `plain`
+   * (diffusers' literal text), so absent means `plain` and a re-roll of an old job reads its prompt as it did.
+   */
+  promptSyntax?: PromptSyntax;
+  /** A1111's clip skip; absent (older jobs) = 1, the text encoder's last layer. */
+  clipSkip?: number;
 }
 
 /** What the engine receives: the job's parameters with the seed as a bigint. */
@@ -65,6 +73,8 @@ export interface GeneratedImages {
   images: GeneratedImage[];
   /** The model's display name, for the result embed. */
   model?: string;
+  /** The prompt's token count as shown to users ("92/150 tokens"; under `plain` also what was dropped). */
+  promptTokens?: string;
 }
 
 /**
@@ -94,6 +104,8 @@ export interface JobResult {
   /** Wall time of the generate() call that produced the result. */
   durationMs: number;
   model?: string;
+  /** GeneratedImages.promptTokens, for the result embed. */
+  promptTokens?: string;
 }
 
 export interface JobError {

@@ -59,7 +59,7 @@ export interface RedisProgress {
  * processor returns them), so BullMQ's own `failed` means only "the infrastructure gave up" (stalled too often).
  */
 export type RedisOutcome =
-  | { kind: 'done'; seeds: string[]; nsfw: (boolean | null)[]; model?: string; durationMs: number; images: number; worker: string }
+  | { kind: 'done'; seeds: string[]; nsfw: (boolean | null)[]; model?: string; promptTokens?: string; durationMs: number; images: number; worker: string }
   | { kind: 'failed'; error: JobError; worker: string }
   | { kind: 'cancelled'; by: string; worker: string };
 

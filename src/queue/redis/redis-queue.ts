@@ -351,6 +351,7 @@ export class RedisJobQueue implements JobQueue {
           files: [],
           durationMs: outcome.durationMs,
           ...(outcome.model !== undefined ? { model: outcome.model } : {}),
+          ...(outcome.promptTokens !== undefined ? { promptTokens: outcome.promptTokens } : {}),
         },
       };
     });

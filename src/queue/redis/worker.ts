@@ -224,6 +224,7 @@ export class RedisWorker {
         seeds: output.images.map((image) => image.seed.toString()),
         nsfw: output.images.map((image) => image.nsfw ?? null),
         ...(output.model !== undefined ? { model: output.model } : {}),
+        ...(output.promptTokens !== undefined ? { promptTokens: output.promptTokens } : {}),
         durationMs: Date.now() - startedAt,
         images: output.images.length,
         worker: this.id,
