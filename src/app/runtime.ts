@@ -95,6 +95,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     queue,
     rules,
     engine: engine.info,
+    deliveries: storage.namespace('deliveries'),
     registerCommands: options.deployCommands,
   });
   try {
