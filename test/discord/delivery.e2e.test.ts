@@ -84,6 +84,13 @@ describe('durable delivery', () => {
     for (const prompt of prompts) assert.ok(resultsFor(prompt).length <= 1, `"${prompt}" delivered once`);
     const after = sb.logs.slice(killedAt);
     const delivered = after.filter((l) => l.msg === 'job outcome delivered').length;
+    // The price of persisting before acknowledging, as the bot measured it (printed, not asserted: timings are noisy).
+    const acks = sb.logs.filter((l) => l.msg === 'request persisted, then acknowledged');
+    const stat = (key: string) => {
+      const values = acks.map((l) => Number(l[key])).sort((a, b) => a - b);
+      return `median ${values[Math.floor(values.length / 2)]} ms, max ${values[values.length - 1]} ms`;
+    };
+    console.log(`${acks.length} acknowledgements: record write ${stat('persistMs')}; interaction to deferral ${stat('ackMs')}`);
     console.log(`after the restart: ${delivered} outcomes delivered, ${after.filter((l) => l.msg === 'acknowledged job queued again after a restart').length} jobs queued again`);
   });
 });
