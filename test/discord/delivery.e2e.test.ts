@@ -61,7 +61,10 @@ describe('durable delivery', () => {
     const view = await sb.waitForResult(id, 60_000);
     assert.equal(view.original!.attachments.filter((a) => a.content_type === 'image/png').length, 2);
     const retries = sb.logs.slice(before).filter((l) => l.msg === 'job outcome not delivered yet; will retry');
-    assert.equal(retries.length, 2, 'each reset try was retried');
+    // Both resets were met (status 0 in the emulator's log); discord.js itself retries an ECONNRESET once, undici's
+    // "other side closed" not, so the outbox saw one or two failed tries.
+    assert.equal(sb.emulator.requestLog.filter((entry) => entry.status === 0).length, 2);
+    assert.ok(retries.length >= 1 && retries.length <= 2, `the outbox retried (${retries.length})`);
     const delivered = await sb.waitForLog((l) => l.msg === 'job outcome delivered', { after: before });
     assert.equal(delivered['viaChannel'], false);
     assert.equal(resultsFor(prompt).length, 1);
