@@ -59,6 +59,8 @@ async function answerError(interaction: ChatInputCommandInteraction | ButtonInte
     // Discord's races, not the bot's faults: the message was deleted (10008) or the interaction expired (10062) while
     // we answered. The member learns it if the interaction can still be answered.
     log.info({ ...where, err: loggableError(error) }, 'interaction target gone');
+    // An expired interaction cannot be answered at all.
+    if ((error as { code?: unknown }).code === 10062) return;
     await replyEphemeral(interaction, GONE).catch((replyError: unknown) => log.info({ ...where, err: loggableError(replyError) }, 'could not answer an interaction whose target is gone'));
     return;
   }

@@ -5,7 +5,6 @@ export * from './errors.js';
 export { Storage, DEFAULT_SQLITE_PATH, type StorageOptions, type StorageKind } from './storage.js';
 export { JobStore, type JobStoreOptions } from './job-store.js';
 export { LocalJobQueue, canActOn, toGenerationRequest, type LocalJobQueueOptions } from './local-queue.js';
-export { KeyedSerializer } from './serial.js';
 export { FairScheduler, type SchedulableJob } from './fair-scheduler.js';
 export { newJobId, JOB_ID_PATTERN } from './ids.js';
 export {
