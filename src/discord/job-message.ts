@@ -277,7 +277,7 @@ export class JobMessage {
       try {
         await this.rest.patch(Routes.channelMessage(channelId, messageId), { body: pointer });
       } catch (error) {
-        this.log.debug({ err: loggableError(error), messageId }, 'could not point the old reply at the new message');
+        this.log.info({ err: loggableError(error), messageId, route: 'PATCH /channels/:channel_id/messages/:message_id' }, 'could not point the old reply at the new message');
       }
     }
   }

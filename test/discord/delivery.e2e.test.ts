@@ -84,7 +84,12 @@ describe('durable delivery', () => {
     };
     await waitUntil(() => (prompts.every((_, i) => answered(i)) ? true : null), 120_000, 'every acknowledged job answered');
     await new Promise((resolve) => setTimeout(resolve, 1500));
-    for (const prompt of prompts) assert.ok(resultsFor(prompt).length <= 1, `"${prompt}" delivered once`);
+    for (const [i, prompt] of prompts.entries()) {
+      assert.ok(resultsFor(prompt).length <= 1, `"${prompt}" posted once`);
+      // A second delivery into the same reply would be a second edit with PNGs in its history.
+      const resultEdits = (sb.interaction(ids[i]!).original?.history ?? []).filter((h) => h.attachments.some((name) => name.endsWith('.png')));
+      assert.ok(resultEdits.length <= 1, `"${prompt}": ${resultEdits.length} edits carried a result`);
+    }
     const after = sb.logs.slice(killedAt);
     const delivered = after.filter((l) => l.msg === 'job outcome delivered').length;
     // The price of persisting before acknowledging, as the bot measured it (printed, not asserted: timings are noisy).
