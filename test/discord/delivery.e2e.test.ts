@@ -6,6 +6,8 @@
  * faults are injected for multipart requests only and hit that edit, whatever the machine's speed.
  */
 import assert from 'node:assert/strict';
+import { existsSync, readdirSync, utimesSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { SandboxMessage } from '../../src/emulator/client.js';
 import { hasPngs, Sandbox, waitUntil } from './harness.js';
@@ -100,5 +102,20 @@ describe('durable delivery', () => {
     };
     console.log(`${acks.length} acknowledgements: record write ${stat('persistMs')}; interaction to deferral ${stat('ackMs')}`);
     console.log(`after the restart: ${delivered} outcomes delivered, ${after.filter((l) => l.msg === 'acknowledged job queued again after a restart').length} jobs queued again`);
+  });
+
+  test('finished PNGs are on disk, and those older than delivery.keepFinishedHours are removed at start', async () => {
+    const results = join(sb.dataDir, 'results');
+    const files = readdirSync(results).filter((name) => name.endsWith('.png'));
+    assert.ok(files.length >= 6, `every delivered result was written to ${results} (${files.length})`);
+    const [old, recent] = files as [string, string];
+    const longAgo = new Date(Date.now() - 73 * 3600_000);
+    utimesSync(join(results, old), longAgo, longAgo);
+    const before = sb.logs.length;
+    await sb.restartBot(false);
+    const removed = await sb.waitForLog((l) => l.msg === 'old results removed', { after: before, timeoutMs: 20_000 });
+    assert.equal(removed['removed'], 1);
+    assert.ok(!existsSync(join(results, old)), 'the file older than 72 h is gone');
+    assert.ok(existsSync(join(results, recent)), 'a recent one is kept');
   });
 });
