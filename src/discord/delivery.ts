@@ -115,7 +115,9 @@ export class DeliveryOutbox {
   /** The request was queued as `jobId`. */
   async linked(key: string, jobId: string, replyMessageId?: string): Promise<void> {
     const record = this.records.get(key);
-    if (record && record.jobId !== jobId) await this.save({ ...record, jobId, reply: withReplyId(record.reply, replyMessageId) });
+    if (!record) return;
+    const reply = withReplyId(record.reply, replyMessageId);
+    if (record.jobId !== jobId || reply !== record.reply) await this.save({ ...record, jobId, reply });
   }
 
   /** The request was refused after all (the router answers it): nothing is owed. */
