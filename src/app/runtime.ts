@@ -109,6 +109,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     queue,
     rules,
     engine: engine ? { modelName: engine.info.modelName, provider: engine.info.provider } : { modelName: "the workers' model", provider: 'Redis workers' },
+    deliveries: storage.namespace('deliveries'),
     registerCommands: options.deployCommands,
   });
   try {

@@ -146,6 +146,10 @@ export const configSchema = z.strictObject({
     /** Longest side of a preview image in pixels. */
     size: intBetween(64, 1024),
   }),
+  delivery: z.strictObject({
+    /** How long a finished job's PNGs stay in <dataDir>/results after they were made (the outbox delivers from there). */
+    keepFinishedHours: intBetween(1, 24 * 90),
+  }),
   safety: z.strictObject({
     nsfwPolicy: oneOf(NSFW_POLICIES),
     checkInNsfwChannels: bool(),

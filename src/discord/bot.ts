@@ -3,7 +3,9 @@
  * (router.ts → handlers/) and queue events to the presenter (queue-events.ts → presenter.ts). It holds no job state
  * of its own: everything a click or a restart needs is in the job store.
  */
+import { join } from 'node:path';
 import { Client, Events, GatewayIntentBits } from 'discord.js';
+import type { Keyv } from 'keyv';
 import { commandDefinitionsOf, IMAGINE_COMMAND, QUEUE_COMMAND, SETTINGS_COMMAND, STATUS_COMMAND, type ImagineCommands } from '../../commands/index.js';
 import { ConfigError, type Config } from '../config/index.js';
 import type { Logger } from '../log.js';
@@ -22,6 +24,7 @@ import { replyTargetToJson } from './interaction.js';
 import { JobPresenter } from './presenter.js';
 import { subscribeQueueEvents } from './queue-events.js';
 import { createRouter } from './router.js';
+import { DeliveryOutbox } from './delivery.js';
 
 export interface EngineInfo {
   modelName: string;
@@ -34,6 +37,8 @@ export interface BotOptions {
   queue: JobQueue;
   rules: GuildRules;
   engine: EngineInfo;
+  /** The store's `deliveries` namespace: the outbox of acknowledged interactions and their outcomes. */
+  deliveries: Keyv;
   /**
    * Register the commands at start (bulk overwrite: unchanged commands keep their ids), from the same definitions the
    * handlers read their options through.
@@ -46,6 +51,7 @@ export interface BotOptions {
 export class ImagineBot {
   readonly client: Client;
   readonly presenter: JobPresenter;
+  readonly outbox: DeliveryOutbox;
   private readonly log: Logger;
   private accepting = false;
   private readonly startedAt = Date.now();
@@ -73,11 +79,22 @@ export class ImagineBot {
         await options.queue.updateMeta(jobId, { reply: replyTargetToJson(target) });
       },
     });
+    this.outbox = new DeliveryOutbox({
+      keyv: options.deliveries,
+      resultsDir: join(config.storage.dataDir, 'results'),
+      keepFinishedMs: config.delivery.keepFinishedHours * 3600_000,
+      presenter: this.presenter,
+      queue: options.queue,
+      rules: options.rules,
+      log: this.log.child({ module: 'delivery' }),
+      modelName: options.engine.modelName,
+    });
     this.commands = commandsFor(config);
     const context: HandlerContext = {
       log: this.log,
       queue: options.queue,
       rules: options.rules,
+      outbox: this.outbox,
       commands: this.commands,
       statusLine: async () => (await this.statusLine()).text,
     };
@@ -99,14 +116,19 @@ export class ImagineBot {
     if (!config.discord.token) throw new ConfigError(['DISCORD_TOKEN is not set: put the bot token in .env (see .env.example) or the environment.']);
     this.client.rest.setToken(config.discord.token);
     this.unsubscribe.push(
-      ...subscribeQueueEvents({ queue, presenter: this.presenter, log: this.log, modelName: this.options.engine.modelName, track: (work) => this.track(work) }),
+      ...subscribeQueueEvents({ queue, presenter: this.presenter, outbox: this.outbox, log: this.log, track: (work) => this.track(work) }),
     );
+    // Pending deliveries first, so the jobs the queue restores find their records; then what is owed is sent.
+    await this.outbox.load();
     await queue.start();
+    await this.outbox.resume();
     this.accepting = true;
 
     this.client.on(Events.InteractionCreate, (interaction) => this.track(this.route(interaction)));
     this.client.on(Events.Error, (error) => this.log.error({ err: loggableError(error) }, 'discord client error'));
     this.client.on(Events.ShardDisconnect, (event) => this.log.warn({ code: event.code }, 'gateway disconnected'));
+    this.client.on(Events.ShardReconnecting, (shardId) => this.log.info({ shardId }, 'gateway reconnecting'));
+    this.client.on(Events.ShardResume, (shardId, replayed) => this.log.info({ shardId, replayed }, 'gateway session resumed'));
     const ready = new Promise<void>((resolve) => this.client.once(Events.ClientReady, () => resolve()));
     await this.client.login(config.discord.token);
     await ready;
@@ -134,6 +156,7 @@ export class ImagineBot {
     await this.options.queue.close();
     // Interactions being answered and results being posted (a job that finished just before) complete first.
     await Promise.allSettled([...this.inFlight]);
+    await this.outbox.close();
     await this.presenter.closeAll();
     for (const off of this.unsubscribe.splice(0)) off();
     await this.client.destroy();

@@ -6,6 +6,7 @@ import { MessageFlags, PermissionFlagsBits, type RepliableInteraction } from 'di
 import { ImagineError } from '../errors.js';
 import type { JsonObject } from '../queue/index.js';
 import type { Requester } from './backend.js';
+import { isGoneError } from './errors.js';
 import type { ReplyTarget } from './job-message.js';
 
 /**
@@ -25,8 +26,14 @@ export async function replyEphemeral(interaction: RepliableInteraction, content:
   // "the reply" then would delete the job message the button sits on.
   if (interaction.deferred && interaction.ephemeral === false) {
     // A public "thinking…" is already there: remove it and answer privately.
-    await interaction.deleteReply().catch(() => undefined);
+    // Gone already (deleted, expired) is fine; any other failure is thrown for the caller to log, after the private
+    // answer below, which is what matters.
+    const deleted = await interaction.deleteReply().then(
+      () => null,
+      (error: unknown) => (isGoneError(error) ? null : error),
+    );
     await interaction.followUp({ content, flags: MessageFlags.Ephemeral });
+    if (deleted) throw deleted;
   } else if (interaction.deferred || interaction.replied) {
     await interaction.followUp({ content, flags: MessageFlags.Ephemeral });
   } else {

@@ -16,7 +16,7 @@ import { DiscordAPIError, type REST, type RawFile } from 'discord.js';
 import { MessageFlags, Routes, type APIActionRowComponent, type APIButtonComponent, type APIEmbed, type APIMessage } from 'discord-api-types/v10';
 import type { Logger } from '../log.js';
 import { messageLink } from './render.js';
-import { loggableError } from './errors.js';
+import { isTransientDiscordError, loggableError } from './errors.js';
 
 /** Interaction tokens are valid for 15 minutes after the interaction was created. */
 export const INTERACTION_TOKEN_LIFETIME_MS = 15 * 60_000;
@@ -135,16 +135,44 @@ export class JobMessage {
    * cannot go through the interaction token is posted as a new channel message that mentions the requester.
    */
   async finish(payload: MessagePayload, options: { announce?: boolean } = {}): Promise<void> {
+    try {
+      await this.deliver(payload, options);
+    } catch (error) {
+      this.log.warn({ err: loggableError(error) }, 'could not show the final state of a job');
+    }
+  }
+
+  /**
+   * As `finish`, but a failure is thrown to the caller (the delivery outbox), which retries. With `viaChannel` the
+   * interaction route is not tried again: the result goes to a channel message, unless the reply already shows it
+   * (an edit that reached Discord although its answer was lost). `nonce` makes a repeated channel post (a crash after
+   * the post, before the outbox marked it done) return the first message instead of posting twice.
+   */
+  async deliver(payload: MessagePayload, options: { announce?: boolean; viaChannel?: boolean; nonce?: string } = {}): Promise<void> {
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
     this.pending = null;
     this.closed = true;
     await this.readyGate;
     await this.inFlight;
+    if (options.viaChannel && !this.target.channelMessageId) {
+      if (await this.replyAlreadyShows(payload)) return;
+      await this.sendInChannel(payload, options.announce ?? false, options.nonce);
+      return;
+    }
+    await this.send(payload, options.announce ?? false, options.nonce);
+  }
+
+  /** Whether the interaction reply already shows `payload` (same text, same file names); false when it cannot tell. */
+  private async replyAlreadyShows(payload: MessagePayload): Promise<boolean> {
+    if (!this.tokenUsable()) return false;
     try {
-      await this.send(payload, options.announce ?? false);
+      const shown = (await this.rest.get(Routes.webhookMessage(this.target.applicationId, this.target.interactionToken, '@original'), { auth: false })) as APIMessage;
+      const names = (payload.files ?? []).map((file) => file.name).join('\n');
+      return shown.content === payload.content && shown.attachments.map((a) => a.filename).join('\n') === names;
     } catch (error) {
-      this.log.warn({ err: loggableError(error) }, 'could not show the final state of a job');
+      this.log.debug({ err: loggableError(error) }, 'could not read the interaction reply back');
+      return false;
     }
   }
 
@@ -185,7 +213,11 @@ export class JobMessage {
         () => {
           this.shownKey = wanted.key;
         },
-        (error: unknown) => this.log.warn({ err: loggableError(error) }, 'could not update a job message'),
+        (error: unknown) => {
+          this.log.warn({ err: loggableError(error), route: 'PATCH /webhooks/:application_id/:token/messages/@original' }, 'could not update a job message');
+          // A reset connection or a 5xx is tried again at the usual pace, unless a newer state replaced it meanwhile.
+          if (isTransientDiscordError(error) && !this.closed && this.pending === null) this.pending = wanted;
+        },
       )
       .finally(() => {
         this.lastSentAt = this.now();
@@ -199,7 +231,7 @@ export class JobMessage {
     return this.now() - this.target.interactionAt < INTERACTION_TOKEN_LIFETIME_MS - TOKEN_SAFETY_MARGIN_MS;
   }
 
-  private async send(payload: MessagePayload, announce: boolean): Promise<void> {
+  private async send(payload: MessagePayload, announce: boolean, nonce?: string): Promise<void> {
     if (this.tokenUsable()) {
       try {
         await this.rest.patch(Routes.webhookMessage(this.target.applicationId, this.target.interactionToken, '@original'), {
@@ -214,10 +246,10 @@ export class JobMessage {
         await this.retarget({ tokenExpired: true });
       }
     }
-    await this.sendInChannel(payload, announce);
+    await this.sendInChannel(payload, announce, nonce);
   }
 
-  private async sendInChannel(payload: MessagePayload, announce: boolean): Promise<void> {
+  private async sendInChannel(payload: MessagePayload, announce: boolean, nonce?: string): Promise<void> {
     const { channelId, requesterId } = this.target;
     const mention = `<@${requesterId}> `;
     if (this.target.channelMessageId && !announce) {
@@ -231,6 +263,7 @@ export class JobMessage {
       content: `${mention}${payload.content}`.slice(0, 2000),
       allowed_mentions: { users: [requesterId] },
       ...(replyTo ? { message_reference: { message_id: replyTo, channel_id: channelId, fail_if_not_exists: false } } : {}),
+      ...(nonce ? { nonce, enforce_nonce: true } : {}),
     };
     const posted = (await this.rest.post(Routes.channelMessages(channelId), { body, files: payload.files ?? [] })) as APIMessage;
     const previous = this.target.channelMessageId;
@@ -244,7 +277,7 @@ export class JobMessage {
       try {
         await this.rest.patch(Routes.channelMessage(channelId, messageId), { body: pointer });
       } catch (error) {
-        this.log.debug({ err: loggableError(error), messageId }, 'could not point the old reply at the new message');
+        this.log.info({ err: loggableError(error), messageId, route: 'PATCH /channels/:channel_id/messages/:message_id' }, 'could not point the old reply at the new message');
       }
     }
   }

@@ -7,7 +7,7 @@ import type { RawFile, REST } from 'discord.js';
 import type { Logger } from '../log.js';
 import { encodeLatentPreview } from '../queue/index.js';
 import { prepareAttachments, policyApplies, type FinishedImage, type NsfwPolicy } from './attachments.js';
-import { JobMessage, type ReplyTarget } from './job-message.js';
+import { JobMessage, type MessagePayload, type ReplyTarget } from './job-message.js';
 import {
   CANCELLED_CONTENT,
   failedContent,
@@ -152,8 +152,8 @@ export class JobPresenter {
     live.message.update({ content: live.content ?? STARTING_CONTENT, components: pendingButtons(jobId), files: live.preview ? [live.preview] : [] });
   }
 
-  async finished(job: PresentedJob, result: PresentedResult): Promise<void> {
-    const live = this.ensure(job);
+  /** The finished job's message: the PNGs under the guild's safety policy, the embed and the buttons. */
+  async resultPayload(job: PresentedJob, result: PresentedResult): Promise<MessagePayload> {
     const policy = await this.options.safetyPolicy(job.reply.guildId);
     const prepared = await prepareAttachments(result.images, {
       policy: policy.nsfwPolicy,
@@ -176,23 +176,29 @@ export class JobPresenter {
       withheld: prepared.withheld,
       flagged: prepared.flagged,
     });
-    await live.message.finish(
-      { content: finishedContent(job.reply.requesterId), embeds: [embed], components: finishedButtons(job.id), files: prepared.files },
-      { announce: true },
-    );
-    this.live.delete(job.id);
+    return { content: finishedContent(job.reply.requesterId), embeds: [embed], components: finishedButtons(job.id), files: prepared.files };
   }
 
-  async failed(job: Pick<PresentedJob, 'id' | 'reply'>, reason: string): Promise<void> {
-    const live = this.ensure(job);
-    await live.message.finish({ content: failedContent(reason), components: finishedButtons(job.id) });
-    this.live.delete(job.id);
+  /** A job that failed; `jobId` undefined when no job exists to retry (e.g. its request was never queued). */
+  failedPayload(jobId: string | undefined, reason: string): MessagePayload {
+    return { content: failedContent(reason), components: jobId ? finishedButtons(jobId) : [] };
   }
 
-  async cancelled(job: Pick<PresentedJob, 'id' | 'reply'>): Promise<void> {
+  cancelledPayload(jobId: string): MessagePayload {
+    return { content: CANCELLED_CONTENT, components: finishedButtons(jobId) };
+  }
+
+  /**
+   * Shows a job's final state once the edits in flight are done, and forgets the job's live state. Throws when
+   * Discord did not take it: the delivery outbox (delivery.ts) retries.
+   */
+  async deliver(job: Pick<PresentedJob, 'id' | 'reply'>, payload: MessagePayload, options: { announce: boolean; viaChannel: boolean; nonce: string }): Promise<void> {
     const live = this.ensure(job);
-    await live.message.finish({ content: CANCELLED_CONTENT, components: finishedButtons(job.id) });
-    this.live.delete(job.id);
+    try {
+      await live.message.deliver(payload, options);
+    } finally {
+      this.live.delete(job.id);
+    }
   }
 
   /** Stops every scheduled edit without sending more (shutdown). */

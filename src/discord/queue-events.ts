@@ -7,6 +7,7 @@ import type { Logger } from '../log.js';
 import { schedulerDisplayName, type JobQueue, type JobRecord, type SchedulerName } from '../queue/index.js';
 import { loggableError } from './errors.js';
 import type { ReplyTarget } from './job-message.js';
+import type { DeliveryOutbox } from './delivery.js';
 import type { JobPresenter, PresentedJob } from './presenter.js';
 
 /** Reads the reply target stored in a job's meta. */
@@ -44,15 +45,15 @@ export function presentedJob(job: JobRecord, reply: ReplyTarget): PresentedJob {
 export interface QueueEventsOptions {
   queue: JobQueue;
   presenter: JobPresenter;
+  /** Takes every job's outcome (result, failure, cancel) and delivers it, durably and once. */
+  outbox: DeliveryOutbox;
   log: Logger;
-  /** The model named under a result when the job record does not say. */
-  modelName: string;
   /** Keeps a message update counted as in flight, so a graceful stop waits for it. */
   track(work: Promise<unknown>): void;
 }
 
 /** Subscribes to every queue event; returns the functions that unsubscribe. */
-export function subscribeQueueEvents({ queue, presenter, log, modelName, track }: QueueEventsOptions): Array<() => void> {
+export function subscribeQueueEvents({ queue, presenter, outbox, log, track }: QueueEventsOptions): Array<() => void> {
   const withTarget = (job: JobRecord, act: (reply: ReplyTarget) => unknown) => {
     const reply = replyTargetOf(job);
     if (!reply) return; // a job queued by something other than this bot (e.g. a CLI): nothing to show
@@ -61,6 +62,7 @@ export function subscribeQueueEvents({ queue, presenter, log, modelName, track }
   return [
     queue.on('queued', ({ job, position, restored }) => {
       if (restored) log.info({ jobId: job.id, position, status: job.status }, 'job restored after a restart');
+      outbox.queued(job);
       withTarget(job, (reply) => presenter.queued(presentedJob(job, reply), position));
     }),
     queue.on('position', ({ job, position }) => withTarget(job, (reply) => presenter.queued(presentedJob(job, reply), position))),
@@ -76,22 +78,15 @@ export function subscribeQueueEvents({ queue, presenter, log, modelName, track }
     ),
     queue.on('finished', ({ job, images }) => {
       log.info({ jobId: job.id, ms: job.result?.durationMs, images: images.length }, 'job finished');
-      withTarget(job, (reply) =>
-        presenter.finished(presentedJob(job, reply), {
-          images: images.map((image) => ({ png: image.png, nsfw: image.nsfw ?? null, seed: image.seed.toString() })),
-          elapsedMs: job.result?.durationMs ?? 0,
-          modelName: job.result?.model ?? modelName,
-          ...(job.result?.promptTokens !== undefined ? { promptTokens: job.result.promptTokens } : {}),
-        }),
-      );
+      withTarget(job, () => outbox.finished(job, images));
     }),
     queue.on('failed', ({ job, error }) => {
       log.warn({ jobId: job.id, code: error.code, reason: error.message }, 'job failed');
-      withTarget(job, (reply) => presenter.failed({ id: job.id, reply }, error.message));
+      withTarget(job, () => outbox.failed(job, error.message));
     }),
     queue.on('cancelled', ({ job, by }) => {
       log.info({ jobId: job.id, by }, 'job cancelled');
-      withTarget(job, (reply) => presenter.cancelled({ id: job.id, reply }));
+      withTarget(job, () => outbox.cancelled(job));
     }),
   ];
 }

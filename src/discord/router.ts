@@ -3,6 +3,8 @@
  *
  * - an ImagineError (a refusal, an admission or settings error, the queue closing, …) becomes an ephemeral reply with
  *   its message and an info log line (`request refused`, with its code);
+ * - Discord's 10008 Unknown Message / 10062 Unknown interaction (a race: deleted or expired meanwhile) is logged at
+ *   info level and answered with `GONE` when still possible;
  * - anything else is an internal fault: logged as an error with the interaction id (and the job id when a button
  *   names one), answered with a generic ephemeral line.
  */
@@ -10,11 +12,13 @@ import type { ButtonInteraction, ChatInputCommandInteraction, Interaction } from
 import { isImagineError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { QueueClosedError } from '../queue/index.js';
-import { loggableError } from './errors.js';
+import { isGoneError, loggableError } from './errors.js';
 import type { ButtonHandler, CommandHandler, HandlerContext } from './handlers/context.js';
 import { Refusal, replyEphemeral } from './interaction.js';
 import { decodeCustomId } from './render.js';
 
+/** The answer when Discord says the message or interaction no longer exists (a race, e.g. a second Delete click). */
+export const GONE = 'That message or request no longer exists (it was deleted or has expired).';
 export const INTERNAL_ERROR = 'Something went wrong on the bot’s side; the details are in its log.';
 
 export interface RouterOptions {
@@ -51,6 +55,15 @@ async function answerError(interaction: ChatInputCommandInteraction | ButtonInte
     await replyEphemeral(interaction, error.message).catch((replyError: unknown) => log.warn({ ...where, err: loggableError(replyError) }, 'could not send a refusal'));
     return;
   }
+  if (isGoneError(error)) {
+    // Discord's races, not the bot's faults: the message was deleted (10008) or the interaction expired (10062) while
+    // we answered. The member learns it if the interaction can still be answered.
+    log.info({ ...where, err: loggableError(error) }, 'interaction target gone');
+    // An expired interaction cannot be answered at all.
+    if ((error as { code?: unknown }).code === 10062) return;
+    await replyEphemeral(interaction, GONE).catch((replyError: unknown) => log.info({ ...where, err: loggableError(replyError) }, 'could not answer an interaction whose target is gone'));
+    return;
+  }
   log.error({ ...where, err: loggableError(error) }, 'interaction failed');
-  await replyEphemeral(interaction, INTERNAL_ERROR).catch(() => undefined);
+  await replyEphemeral(interaction, INTERNAL_ERROR).catch((replyError: unknown) => log.warn({ ...where, err: loggableError(replyError) }, 'could not answer a failed interaction'));
 }

@@ -60,7 +60,8 @@ export interface BotController {
 
 export type FaultRequest =
   | { kind: 'rate_limit'; route: string; count?: number; retry_after?: number; global?: boolean }
-  | { kind: 'server_error'; route: string; count?: number; status?: number }
+  | { kind: 'server_error'; route: string; count?: number; status?: number; multipart?: boolean }
+  | { kind: 'connection_reset'; route: string; count?: number; multipart?: boolean }
   | { kind: 'gateway_drop'; shard?: number }
   | { kind: 'gateway_close'; code?: number; shard?: number }
   | { kind: 'gateway_reconnect'; shard?: number }
@@ -372,7 +373,14 @@ export class DiscordEmulator extends EventEmitter {
         const count = fault.count ?? 1;
         const status = fault.status ?? 500;
         if (status < 500 || status > 599) throw new SandboxRequestError('status must be 5xx');
-        this.rateLimiter.inject({ kind: 'server_error', route: fault.route, count, retryAfter: 0, status, global: false });
+        this.rateLimiter.inject({ kind: 'server_error', route: fault.route, count, retryAfter: 0, status, global: false, multipartOnly: fault.multipart === true });
+        return { injected: count };
+      }
+      case 'connection_reset': {
+        if (typeof fault.route !== 'string') throw new SandboxRequestError('route is required');
+        const count = fault.count ?? 1;
+        if (!(count >= 1)) throw new SandboxRequestError('count must be ≥ 1');
+        this.rateLimiter.inject({ kind: 'connection_reset', route: fault.route, count, retryAfter: 0, status: 0, global: false, multipartOnly: fault.multipart === true });
         return { injected: count };
       }
       case 'gateway_drop':
@@ -558,7 +566,14 @@ export class DiscordEmulator extends EventEmitter {
       }
       const interactionRoute = route.auth === 'none';
       const major = params.channel_id ?? params.guild_id ?? (params.token ? `${params.application_id ?? params.interaction_id}:${params.token}` : 'global');
-      const fault = this.rateLimiter.takeFault(method, route.template, path);
+      const fault = this.rateLimiter.takeFault(method, route.template, path, /^multipart\//i.test(req.headers['content-type'] ?? ''));
+      if (fault?.kind === 'connection_reset') {
+        // The peer vanishes mid-request, as a keep-alive connection closed by the other side does: no answer at all,
+        // the client sees ECONNRESET / "other side closed" (EPIPE when it was still writing).
+        log(route.template, 0, 0);
+        req.socket.destroy();
+        return;
+      }
       if (fault?.kind === 'server_error') {
         drain(req);
         sendJson(res, fault.status, { message: `${fault.status}: Injected server error`, code: 0 });

@@ -59,10 +59,14 @@ export interface MessageStoreOptions {
   maxAttachmentBytes: number;
 }
 
+/** How long a nonce makes a create with `enforce_nonce` return the earlier message (Discord: "a few minutes"). */
+const NONCE_WINDOW_MS = 5 * 60_000;
+
 /** Messages, their attachments (served back by the CDN route) and their edit history. */
 export class MessageStore {
   readonly messages = new Map<string, StoredMessage>();
   readonly attachments = new Map<string, StoredAttachment>();
+  private readonly nonces = new Map<string, { messageId: string; at: number }>();
 
   constructor(
     private readonly state: EmulatorState,
@@ -77,6 +81,20 @@ export class MessageStore {
   }
 
   /** Non-ephemeral, non-deleted messages of a channel, oldest first. */
+  /**
+   * Discord's `enforce_nonce`: a message this author created in this channel with the same nonce within the last few
+   * minutes (the emulator keeps 5), which a create with that nonce returns instead of making a second one.
+   */
+  byNonce(channelId: string, authorId: string, nonce: string): StoredMessage | undefined {
+    const entry = this.nonces.get(`${channelId}:${authorId}:${nonce}`);
+    if (!entry || this.now() - entry.at > NONCE_WINDOW_MS) return undefined;
+    return this.messages.get(entry.messageId);
+  }
+
+  rememberNonce(message: StoredMessage, nonce: string): void {
+    this.nonces.set(`${message.channelId}:${message.authorId}:${nonce}`, { messageId: message.id, at: this.now() });
+  }
+
   channelHistory(channelId: string): StoredMessage[] {
     return [...this.messages.values()].filter((m) => m.channelId === channelId && !m.deleted && !m.ephemeral);
   }

@@ -37,12 +37,14 @@ interface Window {
 }
 
 export interface InjectedFault {
-  kind: 'rate_limit' | 'server_error';
+  kind: 'rate_limit' | 'server_error' | 'connection_reset';
   route: string;
   remaining: number;
   retryAfter: number;
   status: number;
   global: boolean;
+  /** Only requests that upload files (multipart bodies), e.g. the edit that posts a result, not the text edits. */
+  multipartOnly?: boolean;
 }
 
 export class RateLimiter {
@@ -100,13 +102,14 @@ export class RateLimiter {
   }
 
   inject(fault: Omit<InjectedFault, 'remaining'> & { count: number }): void {
-    this.faults.push({ kind: fault.kind, route: fault.route, remaining: fault.count, retryAfter: fault.retryAfter, status: fault.status, global: fault.global });
+    this.faults.push({ kind: fault.kind, route: fault.route, remaining: fault.count, retryAfter: fault.retryAfter, status: fault.status, global: fault.global, multipartOnly: fault.multipartOnly === true });
   }
 
   /** The next injected fault for this request, if any (each use counts down). */
-  takeFault(method: string, template: string, path: string): InjectedFault | null {
+  takeFault(method: string, template: string, path: string, multipart = false): InjectedFault | null {
     for (const fault of this.faults) {
       if (fault.remaining <= 0) continue;
+      if (fault.multipartOnly && !multipart) continue;
       if (!faultMatches(fault.route, method, template, path)) continue;
       fault.remaining -= 1;
       return fault;

@@ -300,9 +300,15 @@ export function buildRestRoutes(deps: RestDependencies): RestRoute[] {
         validateMessageBody(body, { allowEphemeral: false, isEdit: false, uploadedFileCount: ctx.body.files.length }).throwIfAny();
         if (isEmptyMessage(body, ctx.body.files.length)) throw emptyMessage();
         const { flags, ...rest } = body;
+        const nonce = typeof body.nonce === 'string' || typeof body.nonce === 'number' ? String(body.nonce) : null;
+        if (nonce !== null && body.enforce_nonce === true) {
+          const earlier = messages.byNonce(channel.id, state.botUser.id, nonce);
+          if (earlier) return ok(messages.apiMessage(earlier, true));
+        }
         // EPHEMERAL means nothing outside interactions; Discord drops it.
         const cleaned: JsonObject = typeof flags === 'number' ? { ...rest, flags: flags & ~64 } : rest;
         const message = messages.create({ channelId: channel.id, authorId: state.botUser.id, type: isObject(body.message_reference) ? 19 : 0, body: cleaned, files: ctx.body.files, ephemeral: false });
+        if (nonce !== null) messages.rememberNonce(message, nonce);
         interactions.announceCreate(message);
         interactions.notify();
         return ok(messages.apiMessage(message, true));

@@ -5,6 +5,7 @@
 import { MessageFlags, type ButtonInteraction, type ChatInputCommandInteraction } from 'discord.js';
 import type { JobParams } from '../../queue/index.js';
 import type { Requester } from '../backend.js';
+import { loggableError } from '../errors.js';
 import { replyTargetFor, replyTargetToJson } from '../interaction.js';
 import type { HandlerContext } from './context.js';
 
@@ -14,28 +15,43 @@ const ACK_BUDGET_MS = 1500;
 type JobInteraction = ChatInputCommandInteraction | ButtonInteraction;
 
 /**
- * Runs the admission check, then acknowledges with a public deferred reply, which becomes the job's message. If the
- * check is slow, the reply is deferred first so Discord's 3-second limit is never missed. A refusal is thrown: the
- * router answers it ephemerally (and removes a public "thinking…" already shown).
+ * Runs the admission check, persists the request (delivery outbox: reply target with its token and time, who asks, the
+ * admitted parameters), then acknowledges with a public deferred reply, which becomes the job's message: a crash
+ * after the acknowledgement can no longer lose the request. If the check is slow, the record (without parameters) is
+ * written and the reply deferred first, so Discord's 3-second limit is never missed. A refusal is thrown: the router
+ * answers it ephemerally (and removes a public "thinking…" already shown); nothing is owed for it any more.
  */
-export async function admitThenDefer<T>(interaction: JobInteraction, check: Promise<T>): Promise<{ value: T; replyMessageId?: string }> {
+export async function admitThenDefer<T extends { params: JobParams }>(
+  interaction: JobInteraction,
+  context: HandlerContext,
+  admission: { check: Promise<T>; requester: Requester; receivedAt: number; parentId?: string },
+): Promise<{ value: T; replyMessageId?: string }> {
+  const { check, requester, receivedAt, parentId } = admission;
   const settled = check.then(
     (value) => ({ ok: true as const, value }),
     (error: unknown) => ({ ok: false as const, error }),
   );
   const early = await Promise.race([settled, new Promise<'late'>((resolve) => setTimeout(() => resolve('late'), ACK_BUDGET_MS).unref())]);
+  const persistThenDefer = async (params: JobParams | undefined): Promise<string | undefined> => {
+    const reply = replyTargetFor(interaction, receivedAt);
+    const persistMs = await context.outbox.accept(interaction.id, { reply, requester, ...(params ? { params } : {}), ...(parentId ? { parentId } : {}) });
+    const response = await interaction.deferReply({ withResponse: true });
+    context.log.debug({ interactionId: interaction.id, persistMs: Math.round(persistMs * 100) / 100, ackMs: Date.now() - receivedAt }, 'request persisted, then acknowledged');
+    return response.resource?.message?.id;
+  };
   let replyMessageId: string | undefined;
-  if (early === 'late') {
-    const response = await interaction.deferReply({ withResponse: true });
-    replyMessageId = response.resource?.message?.id;
+  try {
+    if (early === 'late') replyMessageId = await persistThenDefer(undefined);
+    const outcome = early === 'late' ? await settled : early;
+    if (!outcome.ok) throw outcome.error;
+    if (early === 'late') await context.outbox.admitted(interaction.id, outcome.value.params, replyMessageId);
+    else replyMessageId = await persistThenDefer(outcome.value.params);
+    return { value: outcome.value, ...(replyMessageId ? { replyMessageId } : {}) };
+  } catch (error) {
+    // Refused (or the acknowledgement failed): the router answers, no job will.
+    await context.outbox.forget(interaction.id);
+    throw error;
   }
-  const outcome = early === 'late' ? await settled : early;
-  if (!outcome.ok) throw outcome.error;
-  if (early !== 'late') {
-    const response = await interaction.deferReply({ withResponse: true });
-    replyMessageId = response.resource?.message?.id;
-  }
-  return { value: outcome.value, ...(replyMessageId ? { replyMessageId } : {}) };
 }
 
 export interface AdmittedJob {
@@ -53,13 +69,24 @@ export interface AdmittedJob {
 export async function enqueueJob(interaction: JobInteraction, context: HandlerContext, job: AdmittedJob): Promise<void> {
   const { requester, receivedAt, parentId } = job;
   const reply = replyTargetFor(interaction, receivedAt, job.replyMessageId);
-  const standing = await context.rules.submit(requester, job.params, {
-    ...(parentId ? { parentId } : {}),
-    meta: { reply: replyTargetToJson(reply), channelNsfw: requester.channelNsfw },
-  });
+  let standing;
+  try {
+    standing = await context.rules.submit(requester, job.params, {
+      ...(parentId ? { parentId } : {}),
+      meta: { reply: replyTargetToJson(reply), channelNsfw: requester.channelNsfw, interactionId: interaction.id },
+    });
+  } catch (error) {
+    await context.outbox.forget(interaction.id);
+    throw error;
+  }
+  await context.outbox.linked(interaction.id, standing.job.id, job.replyMessageId);
   context.log.info(
     { jobId: standing.job.id, guildId: requester.guildId, userId: requester.userId, position: standing.position, parentId, ms: Date.now() - receivedAt },
     'job queued',
   );
-  if (job.notes.length > 0) await interaction.followUp({ content: job.notes.join(' '), flags: MessageFlags.Ephemeral }).catch(() => undefined);
+  if (job.notes.length > 0) {
+    await interaction.followUp({ content: job.notes.join(' '), flags: MessageFlags.Ephemeral }).catch((error: unknown) => {
+      context.log.warn({ err: loggableError(error), jobId: standing.job.id, route: 'POST /webhooks/:application_id/:token' }, 'could not send a follow-up note');
+    });
+  }
 }

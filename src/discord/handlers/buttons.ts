@@ -4,6 +4,7 @@
  */
 import type { ButtonInteraction } from 'discord.js';
 import { randomSeed } from '../../queue/index.js';
+import { isGoneError } from '../errors.js';
 import { Refusal, requesterOf } from '../interaction.js';
 import { decodeCustomId } from '../render.js';
 import { admitThenDefer, enqueueJob } from './admit.js';
@@ -38,7 +39,13 @@ export async function handleButton(interaction: ButtonInteraction, context: Hand
       // Deleting the message of a job still waiting or running cancels it first; if it ended meanwhile, fine.
       if (job.status === 'queued' || job.status === 'running') await context.queue.cancel(jobId, actor).catch(() => undefined);
       await interaction.deferUpdate();
-      await interaction.deleteReply();
+      try {
+        await interaction.deleteReply();
+      } catch (error) {
+        // Two clicks on Delete: the first one deleted it.
+        if (isGoneError(error)) throw new Refusal('already_deleted', 'This message was already deleted.');
+        throw error;
+      }
       log.info('job message deleted');
       return;
     }
@@ -46,7 +53,7 @@ export async function handleButton(interaction: ButtonInteraction, context: Hand
     case 'same': {
       // Re-roll: the same settings with a fresh seed; same seed: exactly the stored parameters.
       const wanted = action === 'same' ? job.params : { ...job.params, seed: randomSeed().toString() };
-      const admitted = await admitThenDefer(interaction, context.rules.checkParams(requester, wanted));
+      const admitted = await admitThenDefer(interaction, context, { check: context.rules.checkParams(requester, wanted), requester, receivedAt, parentId: jobId });
       await enqueueJob(interaction, context, {
         requester,
         params: admitted.value.params,

@@ -8,11 +8,14 @@ import type { ImagineCommands } from '../../../commands/index.js';
 import type { Logger } from '../../log.js';
 import type { JobQueue } from '../../queue/index.js';
 import type { GuildRules } from '../backend.js';
+import type { DeliveryOutbox } from '../delivery.js';
 
 export interface HandlerContext {
   log: Logger;
   queue: JobQueue;
   rules: GuildRules;
+  /** Persists a request before it is acknowledged, and answers it once its job ends. */
+  outbox: DeliveryOutbox;
   /** The definitions the commands were registered from: handlers read their options through them. */
   commands: ImagineCommands;
   /** One line: model, provider, queue lengths, what runs, uptime. */

@@ -10,7 +10,7 @@ export async function handleImagine(interaction: ChatInputCommandInteraction, co
   const requester = requesterOf(interaction);
   if (!requester) throw new Refusal('guild_only', '/imagine works in servers only.');
   const options = readOptions(interaction.options, context.commands.imagine.options);
-  const admitted = await admitThenDefer(interaction, context.rules.check(requester, options));
+  const admitted = await admitThenDefer(interaction, context, { check: context.rules.check(requester, options), requester, receivedAt });
   context.log.debug({ interactionId: interaction.id, ms: Date.now() - receivedAt }, 'request admitted and acknowledged');
   await enqueueJob(interaction, context, { requester, params: admitted.value.params, receivedAt, replyMessageId: admitted.replyMessageId, notes: admitted.value.notes });
 }
