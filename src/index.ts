@@ -61,7 +61,7 @@ export { MAX_SEED, RNG_DEVICES, createImageNoise, createNoiseGenerator, PerImage
 
 // PNG output with A1111's `parameters` chunk, and latent previews.
 export { encodePng, formatInfotext, generationInfotext, readTextChunks, type InfotextFields } from './diffusion/png.js';
-export { encodeLatentPreview, latentsToRgb, type PreviewOptions } from './diffusion/preview.js';
+export { encodeBatchPreview, encodeLatentPreview, latentsToRgb, type PreviewOptions } from './diffusion/preview.js';
 
 // Errors.
 export { CancelledError, ImagineError, InvalidRequestError, ModelFileError, isImagineError } from './errors.js';

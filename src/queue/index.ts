@@ -39,5 +39,5 @@ export {
 export { parseSeed, randomSeed } from '../diffusion/rng/index.js';
 export { SCHEDULER_NAMES, type SchedulerName } from '../diffusion/schedulers/types.js';
 export { SAMPLER_REQUEST_DEFAULTS, schedulerDisplayName } from '../diffusion/schedulers/index.js';
-export { encodeLatentPreview } from '../diffusion/preview.js';
+export { encodeBatchPreview } from '../diffusion/preview.js';
 export { insertTextChunks, readTextChunks } from '../diffusion/png.js';
