@@ -62,7 +62,7 @@ describe('/imagine end to end', () => {
     const reply = view.original!;
     const contents = reply.history.map((h) => h.content);
     assert.ok(contents.some((c) => c.startsWith('⏳ Queued — position')), `a queued state was shown: ${contents.join(' | ')}`);
-    assert.ok(contents.some((c) => /step \d+\/120/.test(c)), 'progress with step k/n was shown');
+    assert.ok(contents.some((c) => /step \d+\/60/.test(c)), 'progress with step k/n of the one batched run was shown');
     assert.ok(reply.history.some((h) => h.attachments.some((name) => name.startsWith('preview.'))), 'at least one preview image edit');
 
     const pngs = reply.attachments.filter((a) => a.content_type === 'image/png');
