@@ -11,6 +11,10 @@
  *    time is printed separately: it adds to a step only when the UNet is faster than the draw (never on a real model).
  * 2. The tiny test model's seconds per 30-step image (its UNet is small but its attention at 64×64 latents is not,
  *    so 128² is the size the tests use; 256² shows the growth).
+ * 3. Images per minute for a fixed mixed workload of jobs (1–4 images, 2 sizes, 3 schedulers) on the tiny model, run
+ *    sequentially (each image its own generation at UNet batch 2, as the bot did before job batching) and job-batched
+ *    (each job one generation, one generator per image, UNet batch 2N), and their ratio. The CPU gains little from
+ *    bigger batches (its kernels are already busy at batch 2); a GPU is where the batch is nearly free.
  */
 import { availableParallelism, cpus } from 'node:os';
 import { join } from 'node:path';
@@ -18,8 +22,8 @@ import * as ort from 'onnxruntime-node';
 import { loadPipeline } from '../src/diffusion/load.js';
 import type { ModelPart, StableDiffusionModel, TensorContract, TensorDtype } from '../src/diffusion/model.js';
 import { buildModel } from '../src/diffusion/onnx-builder.js';
-import { StableDiffusionPipeline } from '../src/diffusion/pipeline.js';
-import { SCHEDULER_NAMES } from '../src/diffusion/schedulers/types.js';
+import { StableDiffusionPipeline, type GenerationRequest } from '../src/diffusion/pipeline.js';
+import { SCHEDULER_NAMES, type SchedulerName } from '../src/diffusion/schedulers/types.js';
 import { PROJECT_ROOT } from '../src/util/project.js';
 
 const modelFolder = process.argv[2] ?? join(PROJECT_ROOT, 'test/fixtures/tiny-sd');
@@ -86,4 +90,50 @@ for (const size of [128, 256]) {
     `  ${size}x${size}: ${(t.totalMs / 1000).toFixed(2)} s  (text ${t.textEncoderMs.toFixed(0)} ms, UNet ${(t.unetMs / 30).toFixed(1)} ms/step, decode ${t.decodeMs.toFixed(0)} ms)`,
   );
 }
+
+/** The fixed workload: job i has 1–4 images, one of 2 sizes and one of 3 schedulers (all combinations met). */
+const JOBS: { count: number; size: number; scheduler: SchedulerName }[] = [1, 2, 3, 4, 2, 4, 1, 3].map((count, i) => ({
+  count,
+  size: i % 2 === 0 ? 64 : 96,
+  scheduler: (['euler', 'euler_a', 'dpmpp_2m'] as const)[i % 3]!,
+}));
+const WORKLOAD_STEPS = 8;
+const workloadImages = JOBS.reduce((sum, job) => sum + job.count, 0);
+const jobRequest = (job: (typeof JOBS)[number], index: number): GenerationRequest => ({
+  ...base,
+  seed: 1000n + BigInt(index) * 10n,
+  steps: WORKLOAD_STEPS,
+  width: job.size,
+  height: job.size,
+  scheduler: job.scheduler,
+});
+/** Runs the workload one way; resolves to images per minute. */
+async function imagesPerMinute(runJob: (request: GenerationRequest, count: number) => Promise<unknown>): Promise<number> {
+  const started = performance.now();
+  for (const [index, job] of JOBS.entries()) await runJob(jobRequest(job, index), job.count);
+  return workloadImages / ((performance.now() - started) / 60_000);
+}
+const seedsOf = (request: GenerationRequest, count: number) => Array.from({ length: count }, (_, i) => (request.seed as bigint) + BigInt(i));
+const sequentially = async (request: GenerationRequest, count: number) => {
+  for (const seed of seedsOf(request, count)) await tiny.generate({ ...request, seed });
+};
+const jobBatched = (request: GenerationRequest, count: number) => tiny.generate({ ...request, seed: seedsOf(request, count) });
+
+console.log(
+  `\nTiny model, a fixed workload of ${JOBS.length} jobs, ${workloadImages} images (1–4 per job, 64² and 96², euler / euler_a / dpmpp_2m, ` +
+    `${WORKLOAD_STEPS} steps, cfg ${base.cfg}), CPU:`,
+);
+// One untimed 1-step run at every shape first (each job's batch, and batch 1), so neither way pays for ORT's first run
+// at a shape.
+for (const [index, job] of JOBS.entries()) {
+  const request = { ...jobRequest(job, index), steps: 1 };
+  await jobBatched(request, job.count);
+  await tiny.generate(request);
+}
+const sequential = await imagesPerMinute(sequentially);
+const batched = await imagesPerMinute(jobBatched);
+console.log(`  sequential (one image per generation, UNet batch 2):      ${sequential.toFixed(1)} images/min`);
+console.log(`  job-batched (one generation per job, UNet batch 2N):      ${batched.toFixed(1)} images/min`);
+console.log(`  job-batched / sequential: ${(batched / sequential).toFixed(2)}×`);
+
 await tiny.model.release();

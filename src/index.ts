@@ -17,6 +17,8 @@ export {
   MAX_BATCH,
   MAX_STEPS,
   StableDiffusionPipeline,
+  imageCountOf,
+  imageSeedOf,
   latentShapeOf,
   requestedStepOf,
   validateRequest,
@@ -55,11 +57,11 @@ export {
 } from './diffusion/schedulers/index.js';
 
 // Seeds and torch-compatible noise.
-export { MAX_SEED, RNG_DEVICES, createNoiseGenerator, parseSeed, randomSeed, type NoiseGenerator, type RngDevice } from './diffusion/rng/index.js';
+export { MAX_SEED, RNG_DEVICES, createImageNoise, createNoiseGenerator, PerImageGenerators, parseSeed, randomSeed, type NoiseGenerator, type RngDevice } from './diffusion/rng/index.js';
 
 // PNG output with A1111's `parameters` chunk, and latent previews.
 export { encodePng, formatInfotext, generationInfotext, readTextChunks, type InfotextFields } from './diffusion/png.js';
-export { encodeLatentPreview, latentsToRgb, type PreviewOptions } from './diffusion/preview.js';
+export { encodeBatchPreview, encodeLatentPreview, latentsToRgb, type PreviewOptions } from './diffusion/preview.js';
 
 // Errors.
 export { CancelledError, ImagineError, InvalidRequestError, ModelFileError, isImagineError } from './errors.js';

@@ -4,7 +4,9 @@
  * between steps when the job is cancelled.
  *
  * Each image of a job is made from its own seed (seed, seed+1, …) like A1111's batches, so every image can be
- * re-made alone from the seed shown under it.
+ * re-made alone from the seed shown under it. The job's images are one generation with one generator per image
+ * (diffusers' list of generators): the UNet runs once per step on all of them (batch 2N with guidance), which on a
+ * GPU costs little more than one image, and each image still equals its seed made alone (rounding aside).
  */
 import { MAX_SEED } from '../diffusion/rng/index.js';
 import { clipSkipInfotext, encodePng, formatInfotext } from '../diffusion/png.js';
@@ -37,55 +39,52 @@ export class PipelineImageGenerator implements ImageGenerator {
   }
 
   async generate(request: GenerationRequest, options: GenerateOptions): Promise<GeneratedImages> {
-    const images: GeneratedImage[] = [];
     const count = Math.max(1, request.count);
-    // Progress across the job's images, in the steps the user asked for.
-    const userStep = (image: number, step: number, totalSteps: number) => image * request.steps + requestedStepOf(step, totalSteps, request.steps);
+    const seeds = Array.from({ length: count }, (_, index) => offsetSeed(request.seed, index));
     const previewIntervalMs = this.options.previewIntervalMs ?? 1000;
     let lastPreviewAt = -Infinity;
     let previewDue = false;
-    let promptTokens: string | undefined;
-    for (let index = 0; index < count; index++) {
-      const seed = offsetSeed(request.seed, index);
-      const result = await this.pipeline.generate(
-        {
-          prompt: request.prompt,
-          negativePrompt: request.negative,
-          seed,
-          steps: request.steps,
-          cfg: request.cfg,
-          width: request.width,
-          height: request.height,
-          scheduler: request.scheduler,
-          // Absent on jobs stored before Karras samplers were offered: the model's scheduler config decides.
-          ...(request.karras === undefined ? {} : { karras: request.karras }),
-          rng: request.rng,
-          batch: 1,
-          safetyCheck: this.options.safetyCheck,
-          // Jobs stored before the setting existed carry none and ran as plain (JobParams.promptSyntax).
-          promptSyntax: request.promptSyntax ?? 'plain',
-          clipSkip: request.clipSkip ?? 1,
+    // One generation of the whole job: its images denoised together (UNet batch 2N with guidance), each from its own
+    // seed's generator, so each equals its seed made alone. Progress is that one run's steps, in the steps asked for.
+    const result = await this.pipeline.generate(
+      {
+        prompt: request.prompt,
+        negativePrompt: request.negative,
+        seed: seeds,
+        steps: request.steps,
+        cfg: request.cfg,
+        width: request.width,
+        height: request.height,
+        scheduler: request.scheduler,
+        // Absent on jobs stored before Karras samplers were offered: the model's scheduler config decides.
+        ...(request.karras === undefined ? {} : { karras: request.karras }),
+        rng: request.rng,
+        safetyCheck: this.options.safetyCheck,
+        // Jobs stored before the setting existed carry none and ran as plain (JobParams.promptSyntax).
+        promptSyntax: request.promptSyntax ?? 'plain',
+        clipSkip: request.clipSkip ?? 1,
+      },
+      {
+        signal: options.signal,
+        onStep: ({ step, totalSteps }) => {
+          previewDue = step === totalSteps || performance.now() - lastPreviewAt >= previewIntervalMs;
+          if (!previewDue) options.onProgress?.({ step: requestedStepOf(step, totalSteps, request.steps), totalSteps: request.steps });
         },
-        {
-          signal: options.signal,
-          onStep: ({ step, totalSteps }) => {
-            previewDue = step === totalSteps || performance.now() - lastPreviewAt >= previewIntervalMs;
-            if (!previewDue) options.onProgress?.({ step: userStep(index, step, totalSteps), totalSteps: count * request.steps });
-          },
-          wantsLatents: () => previewDue,
-          onProgress: (progress) => {
-            lastPreviewAt = performance.now();
-            options.onProgress?.({
-              step: userStep(index, progress.step, progress.totalSteps),
-              totalSteps: count * request.steps,
-              latents: { data: progress.latents, shape: progress.shape },
-            });
-          },
+        wantsLatents: () => previewDue,
+        onProgress: (progress) => {
+          lastPreviewAt = performance.now();
+          options.onProgress?.({
+            step: requestedStepOf(progress.step, progress.totalSteps, request.steps),
+            totalSteps: request.steps,
+            latents: { data: progress.latents, shape: progress.shape },
+          });
         },
-      );
-      const image = result.images[0];
-      if (!image) throw new Error('the pipeline returned no image');
-      promptTokens = formatTokenCount(result.promptTokens);
+      },
+    );
+    if (result.images.length !== count) throw new Error(`the pipeline returned ${result.images.length} images for ${count} seeds`);
+    const images: GeneratedImage[] = [];
+    for (const [index, image] of result.images.entries()) {
+      const seed = seeds[index]!;
       const infotext = formatInfotext({
         prompt: request.prompt,
         negativePrompt: request.negative,
@@ -104,6 +103,6 @@ export class PipelineImageGenerator implements ImageGenerator {
         ...(image.nsfw === null ? {} : { nsfw: image.nsfw }),
       });
     }
-    return { images, model: this.pipeline.model.name, ...(promptTokens !== undefined ? { promptTokens } : {}) };
+    return { images, model: this.pipeline.model.name, promptTokens: formatTokenCount(result.promptTokens) };
   }
 }

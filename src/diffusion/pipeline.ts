@@ -5,7 +5,7 @@
  * guidance), steppers.ts (where guidance and the scheduler step run: JS or the device graph, and the auto fallback),
  * vae-decode.ts, timings.ts, schedulers/ and rng/.
  */
-import { createNoiseGenerator } from './rng/index.js';
+import { createImageNoise } from './rng/index.js';
 import type { NoiseGenerator } from './rng/types.js';
 import { createScheduler } from './schedulers/index.js';
 import { supportsLinearStep, type Scheduler, type SchedulerName } from './schedulers/types.js';
@@ -14,7 +14,7 @@ import { CancelledError } from './errors.js';
 import { DeviceStepper } from './device-step.js';
 import type { StableDiffusionModel } from './model.js';
 import { GpuTensorReader, GpuTensorUploader, keepsOutputsOnDevice, type ProviderName } from './providers.js';
-import { latentShapeOf, validateRequest, type GenerationRequest, type LatentShape } from './request.js';
+import { imageCountOf, latentShapeOf, validateRequest, type GenerationRequest, type LatentShape } from './request.js';
 import {
   CallbackFailure,
   DeviceLoopStepper,
@@ -35,6 +35,8 @@ export {
   DEFAULT_STEPS,
   MAX_BATCH,
   MAX_STEPS,
+  imageCountOf,
+  imageSeedOf,
   latentShapeOf,
   requestedStepOf,
   validateRequest,
@@ -129,7 +131,10 @@ function throwIfAborted(signal: AbortSignal | undefined): void {
   if (signal?.aborted) throw new CancelledError();
 }
 
-/** Initial noise: one draw of the whole (n, 4, h, w) tensor, scaled by the scheduler's init_noise_sigma. */
+/**
+ * Initial noise: one draw of the whole (n, 4, h, w) tensor (row by row from each image's generator when there is one
+ * per image), scaled by the scheduler's init_noise_sigma.
+ */
 function initialLatents(generator: NoiseGenerator, scheduler: Scheduler, count: number): Float32Array {
   const latents = generator.randn(count);
   if (scheduler.initNoiseSigma !== 1) for (let i = 0; i < count; i++) latents[i] = latents[i]! * scheduler.initNoiseSigma;
@@ -205,7 +210,7 @@ export class StableDiffusionPipeline {
     validateRequest(request);
     const timings = new TimingRecorder();
     const { signal } = options;
-    const batch = request.batch ?? 1;
+    const batch = imageCountOf(request);
     const guidance = request.cfg > 1;
     const latentShape = latentShapeOf(request, this.model.vaeScaleFactor);
     const latentCount = latentShape.reduce((product, dim) => product * dim, 1);
@@ -259,11 +264,14 @@ export class StableDiffusionPipeline {
     };
   }
 
-  /** A fresh scheduler with its timesteps set, a generator seeded from the request, and the initial noise. */
+  /**
+   * A fresh scheduler with its timesteps set, the noise source seeded from the request (one generator, or one per
+   * image, rng/per-image.ts) and the initial noise.
+   */
   private startDenoising(request: GenerationRequest, latentCount: number): DenoiseStart {
     const scheduler = this.createScheduler(request);
     scheduler.setTimesteps(request.steps);
-    const generator = createNoiseGenerator(request.rng ?? 'cpu', request.seed);
+    const generator = createImageNoise(request.rng ?? 'cpu', request.seed);
     return { scheduler, generator, timesteps: scheduler.timesteps, latents: initialLatents(generator, scheduler, latentCount) };
   }
 

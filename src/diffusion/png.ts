@@ -1,5 +1,5 @@
 import sharp from 'sharp';
-import type { GenerationRequest } from './request.js';
+import { imageCountOf, imageSeedOf, type GenerationRequest } from './request.js';
 
 /**
  * PNG output with an A1111-style `parameters` text chunk, the field that A1111's and ComfyUI's "PNG info" read.
@@ -54,20 +54,22 @@ export function generationInfotext(
   image: { index: number; width: number; height: number },
   model: string,
 ): string {
-  const batch = request.batch ?? 1;
+  const batch = imageCountOf(request);
+  // With a seed per image, each image is its seed's image alone: no batch position to give.
+  const sharesGenerator = typeof request.seed === 'bigint' && batch > 1;
   return formatInfotext({
     prompt: request.prompt,
     negativePrompt: request.negativePrompt,
     steps: request.steps,
     sampler,
     cfg: request.cfg,
-    seed: request.seed,
+    seed: imageSeedOf(request, image.index),
     width: image.width,
     height: image.height,
     model,
     extra: {
       RNG: (request.rng ?? 'cpu') === 'cpu' ? 'CPU' : 'NV',
-      ...(batch > 1 ? { 'Batch size': batch, 'Batch pos': image.index } : {}),
+      ...(sharesGenerator ? { 'Batch size': batch, 'Batch pos': image.index } : {}),
       ...clipSkipInfotext(request.clipSkip),
     },
   });

@@ -41,14 +41,37 @@ export interface PreviewOptions {
 }
 
 /** Encodes a small upscaled preview image of one image's latents. */
-export async function encodeLatentPreview(
+export function encodeLatentPreview(
   latents: Float32Array,
   shape: readonly [number, number, number, number],
   index = 0,
   options: PreviewOptions = {},
 ): Promise<Buffer> {
   const [, , height, width] = shape;
-  const rgb = latentsToRgb(latents, shape, index);
+  return encodeRgbPreview(latentsToRgb(latents, shape, index), width, height, options);
+}
+
+/**
+ * Encodes one preview of every image in latents shaped (n, 4, h, w): the images side by side in a near-square grid
+ * (⌈√n⌉ columns, row-major in batch order), so a job's batch shows as one picture; the longest side is `size`.
+ */
+export function encodeBatchPreview(latents: Float32Array, shape: readonly [number, number, number, number], options: PreviewOptions = {}): Promise<Buffer> {
+  const [count, , height, width] = shape;
+  const columns = Math.ceil(Math.sqrt(count));
+  const rows = Math.ceil(count / columns);
+  const gridWidth = columns * width;
+  const grid = new Uint8Array(rows * height * gridWidth * 3);
+  for (let index = 0; index < count; index++) {
+    const rgb = latentsToRgb(latents, shape, index);
+    const left = (index % columns) * width;
+    const top = Math.floor(index / columns) * height;
+    for (let y = 0; y < height; y++) grid.set(rgb.subarray(y * width * 3, (y + 1) * width * 3), ((top + y) * gridWidth + left) * 3);
+  }
+  return encodeRgbPreview(grid, gridWidth, rows * height, options);
+}
+
+/** Upscales latent-resolution RGB so its longest side is `size` (cubic) and encodes it. */
+function encodeRgbPreview(rgb: Uint8Array, width: number, height: number, options: PreviewOptions): Promise<Buffer> {
   const size = options.size ?? 256;
   const scale = size / Math.max(width, height);
   const image = sharp(rgb, { raw: { width, height, channels: 3 } }).resize(

@@ -9,7 +9,12 @@ export interface GenerationRequest {
   prompt: string;
   /** Empty string when none, as diffusers does for the unconditional half. */
   negativePrompt?: string;
-  seed: bigint;
+  /**
+   * One seed: one generator, seeded with it, draws the noise of the whole batch (`batch` images, diffusers'
+   * `num_images_per_prompt`). A list: one generator per image, image i's seeded with `seed[i]` (diffusers' list of
+   * generators, rng/per-image.ts), so each image equals the one its seed makes alone; the batch is the list's length.
+   */
+  seed: bigint | readonly bigint[];
   steps: number;
   /** Classifier-free guidance scale; ≤ 1 runs the UNet on the prompt alone, as diffusers does. */
   cfg: number;
@@ -21,7 +26,10 @@ export interface GenerationRequest {
   timestepSpacing?: TimestepSpacing;
   /** Which torch generator the noise reproduces (default cpu, as diffusers recommends for reproducibility). */
   rng?: RngDevice;
-  /** Images per prompt, drawn from one generator as one (n, 4, h, w) tensor, like diffusers' num_images_per_prompt. */
+  /**
+   * Images per prompt, drawn from one generator as one (n, 4, h, w) tensor, like diffusers' num_images_per_prompt.
+   * With a list of seeds, leave it out (or give the list's length).
+   */
   batch?: number;
   /** Run the model's safety checker when it has one (default true). */
   safetyCheck?: boolean;
@@ -43,7 +51,13 @@ const MAX_PIXELS = 2048 * 2048;
 /** Checks a request before any work starts, so every mistake is one clear sentence. */
 export function validateRequest(request: GenerationRequest): void {
   const { width, height, steps, cfg } = request;
-  const batch = request.batch ?? 1;
+  const seeds = typeof request.seed === 'bigint' ? [request.seed] : request.seed;
+  if (!Array.isArray(seeds) || seeds.some((seed) => typeof seed !== 'bigint' || seed < 0n || seed > MAX_SEED)) throw new InvalidRequestError(`seed must be a whole number from 0 to ${MAX_SEED}.`);
+  if (seeds.length === 0) throw new InvalidRequestError('a list of seeds needs at least one seed.');
+  if (typeof request.seed !== 'bigint' && request.batch !== undefined && request.batch !== seeds.length) {
+    throw new InvalidRequestError(`batch (${request.batch}) must equal the number of seeds (${seeds.length}) when each image has its own seed.`);
+  }
+  const batch = imageCountOf(request);
   for (const [label, value] of [
     ['width', width],
     ['height', height],
@@ -56,7 +70,6 @@ export function validateRequest(request: GenerationRequest): void {
   if (!Number.isInteger(steps) || steps < 1 || steps > MAX_STEPS) throw new InvalidRequestError(`steps must be a whole number from 1 to ${MAX_STEPS} (got ${steps}).`);
   if (!Number.isFinite(cfg) || cfg < 0 || cfg > 100) throw new InvalidRequestError(`cfg must be a number from 0 to 100 (got ${cfg}).`);
   if (!Number.isInteger(batch) || batch < 1 || batch > MAX_BATCH) throw new InvalidRequestError(`batch must be a whole number from 1 to ${MAX_BATCH} (got ${batch}).`);
-  if (typeof request.seed !== 'bigint' || request.seed < 0n || request.seed > MAX_SEED) throw new InvalidRequestError(`seed must be a whole number from 0 to ${MAX_SEED}.`);
   if (typeof request.prompt !== 'string') throw new InvalidRequestError('prompt must be text.');
   if (request.promptSyntax !== undefined && !(PROMPT_SYNTAXES as readonly string[]).includes(request.promptSyntax)) {
     throw new InvalidRequestError(`promptSyntax must be one of ${PROMPT_SYNTAXES.join(', ')} (got ${String(request.promptSyntax)}).`);
@@ -70,8 +83,24 @@ export function validateRequest(request: GenerationRequest): void {
 /** (batch, 4, height / f, width / f): the latent tensor a request denoises, f being the VAE's scale factor. */
 export type LatentShape = readonly [number, number, number, number];
 
-export function latentShapeOf(request: Pick<GenerationRequest, 'width' | 'height' | 'batch'>, vaeScaleFactor: number): LatentShape {
-  return [request.batch ?? 1, 4, request.height / vaeScaleFactor, request.width / vaeScaleFactor];
+export function latentShapeOf(request: Pick<GenerationRequest, 'width' | 'height' | 'batch'> & Partial<Pick<GenerationRequest, 'seed'>>, vaeScaleFactor: number): LatentShape {
+  return [imageCountOf(request), 4, request.height / vaeScaleFactor, request.width / vaeScaleFactor];
+}
+
+/** How many images a request makes: one per seed when it lists them, else `batch` (default 1). */
+export function imageCountOf(request: Pick<GenerationRequest, 'batch'> & Partial<Pick<GenerationRequest, 'seed'>>): number {
+  return request.seed === undefined || typeof request.seed === 'bigint' ? (request.batch ?? 1) : request.seed.length;
+}
+
+/**
+ * The seed that remakes image `index` alone: its own with a list of seeds; otherwise the batch's one seed (the image
+ * is then that seed's image only at its position in a batch of the same size).
+ */
+export function imageSeedOf(request: Pick<GenerationRequest, 'seed'>, index: number): bigint {
+  if (typeof request.seed === 'bigint') return request.seed;
+  const seed = request.seed[index];
+  if (seed === undefined) throw new RangeError(`the request has no image ${index}`);
+  return seed;
 }
 
 /**

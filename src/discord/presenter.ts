@@ -5,7 +5,7 @@
  */
 import type { RawFile, REST } from 'discord.js';
 import type { Logger } from '../log.js';
-import { encodeLatentPreview } from '../queue/index.js';
+import { encodeBatchPreview } from '../queue/index.js';
 import { prepareAttachments, policyApplies, type FinishedImage, type NsfwPolicy } from './attachments.js';
 import { JobMessage, type MessagePayload, type ReplyTarget } from './job-message.js';
 import {
@@ -134,10 +134,9 @@ export class JobPresenter {
     if (!previewDue || !latents || !shape) return;
     live.encodingPreview = true;
     live.lastPreviewAt = now;
-    // The latents are only valid during the callback: encode from a copy of the first image's.
-    const perImage = shape[1] * shape[2] * shape[3];
-    const copy = latents.slice(0, perImage);
-    encodeLatentPreview(copy, [1, shape[1], shape[2], shape[3]], 0, { size: preview.size, format: preview.format })
+    // The latents are only valid during the callback: encode from a copy. A job's images are one batch: show them all.
+    const copy = latents.slice(0, shape[0] * shape[1] * shape[2] * shape[3]);
+    encodeBatchPreview(copy, shape, { size: preview.size, format: preview.format })
       .then((image) => {
         live.preview = { name: `preview.${preview.format === 'jpeg' ? 'jpg' : 'webp'}`, data: image };
         this.showProgress(job.id, live);

@@ -1,6 +1,7 @@
 import { randomInt } from 'node:crypto';
 import { InvalidRequestError } from '../errors.js';
 import { TorchCpuGenerator } from './mt19937.js';
+import { PerImageGenerators } from './per-image.js';
 import { TorchCudaGenerator, type TorchCudaGeneratorOptions } from './philox.js';
 import { MAX_SEED, RNG_DEVICES, type NoiseGenerator, type RngDevice } from './types.js';
 
@@ -8,6 +9,7 @@ export { MAX_SEED, RNG_DEVICES } from './types.js';
 export type { NoiseGenerator, RngDevice } from './types.js';
 export { TorchCpuGenerator, MersenneTwister } from './mt19937.js';
 export { TorchCudaGenerator, type TorchCudaGeneratorOptions } from './philox.js';
+export { PerImageGenerators } from './per-image.js';
 
 export type NoiseGeneratorOptions = TorchCudaGeneratorOptions;
 
@@ -27,6 +29,16 @@ export function createNoiseGenerator(device: RngDevice, seed: bigint, options: N
     default:
       throw new InvalidRequestError(`Unknown noise source "${String(device)}"; use one of: ${RNG_DEVICES.join(', ')}.`);
   }
+}
+
+/**
+ * The noise source of a generation: one generator seeded `seed` for the whole batch (diffusers'
+ * `generator=torch.Generator(device).manual_seed(seed)` with `num_images_per_prompt`), or, for a list of seeds, one
+ * generator per image (diffusers' `generator=[… manual_seed(s) for s in seeds]`, see per-image.ts).
+ */
+export function createImageNoise(device: RngDevice, seed: bigint | readonly bigint[], options: NoiseGeneratorOptions = {}): NoiseGenerator {
+  if (typeof seed === 'bigint') return createNoiseGenerator(device, seed, options);
+  return new PerImageGenerators(seed.map((imageSeed) => createNoiseGenerator(device, imageSeed, options)));
 }
 
 /** Parses a seed typed by a person: decimal digits, 0 … 2^64−1 (surrounding spaces allowed). */

@@ -106,7 +106,10 @@ export interface Scheduler {
   scaleModelInput(sample: Float32Array, timestep: number): Float32Array;
   /**
    * Advances `sample` by one step given the (guided) model output. Schedulers that add noise (Euler a, SDE DPM++, LCM)
-   * draw it from `generator`, one `randn` of the sample's size per step, as diffusers' `randn_tensor` does.
+   * draw it from `generator`, one `randn` of the sample's size per step, as diffusers' `randn_tensor` does. Draw the
+   * whole (n, 4, h, w) tensor in one `randn`/`randnInto` call (as `StepNoise` does): the generator may be one per image
+   * (`PerImageGenerators`, rng/per-image.ts), which fills row i from image i's generator only when it sees the whole
+   * tensor.
    */
   step(modelOutput: Float32Array, timestep: number, sample: Float32Array, generator?: NoiseGenerator): Float32Array;
   /**
