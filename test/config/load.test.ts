@@ -100,10 +100,10 @@ test('generation.defaults.karras picks the Karras variant of a default scheduler
   const { defaults } = loadConfig({ env: {}, cwd: dirs[0] }).generation;
   assert.deepEqual([defaults.scheduler, defaults.karras], ['dpmpp_2m', true]);
   assert.deepEqual(problemsOf(() => loadConfig({ env: {}, cwd: dirs[1] })), [
-    'config/local.json: generation.defaults.karras needs generation.defaults.scheduler set to one of euler, dpmpp_2m, lms, the schedulers with a Karras variant (got "ddim")',
+    'config/local.json: generation.defaults.karras needs generation.defaults.scheduler set to one of euler, dpmpp_2m, lms, heun, dpmpp_2m_sde, unipc, the schedulers with a Karras variant (got "ddim")',
   ]);
   assert.deepEqual(problemsOf(() => loadConfig({ env: {}, cwd: dirs[2] })), [
-    'config/local.json: generation.defaults.karras needs generation.defaults.scheduler set to one of euler, dpmpp_2m, lms, the schedulers with a Karras variant (got null)',
+    'config/local.json: generation.defaults.karras needs generation.defaults.scheduler set to one of euler, dpmpp_2m, lms, heun, dpmpp_2m_sde, unipc, the schedulers with a Karras variant (got null)',
   ]);
 });
 

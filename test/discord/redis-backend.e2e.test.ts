@@ -81,7 +81,7 @@ describe('/imagine on the Redis backend, with an imagine-bot worker process', { 
     assert.ok(hasPngs(reply));
     assert.equal(reply.attachments.filter((a) => a.content_type === 'image/png').length, 2);
     const contents = reply.history.map((h) => h.content);
-    assert.ok(contents.some((c) => /step \d+\/80/.test(c)), `progress was shown: ${contents.join(' | ')}`);
+    assert.ok(contents.some((c) => /step \d+\/40/.test(c)), `progress of the one batched run was shown: ${contents.join(' | ')}`);
     assert.ok(reply.history.some((h) => h.attachments.some((name) => name.startsWith('preview.'))), 'at least one preview edit');
   });
 
