@@ -77,9 +77,10 @@ describe('EngineProcess', () => {
       assert.equal(image.nsfw, local.images[i]!.nsfw);
     });
     assert.match(readTextChunks(Buffer.from(fromChild.images[1]!.png))['parameters']!, /Seed: 42, Size: 64x64, Model: tiny-sd$/);
-    assert.deepEqual(progress.map((p) => p.step), [1, 2, 3, 4, 5, 6]);
-    // previewIntervalMs 0: every step carries its latents, as a Float32Array of the latent shape.
-    assert.ok(progress.every((p) => p.latents?.data instanceof Float32Array && p.latents.data.length === 4 * 8 * 8 && p.latents.shape.join() === '1,4,8,8'));
+    // The job's 2 images are one batched run of 3 steps.
+    assert.deepEqual(progress.map((p) => p.step), [1, 2, 3]);
+    // previewIntervalMs 0: every step carries the batch's latents, as a Float32Array of the latent shape.
+    assert.ok(progress.every((p) => p.latents?.data instanceof Float32Array && p.latents.data.length === 2 * 4 * 8 * 8 && p.latents.shape.join() === '2,4,8,8'));
     assert.ok(lines.some((line) => line.module === 'engine' && line.msg === 'engine finished the job' && line['jobId'] === 'job-1'), 'the child logs with the job id');
   });
 
