@@ -23,6 +23,7 @@ import type { Logger } from '../log.js';
 import type { GeneratedImages, GenerateOptions, GenerationRequest, ImageGenerator } from '../queue/index.js';
 import type { Engine, EngineInfo, EngineSetup } from './engine.js';
 import { fromWireError, type ChildMessage, type EngineFault, type ParentMessage } from './engine-protocol.js';
+import { forEachLine } from '../util/lines.js';
 
 export interface EngineProcessOptions {
   setup: EngineSetup;
@@ -221,8 +222,8 @@ export class EngineProcess implements Engine, ImageGenerator {
         this.log.warn({ err: error }, 'could not lower the engine process priority');
       }
     }
-    forEachLine(proc.stdout, (line) => this.log.info({ stream: 'stdout' }, line));
-    forEachLine(proc.stderr, (line) => {
+    forEachOutputLine(proc.stdout, (line) => this.log.info({ stream: 'stdout' }, line));
+    forEachOutputLine(proc.stderr, (line) => {
       live.stderrTail.push(line);
       if (live.stderrTail.length > STDERR_TAIL_LINES) live.stderrTail.shift();
       this.log.warn({ stream: 'stderr' }, line);
@@ -385,25 +386,15 @@ function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
   });
 }
 
+/** The child's output lines without trailing white space; blank ones are not worth a log line. */
+function forEachOutputLine(stream: NodeJS.ReadableStream | null, onLine: (line: string) => void): void {
+  forEachLine(stream, (raw) => {
+    const line = raw.trimEnd();
+    if (line) onLine(line);
+  });
+}
+
 function tailNote(stderrTail: readonly string[]): string {
   return stderrTail.length > 0 ? `: ${stderrTail.slice(-3).join(' | ')}` : '';
 }
 
-function forEachLine(stream: NodeJS.ReadableStream | null, onLine: (line: string) => void): void {
-  if (!stream) return;
-  let buffered = '';
-  stream.setEncoding('utf8');
-  stream.on('data', (chunk: string) => {
-    buffered += chunk;
-    let newline = buffered.indexOf('\n');
-    while (newline >= 0) {
-      const line = buffered.slice(0, newline).trimEnd();
-      if (line) onLine(line);
-      buffered = buffered.slice(newline + 1);
-      newline = buffered.indexOf('\n');
-    }
-  });
-  stream.on('end', () => {
-    if (buffered.trim()) onLine(buffered.trimEnd());
-  });
-}

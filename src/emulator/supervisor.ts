@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import type { BotController, DiscordEmulator } from './emulator.js';
+import { forEachLine } from '../util/lines.js';
 
 export interface BotProcessOptions {
   /** Executable, e.g. `process.execPath`. */
@@ -71,8 +72,8 @@ export class BotSupervisor extends EventEmitter implements BotController {
     this.isReady = false;
     this.startCount += 1;
     if (!inherit) {
-      this.collect(child.stdout, 'stdout');
-      this.collect(child.stderr, 'stderr');
+      forEachLine(child.stdout, (line) => this.record(line, 'stdout'));
+      forEachLine(child.stderr, (line) => this.record(line, 'stderr'));
     }
     this.exitPromise = new Promise<ExitInfo>((resolve) => {
       let settled = false;
@@ -136,24 +137,6 @@ export class BotSupervisor extends EventEmitter implements BotController {
 
   status(): Record<string, unknown> {
     return { running: this.running, ready: this.isReady, pid: this.pid, starts: this.startCount, last_exit: this.lastExit, recent_output: this.lines.slice(-20) };
-  }
-
-  private collect(stream: NodeJS.ReadableStream | null, name: 'stdout' | 'stderr'): void {
-    if (!stream) return;
-    let buffered = '';
-    stream.setEncoding('utf8');
-    stream.on('data', (chunk: string) => {
-      buffered += chunk;
-      let newline = buffered.indexOf('\n');
-      while (newline >= 0) {
-        this.record(buffered.slice(0, newline), name);
-        buffered = buffered.slice(newline + 1);
-        newline = buffered.indexOf('\n');
-      }
-    });
-    stream.on('end', () => {
-      if (buffered) this.record(buffered, name);
-    });
   }
 
   private record(line: string, stream: 'stdout' | 'stderr'): void {
