@@ -6,14 +6,13 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import * as ort from 'onnxruntime-node';
 import { ClipSkipRewriteError, exposeClipSkipOutputs } from '../../src/diffusion/clip-skip.js';
 import { InvalidRequestError } from '../../src/diffusion/errors.js';
-import { loadPipeline } from '../../src/diffusion/load.js';
-import { validateRequest, type StableDiffusionPipeline } from '../../src/diffusion/pipeline.js';
+import { validateRequest } from '../../src/diffusion/pipeline.js';
 import { textEncoderRunner } from '../../src/diffusion/text-conditioning.js';
-import { TINY_MODEL } from '../helpers/reference.js';
+import { TINY_MODEL, tinyPipelineForSuite } from '../helpers/reference.js';
 
 interface ClipSkipReference {
   layers: number;
@@ -21,14 +20,7 @@ interface ClipSkipReference {
 }
 const reference = JSON.parse(readFileSync(join(TINY_MODEL, '..', 'reference', 'clip-skip.json'), 'utf8')) as ClipSkipReference;
 
-let pipeline: StableDiffusionPipeline;
-before(async () => {
-  pipeline = await loadPipeline(TINY_MODEL, { provider: 'cpu', safetyChecker: false });
-});
-after(async () => {
-  await pipeline.release();
-  await pipeline.model.release();
-});
+const pipeline = tinyPipelineForSuite();
 
 /** max |a − b| / max |b|. */
 function relativeError(actual: Float32Array, expected: readonly number[]): number {
@@ -44,9 +36,9 @@ function relativeError(actual: Float32Array, expected: readonly number[]): numbe
 
 test('clip skip 1 and 2 match the numpy CLIP transformer within 1e-4 relative', async () => {
   for (const { prompt, input_ids: ids, clip_skip: expected } of reference.cases) {
-    assert.deepEqual(Array.from(pipeline.model.tokenizer.encode(prompt)), ids, `${prompt}: the reference's ids are our tokenizer's`);
+    assert.deepEqual(Array.from(pipeline().model.tokenizer.encode(prompt)), ids, `${prompt}: the reference's ids are our tokenizer's`);
     for (const clipSkip of [1, 2] as const) {
-      const { hidden } = await textEncoderRunner(pipeline.model.textEncoder, clipSkip)(Int32Array.from(ids), 1);
+      const { hidden } = await textEncoderRunner(pipeline().model.textEncoder, clipSkip)(Int32Array.from(ids), 1);
       const error = relativeError(hidden, expected[clipSkip]);
       assert.ok(error < 1e-4, `${prompt}, clip skip ${clipSkip}: relative error ${error}`);
     }
@@ -61,7 +53,7 @@ test("the rewrite leaves last_hidden_state bit for bit as the export computes it
     const ids = Int32Array.from(reference.cases[0]!.input_ids);
     const outputs = await original.run({ input_ids: new ort.Tensor('int32', ids, [1, 77]) });
     const exported = outputs[original.outputNames[0]!]!.data as Float32Array;
-    const { hidden } = await textEncoderRunner(pipeline.model.textEncoder, 1)(ids, 1);
+    const { hidden } = await textEncoderRunner(pipeline().model.textEncoder, 1)(ids, 1);
     assert.deepEqual(hidden, exported);
   } finally {
     await original.release();

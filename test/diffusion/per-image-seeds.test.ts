@@ -6,14 +6,13 @@
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { InvalidRequestError } from '../../src/diffusion/errors.js';
-import { loadPipeline } from '../../src/diffusion/load.js';
-import { imageCountOf, validateRequest, type GenerationRequest, type GenerationResult, type StableDiffusionPipeline } from '../../src/diffusion/pipeline.js';
+import { imageCountOf, validateRequest, type GenerationRequest, type GenerationResult } from '../../src/diffusion/pipeline.js';
 import { generationInfotext } from '../../src/diffusion/png.js';
 import { createImageNoise, PerImageGenerators, type RngDevice } from '../../src/diffusion/rng/index.js';
 import type { SchedulerName } from '../../src/diffusion/schedulers/types.js';
-import { EXACT_BOUNDS, FIXTURES, fractionWithin, maxAbs, maxAbsDiff, TINY_MODEL } from '../helpers/reference.js';
+import { EXACT_BOUNDS, FIXTURES, fractionWithin, maxAbs, maxAbsDiff, tinyPipelineForSuite } from '../helpers/reference.js';
 
 interface RandnReference {
   device: RngDevice;
@@ -83,14 +82,7 @@ describe('requests with a seed per image', () => {
 });
 
 describe('a 4-image job in one UNet call equals each image made alone (tiny model, CPU)', () => {
-  let pipeline: StableDiffusionPipeline;
-  before(async () => {
-    pipeline = await loadPipeline(TINY_MODEL, { provider: 'cpu', safetyChecker: false });
-  });
-  after(async () => {
-    await pipeline.release();
-    await pipeline.model.release();
-  });
+  const pipeline = tinyPipelineForSuite();
 
   const SEEDS = [41n, 42n, 43n, 44n];
   const request = (scheduler: SchedulerName, seed: bigint | readonly bigint[]): GenerationRequest => ({
@@ -122,21 +114,21 @@ describe('a 4-image job in one UNet call equals each image made alone (tiny mode
   for (const scheduler of ['euler', 'euler_a', 'dpmpp_2m_sde', 'lcm'] as const) {
     test(`${scheduler}: seeds 41…44 batched at UNet batch 8 vs each alone`, async (t) => {
       let unetBatch = 0;
-      const batched = await pipeline.generate(request(scheduler, SEEDS), { onProgress: ({ shape }) => void (unetBatch = shape[0]) });
+      const batched = await pipeline().generate(request(scheduler, SEEDS), { onProgress: ({ shape }) => void (unetBatch = shape[0]) });
       assert.equal(batched.images.length, 4);
       assert.equal(unetBatch, 4, 'progress shows the whole batch');
       const alone: GenerationResult[] = [];
-      for (const seed of SEEDS) alone.push(await pipeline.generate(request(scheduler, seed)));
+      for (const seed of SEEDS) alone.push(await pipeline().generate(request(scheduler, seed)));
       assertEachImageAlone(batched, alone, scheduler);
       t.diagnostic(`${scheduler}: max latent diff ${Math.max(...alone.map((single, i) => maxAbsDiff(batched.latents.subarray(i * single.latents.length, (i + 1) * single.latents.length), single.latents))).toExponential(2)}`);
     });
   }
 
   test('euler_a on the device loop: per-image step noise goes in as the step graph\'s (4, 4, h, w) noise input', async () => {
-    const batched = await pipeline.generate(request('euler_a', SEEDS), { deviceLoop: 'always' });
+    const batched = await pipeline().generate(request('euler_a', SEEDS), { deviceLoop: 'always' });
     assert.equal(batched.loop, 'device');
     const alone: GenerationResult[] = [];
-    for (const seed of SEEDS) alone.push(await pipeline.generate(request('euler_a', seed), { deviceLoop: 'never' }));
+    for (const seed of SEEDS) alone.push(await pipeline().generate(request('euler_a', seed), { deviceLoop: 'never' }));
     assertEachImageAlone(batched, alone, 'euler_a device loop');
   });
 });

@@ -5,21 +5,13 @@
  * Their numerical parity with diffusers is shown step by step in schedulers-more.test.ts.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
-import { loadPipeline } from '../../src/diffusion/load.js';
-import type { GenerationRequest, StableDiffusionPipeline } from '../../src/diffusion/pipeline.js';
+import { describe, test } from 'node:test';
+import type { GenerationRequest } from '../../src/diffusion/pipeline.js';
 import type { SchedulerName } from '../../src/diffusion/schedulers/types.js';
-import { maxAbs, maxAbsDiff, TINY_MODEL } from '../helpers/reference.js';
+import { maxAbs, maxAbsDiff, tinyPipelineForSuite } from '../helpers/reference.js';
 
 describe('new samplers in the pipeline (tiny model, CPU)', () => {
-  let pipeline: StableDiffusionPipeline;
-  before(async () => {
-    pipeline = await loadPipeline(TINY_MODEL, { provider: 'cpu', safetyChecker: false });
-  });
-  after(async () => {
-    await pipeline.release();
-    await pipeline.model.release();
-  });
+  const pipeline = tinyPipelineForSuite();
 
   const request = (scheduler: SchedulerName, extra: Partial<GenerationRequest> = {}): GenerationRequest => ({
     prompt: 'a lighthouse',
@@ -44,23 +36,23 @@ describe('new samplers in the pipeline (tiny model, CPU)', () => {
   for (const [scheduler, karras, sampler, unetRuns] of cases) {
     test(`${sampler}: ${unetRuns} UNet runs for 4 steps, reproducible from the seed`, async () => {
       const steps: number[] = [];
-      const first = await pipeline.generate(request(scheduler, { karras }), { onStep: ({ step }) => steps.push(step) });
+      const first = await pipeline().generate(request(scheduler, { karras }), { onStep: ({ step }) => steps.push(step) });
       assert.equal(first.sampler, sampler);
       assert.equal(first.scheduler, scheduler);
       assert.equal(first.timesteps.length, unetRuns);
       assert.deepEqual(steps, Array.from({ length: unetRuns }, (_, i) => i + 1));
       assert.ok(first.latents.every(Number.isFinite));
       assert.equal(first.images.length, 1);
-      const again = await pipeline.generate(request(scheduler, { karras }));
+      const again = await pipeline().generate(request(scheduler, { karras }));
       assert.deepEqual(again.latents, first.latents);
-      const otherSeed = await pipeline.generate(request(scheduler, { karras, seed: 8n }));
+      const otherSeed = await pipeline().generate(request(scheduler, { karras, seed: 8n }));
       assert.ok(maxAbsDiff(otherSeed.latents, first.latents) > 1e-3);
     });
   }
 
   test('LCM on the device loop (forced on the CPU) matches the JS loop, per-step noise included', async () => {
-    const js = await pipeline.generate(request('lcm'), { deviceLoop: 'never' });
-    const device = await pipeline.generate(request('lcm'), { deviceLoop: 'always' });
+    const js = await pipeline().generate(request('lcm'), { deviceLoop: 'never' });
+    const device = await pipeline().generate(request('lcm'), { deviceLoop: 'always' });
     assert.equal(js.loop, 'js');
     assert.equal(device.loop, 'device');
     const diff = maxAbsDiff(device.latents, js.latents);
@@ -68,8 +60,8 @@ describe('new samplers in the pipeline (tiny model, CPU)', () => {
   });
 
   test("DPM++ 2M SDE is not DPM++ 2M: the same schedule and seed, but its per-step noise changes the result", async () => {
-    const sde = await pipeline.generate(request('dpmpp_2m_sde'));
-    const ode = await pipeline.generate(request('dpmpp_2m'));
+    const sde = await pipeline().generate(request('dpmpp_2m_sde'));
+    const ode = await pipeline().generate(request('dpmpp_2m'));
     assert.ok(maxAbsDiff(sde.latents, ode.latents) > 1e-3);
   });
 });

@@ -1,8 +1,7 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
-import { loadPipeline } from '../../src/diffusion/load.js';
+import { describe, test } from 'node:test';
 import { StableDiffusionPipeline, type GenerationRequest, type GenerationResult } from '../../src/diffusion/pipeline.js';
-import { TINY_MODEL } from '../helpers/reference.js';
+import { tinyPipelineForSuite } from '../helpers/reference.js';
 
 /**
  * The shape of `GenerationResult.timings` that the benchmarks read, and how the loop's counters add up. No figure is
@@ -27,17 +26,10 @@ function assertConsistent(result: GenerationResult): void {
 }
 
 describe('GenerationResult.timings', () => {
-  let pipeline: StableDiffusionPipeline;
-  before(async () => {
-    pipeline = await loadPipeline(TINY_MODEL, { provider: 'cpu', safetyChecker: false });
-  });
-  after(async () => {
-    await pipeline.release();
-    await pipeline.model.release();
-  });
+  const pipeline = tinyPipelineForSuite();
 
   test('JS loop: every step counted once, no step graph, nothing read back', async () => {
-    const result = await pipeline.generate(REQUEST, { deviceLoop: 'never' });
+    const result = await pipeline().generate(REQUEST, { deviceLoop: 'never' });
     assert.equal(result.loop, 'js');
     assertConsistent(result);
     assert.equal(result.timings.stepGraphMs, 0);
@@ -45,7 +37,7 @@ describe('GenerationResult.timings', () => {
   });
 
   test('device loop: the step graph ran every step and the final latents were read back', async () => {
-    const result = await pipeline.generate(REQUEST, { deviceLoop: 'always' });
+    const result = await pipeline().generate(REQUEST, { deviceLoop: 'always' });
     assert.equal(result.loop, 'device');
     assertConsistent(result);
     assert.ok(result.timings.stepGraphMs > 0);
@@ -56,14 +48,14 @@ describe('GenerationResult.timings', () => {
     // As in device-loop.test.ts: a pipeline that believes its provider is webgpu tries the device loop, which cannot
     // start on this machine, and starts over on the JS loop.
     const lines: string[] = [];
-    const pretending = new StableDiffusionPipeline(pipeline.model, { provider: 'webgpu', log: (line) => lines.push(line) });
+    const pretending = new StableDiffusionPipeline(pipeline().model, { provider: 'webgpu', log: (line) => lines.push(line) });
     try {
       const result = await pretending.generate(REQUEST);
       if (result.loop === 'device') return; // a machine with a working WebGPU: nothing fell back
       assert.equal(lines.length, 1, 'the fallback was logged once');
       assertConsistent(result);
       assert.equal(result.timings.stepGraphMs, 0);
-      const direct = await pipeline.generate(REQUEST, { deviceLoop: 'never' });
+      const direct = await pipeline().generate(REQUEST, { deviceLoop: 'never' });
       assert.deepEqual(result.latents, direct.latents);
     } finally {
       await pretending.release();

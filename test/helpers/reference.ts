@@ -1,15 +1,36 @@
 import assert from 'node:assert/strict';
+import { after, before } from 'node:test';
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import type { GenerateOptions, GenerationRequest, GenerationResult, StableDiffusionPipeline } from '../../src/diffusion/pipeline.js';
 import type { SchedulerName } from '../../src/diffusion/schedulers/types.js';
 import type { ClipTokenizer } from '../../src/diffusion/tokenizer.js';
+import { loadPipeline } from '../../src/diffusion/load.js';
 import { PROJECT_ROOT } from '../../src/util/project.js';
 
 export const FIXTURES = join(PROJECT_ROOT, 'test/fixtures');
 export const TINY_MODEL = join(FIXTURES, 'tiny-sd');
 export const REFERENCE = join(FIXTURES, 'reference');
+
+/**
+ * The tiny model on the CPU without its safety checker, loaded before the tests of the suite (or file) this is called
+ * in and released after them. Returns the pipeline, valid inside those tests.
+ */
+export function tinyPipelineForSuite(): () => StableDiffusionPipeline {
+  let pipeline: StableDiffusionPipeline | undefined;
+  before(async () => {
+    pipeline = await loadPipeline(TINY_MODEL, { provider: 'cpu', safetyChecker: false });
+  });
+  after(async () => {
+    await pipeline?.release();
+    await pipeline?.model.release();
+  });
+  return () => {
+    if (!pipeline) throw new Error('the tiny pipeline is loaded in before(): use it inside a test');
+    return pipeline;
+  };
+}
 
 /** One of diffusers' reference runs (test/fixtures/reference/cases/<id>/case.json). */
 export interface ReferenceCase {
