@@ -3,7 +3,7 @@
  * of one build and a bot of the same build agree on every byte. See docs/queue-redis.md for the design.
  */
 import type { RedisOptions } from 'bullmq';
-import type { GenerationProgress, JobError, JobOwner, JobParams } from '../types.js';
+import type { GenerationProgress, JobError, JobOwner, JobParams, WorkerInfo } from '../types.js';
 
 /** The BullMQ queue every bot and worker on one Redis shares (under `<prefix>:bull`). */
 export const BULL_QUEUE_NAME = 'generate';
@@ -63,21 +63,13 @@ export type RedisOutcome =
   | { kind: 'failed'; error: JobError; worker: string }
   | { kind: 'cancelled'; by: string; worker: string };
 
-/** A worker's heartbeat record. */
-export interface WorkerHeartbeat {
-  id: string;
-  host: string;
-  pid: number;
-  model: string;
-  provider: string;
-  /** Device id the worker's pipeline runs on (`--device`), or null for the provider's default. */
-  device: number | null;
+/**
+ * A worker's heartbeat record: what `/imagine-status` shows of it (WorkerInfo), with `busy` and its start and close
+ * instead of the derived state (busy, idle, or gone once the heartbeat is old or `closed` is set).
+ */
+export interface WorkerHeartbeat extends Omit<WorkerInfo, 'state'> {
   busy: boolean;
-  /** The job it runs now, when busy. */
-  jobId?: string;
-  jobsDone: number;
   startedAt: number;
-  lastHeartbeat: number;
   /** Set when the worker closed on purpose. */
   closed?: boolean;
 }
