@@ -62,12 +62,14 @@ describe('durable delivery', () => {
     const id = sb.imagine(chloe, { prompt, ...JOB });
     const view = await sb.waitForResult(id, 60_000);
     assert.equal(view.original!.attachments.filter((a) => a.content_type === 'image/png').length, 2);
-    const retries = sb.logs.slice(before).filter((l) => l.msg === 'job outcome not delivered yet; will retry');
-    // Both resets were met (status 0 in the emulator's log); discord.js itself retries an ECONNRESET once, undici's
-    // "other side closed" not, so the outbox saw one or two failed tries.
-    assert.equal(sb.emulator.requestLog.filter((entry) => entry.status === 0).length, 2);
-    assert.ok(retries.length >= 1 && retries.length <= 2, `the outbox retried (${retries.length})`);
+    // The bot's log reaches us through its stdout, after Discord saw the result: read it once the delivery is logged.
     const delivered = await sb.waitForLog((l) => l.msg === 'job outcome delivered', { after: before });
+    const retries = sb.logs.slice(before).filter((l) => l.msg === 'job outcome not delivered yet; will retry');
+    // Both resets were met (status 0 in the emulator's log) and the result still landed in the reply. Who retried
+    // depends on how the reset reaches the client: @discordjs/rest retries an ECONNRESET itself (up to 3 times),
+    // undici's "other side closed" reaches the outbox, which retries it; so the outbox saw 0 to 2 failed tries.
+    assert.equal(sb.emulator.requestLog.filter((entry) => entry.status === 0).length, 2);
+    assert.ok(retries.length <= 2, `the outbox retried (${retries.length})`);
     assert.equal(delivered['viaChannel'], false);
     assert.equal(resultsFor(prompt).length, 1);
   });
