@@ -61,7 +61,8 @@ export { MAX_SEED, RNG_DEVICES, createImageNoise, createNoiseGenerator, PerImage
 
 // PNG output with A1111's `parameters` chunk, and latent previews.
 export { encodePng, formatInfotext, generationInfotext, readTextChunks, type InfotextFields } from './diffusion/png.js';
-export { encodeBatchPreview, encodeLatentPreview, latentsToRgb, type PreviewOptions } from './diffusion/preview.js';
+export { encodeBatchPreview, encodeLatentPreview, latentsToRgb, LatentPreviewRenderer, type PreviewOptions, type PreviewRendererOptions } from './diffusion/preview.js';
+export { TaesdDecoder, type RgbImage } from './diffusion/taesd.js';
 
 // Errors.
 export { CancelledError, ImagineError, InvalidRequestError, ModelFileError, isImagineError } from './errors.js';

@@ -88,6 +88,8 @@ export const configSchema = z.strictObject({
     pinUnetShapes: bool(),
     /** Fuse the UNet's and VAE decoder's attention into ORT's MultiHeadAttention (fuse-attention.ts, docs/gpu.md). */
     fuseAttention: bool(),
+    /** A TAESD decoder (ONNX file, or a folder holding one) for live previews; "" = the colour map (preview.ts, taesd.ts). */
+    previewDecoder: text(),
   }),
   engine: z.strictObject({
     isolation: oneOf(ENGINE_ISOLATIONS),

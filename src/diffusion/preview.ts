@@ -1,4 +1,6 @@
+import type { InferenceSession } from 'onnxruntime-node';
 import sharp from 'sharp';
+import type { RgbImage, TaesdDecoder } from './taesd.js';
 
 /**
  * A cheap preview of SD 1.5 latents without the VAE: each pixel's RGB is a fixed linear combination of the 4 latent
@@ -54,20 +56,98 @@ export function encodeLatentPreview(
 /**
  * Encodes one preview of every image in latents shaped (n, 4, h, w): the images side by side in a near-square grid
  * (⌈√n⌉ columns, row-major in batch order), so a job's batch shows as one picture; the longest side is `size`.
+ * Colour-mapped; `LatentPreviewRenderer` decodes through TAESD when one is configured.
  */
 export function encodeBatchPreview(latents: Float32Array, shape: readonly [number, number, number, number], options: PreviewOptions = {}): Promise<Buffer> {
   const [count, , height, width] = shape;
-  const columns = Math.ceil(Math.sqrt(count));
-  const rows = Math.ceil(count / columns);
+  const images = Array.from({ length: count }, (_, index) => ({ rgb: latentsToRgb(latents, shape, index), width, height }));
+  return encodeImageGrid(images, options);
+}
+
+/** The images (all of one size) side by side in a near-square grid, row-major, encoded at `size` (encodeBatchPreview). */
+function encodeImageGrid(images: readonly RgbImage[], options: PreviewOptions): Promise<Buffer> {
+  const { width, height } = images[0] ?? { width: 1, height: 1 };
+  const columns = Math.ceil(Math.sqrt(images.length));
+  const rows = Math.ceil(images.length / columns);
   const gridWidth = columns * width;
   const grid = new Uint8Array(rows * height * gridWidth * 3);
-  for (let index = 0; index < count; index++) {
-    const rgb = latentsToRgb(latents, shape, index);
+  for (const [index, { rgb }] of images.entries()) {
     const left = (index % columns) * width;
     const top = Math.floor(index / columns) * height;
     for (let y = 0; y < height; y++) grid.set(rgb.subarray(y * width * 3, (y + 1) * width * 3), ((top + y) * gridWidth + left) * 3);
   }
   return encodeRgbPreview(grid, gridWidth, rows * height, options);
+}
+
+export interface PreviewRendererOptions {
+  /** A TAESD decoder (file or folder, taesd.ts); null or "" = the colour map only. */
+  decoderPath?: string | null;
+  /** Opens the decoder's session; default ONNX Runtime on the CPU, one intra-op thread (see below). */
+  createSession?: (file: string) => Promise<InferenceSession>;
+  /** Told once why TAESD is not used (it failed to open, or a decode failed); previews then use the colour map. */
+  onFallback?: (reason: string, error: unknown) => void;
+}
+
+/**
+ * Encodes batch previews through a TAESD decoder when one is configured, else (and from the first failure of the
+ * decoder on) through the colour map: a preview is a courtesy, so its decoder's errors never reach a job; they are
+ * reported once through `onFallback`. The decoder opens on the first preview, not at start.
+ *
+ * It runs where the previews are encoded (the bot process, on the CPU) so that the latents, 48× smaller than the
+ * picture, stay what crosses from the engine; one intra-op thread keeps it from competing with an engine on the same
+ * CPU for more than one core. `npm run bench` prints its cost beside the colour map's.
+ */
+export class LatentPreviewRenderer {
+  private decoder: Promise<TaesdDecoder | null> | null = null;
+  private failed: string | null = null;
+
+  constructor(private readonly options: PreviewRendererOptions = {}) {
+    if (!options.decoderPath) this.failed = 'no preview decoder configured';
+  }
+
+  /** Which preview is being made: TAESD until the decoder fails (or when none is configured, the colour map). */
+  get method(): 'taesd' | 'colour map' {
+    return this.failed === null ? 'taesd' : 'colour map';
+  }
+
+  /** encodeBatchPreview, decoded through TAESD when it works. */
+  async encodeBatch(latents: Float32Array, shape: readonly [number, number, number, number], options: PreviewOptions = {}): Promise<Buffer> {
+    const decoder = this.failed === null ? await this.openDecoder() : null;
+    if (decoder) {
+      try {
+        return await encodeImageGrid(await decoder.decode(latents, shape), options);
+      } catch (error) {
+        this.fallBack(`TAESD preview decoding failed (${(error as Error).message}); using the colour map from now on`, error);
+      }
+    }
+    return encodeBatchPreview(latents, shape, options);
+  }
+
+  /** Imported on first use: a bot without a preview decoder never loads ONNX Runtime for its previews. */
+  private openDecoder(): Promise<TaesdDecoder | null> {
+    this.decoder ??= (async () => {
+      const [{ TaesdDecoder }, { openSession }] = await Promise.all([import('./taesd.js'), import('./providers.js')]);
+      const createSession = this.options.createSession ?? ((file: string) => openSession(file, 'cpu', { intraOpNumThreads: 1 }));
+      return TaesdDecoder.open(this.options.decoderPath!, createSession);
+    })().catch((error: unknown) => {
+      this.fallBack(`TAESD preview decoder not used (${(error as Error).message}); previews use the colour map`, error);
+      return null;
+    });
+    return this.decoder;
+  }
+
+  private fallBack(reason: string, error: unknown): void {
+    if (this.failed !== null) return;
+    this.failed = reason;
+    this.options.onFallback?.(reason, error);
+  }
+
+  async release(): Promise<void> {
+    const decoder = await this.decoder;
+    this.decoder = null;
+    this.failed ??= 'released';
+    await decoder?.release();
+  }
 }
 
 /** Upscales latent-resolution RGB so its longest side is `size` (cubic) and encodes it. */

@@ -9,7 +9,7 @@ import type { Keyv } from 'keyv';
 import { commandDefinitionsOf, IMAGINE_COMMAND, QUEUE_COMMAND, SETTINGS_COMMAND, STATUS_COMMAND, type ImagineCommands } from '../../commands/index.js';
 import { ConfigError, type Config } from '../config/index.js';
 import type { Logger } from '../log.js';
-import type { JobQueue, QueueSnapshot } from '../queue/index.js';
+import { LatentPreviewRenderer, type JobQueue, type QueueSnapshot } from '../queue/index.js';
 import { formatDuration } from '../util/format.js';
 import type { GuildRules } from './backend.js';
 import { commandsFor, deployCommands } from './command-data.js';
@@ -52,6 +52,8 @@ export class ImagineBot {
   readonly client: Client;
   readonly presenter: JobPresenter;
   readonly outbox: DeliveryOutbox;
+  /** Live previews: through the TAESD decoder `model.previewDecoder` names, else (or once it fails) the colour map. */
+  readonly previews: LatentPreviewRenderer;
   private readonly log: Logger;
   private accepting = false;
   private readonly startedAt = Date.now();
@@ -70,10 +72,15 @@ export class ImagineBot {
       rest: { api: config.discord.apiBase, cdn: config.discord.cdnBase, version: '10' },
       allowedMentions: { parse: [] },
     });
+    this.previews = new LatentPreviewRenderer({
+      decoderPath: config.model.previewDecoder,
+      onFallback: (reason, error) => this.log.warn({ err: loggableError(error) }, reason),
+    });
     this.presenter = new JobPresenter({
       rest: this.client.rest,
       log: this.log,
       preview: config.preview,
+      encodePreview: (latents, shape, options) => this.previews.encodeBatch(latents, shape, options),
       safetyPolicy: async (guildId) => (guildId ? options.rules.safety(guildId) : config.safety),
       saveReplyTarget: async (jobId, target) => {
         await options.queue.updateMeta(jobId, { reply: replyTargetToJson(target) });
@@ -158,6 +165,7 @@ export class ImagineBot {
     await Promise.allSettled([...this.inFlight]);
     await this.outbox.close();
     await this.presenter.closeAll();
+    await this.previews.release();
     for (const off of this.unsubscribe.splice(0)) off();
     await this.client.destroy();
     this.log.info('disconnected from Discord');

@@ -5,7 +5,7 @@
  */
 import type { RawFile, REST } from 'discord.js';
 import type { Logger } from '../log.js';
-import { encodeBatchPreview } from '../queue/index.js';
+import { encodeBatchPreview, type PreviewOptions } from '../queue/index.js';
 import { prepareAttachments, policyApplies, type FinishedImage, type NsfwPolicy } from './attachments.js';
 import { JobMessage, type MessagePayload, type ReplyTarget } from './job-message.js';
 import {
@@ -63,6 +63,11 @@ export interface PresenterOptions {
   safetyPolicy: (guildId: string | null) => Promise<SafetyPolicy>;
   /** Persists a job's reply target when it moves to a channel message. */
   saveReplyTarget: (jobId: string, target: ReplyTarget) => Promise<void>;
+  /**
+   * Encodes a job's batch preview from its latents; default the colour map (encodeBatchPreview). The bot passes a
+   * LatentPreviewRenderer's, which decodes through TAESD when `model.previewDecoder` names one.
+   */
+  encodePreview?: (latents: Float32Array, shape: readonly [number, number, number, number], options: PreviewOptions) => Promise<Buffer>;
 }
 
 interface Live {
@@ -136,7 +141,8 @@ export class JobPresenter {
     live.lastPreviewAt = now;
     // The latents are only valid during the callback: encode from a copy. A job's images are one batch: show them all.
     const copy = latents.slice(0, shape[0] * shape[1] * shape[2] * shape[3]);
-    encodeBatchPreview(copy, shape, { size: preview.size, format: preview.format })
+    const encode = this.options.encodePreview ?? encodeBatchPreview;
+    encode(copy, shape, { size: preview.size, format: preview.format })
       .then((image) => {
         live.preview = { name: `preview.${preview.format === 'jpeg' ? 'jpg' : 'webp'}`, data: image };
         this.showProgress(job.id, live);

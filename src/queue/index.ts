@@ -43,5 +43,5 @@ export { DEFAULT_KEY_PREFIX, redisKeys, connectionFor } from './redis/protocol.j
 export { meansRandomSeed, parseSeed, randomSeed } from '../diffusion/rng/index.js';
 export { SAMPLER_NAMES, SCHEDULER_NAMES, type SamplerName, type SchedulerName } from '../diffusion/schedulers/types.js';
 export { asSamplerName, SAMPLER_REQUEST_DEFAULTS, samplerNameOf, samplerSettings, schedulerDisplayName } from '../diffusion/schedulers/index.js';
-export { encodeBatchPreview } from '../diffusion/preview.js';
+export { encodeBatchPreview, LatentPreviewRenderer, type PreviewOptions } from '../diffusion/preview.js';
 export { insertTextChunks, readTextChunks } from '../diffusion/png.js';
