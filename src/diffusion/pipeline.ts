@@ -28,6 +28,7 @@ import type { PromptSyntax } from './prompt/index.js';
 import { encodeText, type PromptTokenCount, type TextConditioning } from './text-conditioning.js';
 import { LoopTimings, TimingRecorder, type GenerationTimings } from './timings.js';
 import { CpuGuidance, UnetRunner, unetSampleDims } from './unet-runner.js';
+import { guidanceEmbeddingDim, TIMESTEP_COND_INPUT } from './guidance-embedding.js';
 import { decodeLatents, type DecodedImage } from './vae-decode.js';
 
 export {
@@ -211,7 +212,9 @@ export class StableDiffusionPipeline {
     const timings = new TimingRecorder();
     const { signal } = options;
     const batch = imageCountOf(request);
-    const guidance = request.cfg > 1;
+    // An LCM UNet takes the CFG scale as its guidance embedding (guidance-embedding.ts): one batch row per image.
+    const embeddingDim = guidanceEmbeddingDim(this.model.unet);
+    const guidance = request.cfg > 1 && embeddingDim === null;
     const latentShape = latentShapeOf(request, this.model.vaeScaleFactor);
     const latentCount = latentShape.reduce((product, dim) => product * dim, 1);
 
@@ -226,8 +229,11 @@ export class StableDiffusionPipeline {
 
     // 4. Prepare the UNet's feeds (pinning its input shapes first when asked to)
     const sampleDims = unetSampleDims(latentShape, guidance);
-    if (this.pinUnetShapes) await this.pinUnetTo({ sample: sampleDims, timestep: [sampleDims[0]!], encoder_hidden_states: text.dims });
-    const unet = new UnetRunner(this.model.unet, latentCount, guidance, sampleDims, text);
+    if (this.pinUnetShapes) {
+      const embedding: Record<string, number[]> = embeddingDim === null ? {} : { [TIMESTEP_COND_INPUT]: [sampleDims[0]!, embeddingDim] };
+      await this.pinUnetTo({ sample: sampleDims, timestep: [sampleDims[0]!], encoder_hidden_states: text.dims, ...embedding });
+    }
+    const unet = new UnetRunner(this.model.unet, latentCount, guidance, sampleDims, text, request.cfg);
 
     // 5. Denoising loop, on the device stepper or the JS one (see DeviceLoopMode)
     const denoised = await timings.time('denoiseMs', () => this.denoise(request, start, unet, latentShape, options, timings));

@@ -4,6 +4,7 @@
  */
 import * as ort from 'onnxruntime-node';
 import { InvalidRequestError } from './errors.js';
+import { guidanceEmbeddingDim, guidanceScaleEmbedding, TIMESTEP_COND_INPUT } from './guidance-embedding.js';
 import { halfToFloatValues, toFloat16Into } from './fp16.js';
 import type { ModelPart } from './model.js';
 import type { GpuTensorReader } from './providers.js';
@@ -28,6 +29,8 @@ export class UnetRunner {
   /** The UNet's `encoder_hidden_states` feed on the CPU. */
   readonly text: ort.Tensor;
   private readonly timestep: TensorFeeder;
+  /** LCM UNets' `timestep_cond` feed: the guidance embedding for every batch row (guidance-embedding.ts), else null. */
+  readonly timestepCond: ort.Tensor | null = null;
 
   constructor(
     private readonly unet: ModelPart,
@@ -36,6 +39,8 @@ export class UnetRunner {
     readonly guidance: boolean,
     sampleDims: number[],
     conditioning: TextConditioning,
+    /** The request's CFG scale: what an LCM UNet (one with `timestep_cond`) takes as its guidance embedding. */
+    guidanceScale = 1,
   ) {
     const dtype = unet.inputs.get('sample')!.dtype;
     if (dtype !== 'float32' && dtype !== 'float16') throw new InvalidRequestError(`unet sample input has type ${dtype}; float32 or float16 expected.`);
@@ -44,6 +49,14 @@ export class UnetRunner {
     this.sample = new ort.Tensor(dtype, this.input, sampleDims);
     this.timestep = TensorFeeder.forInput(unet.session, 'timestep', [sampleDims[0]!]);
     this.text = TensorFeeder.forInput(unet.session, 'encoder_hidden_states', conditioning.dims).setFloats(conditioning.embeddings);
+    const embeddingDim = guidanceEmbeddingDim(unet);
+    if (embeddingDim !== null) {
+      const rows = sampleDims[0]!;
+      const embedding = guidanceScaleEmbedding(guidanceScale, embeddingDim);
+      const feed = new Float32Array(rows * embeddingDim);
+      for (let row = 0; row < rows; row++) feed.set(embedding, row * embeddingDim);
+      this.timestepCond = TensorFeeder.forInput(unet.session, TIMESTEP_COND_INPUT, [rows, embeddingDim]).setFloats(feed);
+    }
   }
 
   /**
@@ -70,7 +83,8 @@ export class UnetRunner {
     generator: NoiseGenerator,
   ): Promise<{ output: ort.Tensor; runMs: number; drawMs: number }> {
     // Integer timestep inputs take t truncated, as numpy's astype does in diffusers' ONNX pipeline.
-    const feeds = { sample, timestep: this.timestep.fill(t), encoder_hidden_states: encoderHiddenStates };
+    const feeds: Record<string, ort.Tensor> = { sample, timestep: this.timestep.fill(t), encoder_hidden_states: encoderHiddenStates };
+    if (this.timestepCond) feeds[TIMESTEP_COND_INPUT] = this.timestepCond;
     const runStarted = performance.now();
     const running = this.unet.session.run(feeds);
     let drawMs = 0;
