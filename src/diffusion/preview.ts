@@ -84,6 +84,8 @@ export interface PreviewRendererOptions {
   decoderPath?: string | null;
   /** Opens the decoder's session; default ONNX Runtime on the CPU, one intra-op thread (see below). */
   createSession?: (file: string) => Promise<InferenceSession>;
+  /** Told when the decoder has opened (at the first preview), with its file. */
+  onOpen?: (file: string) => void;
   /** Told once why TAESD is not used (it failed to open, or a decode failed); previews then use the colour map. */
   onFallback?: (reason: string, error: unknown) => void;
 }
@@ -128,7 +130,9 @@ export class LatentPreviewRenderer {
     this.decoder ??= (async () => {
       const [{ TaesdDecoder }, { openSession }] = await Promise.all([import('./taesd.js'), import('./providers.js')]);
       const createSession = this.options.createSession ?? ((file: string) => openSession(file, 'cpu', { intraOpNumThreads: 1 }));
-      return TaesdDecoder.open(this.options.decoderPath!, createSession);
+      const decoder = await TaesdDecoder.open(this.options.decoderPath!, createSession);
+      this.options.onOpen?.(decoder.file);
+      return decoder;
     })().catch((error: unknown) => {
       this.fallBack(`TAESD preview decoder not used (${(error as Error).message}); previews use the colour map`, error);
       return null;
