@@ -28,8 +28,12 @@ with C = 8 instead of 64. TAESD takes the latents as the UNet makes them (its la
 Run by hand when the definition changes (deterministic; Debian's python3-torch 1.13 and python3-onnx):
 
     /usr/bin/python3 scripts/make-taesd-fixture.py      # from the repository root
+
+For `npm run bench:previews`, `--channels 64 --out FILE` writes only the real decoder's size (64 channels, 1.2 M
+random weights) to FILE, in taesd.py's convention; nothing under test/ changes.
 """
 
+import argparse
 import json
 import os
 
@@ -90,8 +94,16 @@ def export(module, path, input_name, output_name):
 
 
 def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--channels", type=int, default=CHANNELS)
+    parser.add_argument("--out", help="write only this decoder file (for benchmarks)")
+    args = parser.parse_args()
     torch.manual_seed(20261206)
-    module = decoder(CHANNELS).eval()
+    module = decoder(args.channels).eval()
+    if args.out:
+        export(module, args.out, "latents", "image")
+        print(f"{args.out}: {sum(p.numel() for p in module.parameters())} parameters")
+        return
     # Default init leaves the image near a constant; larger weights give a picture that depends on the latents.
     with torch.no_grad():
         for parameter in module.parameters():

@@ -1,5 +1,6 @@
 import type { InferenceSession } from 'onnxruntime-node';
 import sharp from 'sharp';
+import type { ProviderChoice } from './providers.js';
 import type { RgbImage, TaesdDecoder } from './taesd.js';
 
 /**
@@ -82,10 +83,16 @@ function encodeImageGrid(images: readonly RgbImage[], options: PreviewOptions): 
 export interface PreviewRendererOptions {
   /** A TAESD decoder (file or folder, taesd.ts); null or "" = the colour map only. */
   decoderPath?: string | null;
-  /** Opens the decoder's session; default ONNX Runtime on the CPU, one intra-op thread (see below). */
+  /**
+   * Where the decoder runs (the bot passes `model.provider`): `auto` takes the first of CUDA, WebGPU, the CPU that
+   * runs it (providers.ts' resolveProvider, probed with the decoder itself); on the CPU, one intra-op thread.
+   * Default cpu.
+   */
+  provider?: ProviderChoice;
+  /** Opens the decoder's session instead of `provider` (tests). */
   createSession?: (file: string) => Promise<InferenceSession>;
-  /** Told when the decoder has opened (at the first preview), with its file. */
-  onOpen?: (file: string) => void;
+  /** Told when the decoder has opened (at the first preview), with its file and the provider it runs on. */
+  onOpen?: (file: string, provider: string) => void;
   /** Told once why TAESD is not used (it failed to open, or a decode failed); previews then use the colour map. */
   onFallback?: (reason: string, error: unknown) => void;
 }
@@ -95,9 +102,10 @@ export interface PreviewRendererOptions {
  * decoder on) through the colour map: a preview is a courtesy, so its decoder's errors never reach a job; they are
  * reported once through `onFallback`. The decoder opens on the first preview, not at start.
  *
- * It runs where the previews are encoded (the bot process, on the CPU) so that the latents, 48× smaller than the
- * picture, stay what crosses from the engine; one intra-op thread keeps it from competing with an engine on the same
- * CPU for more than one core. `npm run bench` prints its cost beside the colour map's.
+ * It runs where the previews are encoded (the bot process) so that the latents, 48× smaller than the picture, stay
+ * what crosses from the engine. On a GPU a 512² decode takes milliseconds; on the CPU (one intra-op thread, so it
+ * competes with an engine on the same CPU for one core at most) the real decoder takes seconds per 512² preview,
+ * so previews come less often (one is encoded at a time). `npm run bench` prints its cost beside the colour map's.
  */
 export class LatentPreviewRenderer {
   private decoder: Promise<TaesdDecoder | null> | null = null;
@@ -128,10 +136,17 @@ export class LatentPreviewRenderer {
   /** Imported on first use: a bot without a preview decoder never loads ONNX Runtime for its previews. */
   private openDecoder(): Promise<TaesdDecoder | null> {
     this.decoder ??= (async () => {
-      const [{ TaesdDecoder }, { openSession }] = await Promise.all([import('./taesd.js'), import('./providers.js')]);
-      const createSession = this.options.createSession ?? ((file: string) => openSession(file, 'cpu', { intraOpNumThreads: 1 }));
+      const [{ TaesdDecoder }, { openSession, resolveProvider }] = await Promise.all([import('./taesd.js'), import('./providers.js')]);
+      let provider = 'custom';
+      const createSession =
+        this.options.createSession ??
+        (async (file: string) => {
+          const resolved = (await resolveProvider(this.options.provider ?? 'cpu', file, () => {})).provider;
+          provider = resolved;
+          return openSession(file, resolved, resolved === 'cpu' ? { intraOpNumThreads: 1 } : {});
+        });
       const decoder = await TaesdDecoder.open(this.options.decoderPath!, createSession);
-      this.options.onOpen?.(decoder.file);
+      this.options.onOpen?.(decoder.file, provider);
       return decoder;
     })().catch((error: unknown) => {
       this.fallBack(`TAESD preview decoder not used (${(error as Error).message}); previews use the colour map`, error);

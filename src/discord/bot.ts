@@ -74,7 +74,8 @@ export class ImagineBot {
     });
     this.previews = new LatentPreviewRenderer({
       decoderPath: config.model.previewDecoder,
-      onOpen: (file) => this.log.info({ file }, 'previews decode through TAESD'),
+      provider: config.model.provider,
+      onOpen: (file, provider) => this.log.info({ file, provider }, 'previews decode through TAESD'),
       onFallback: (reason, error) => this.log.warn({ err: loggableError(error) }, reason),
     });
     this.presenter = new JobPresenter({
