@@ -22,7 +22,7 @@ const defaultIO = (): ModelsCommandIO => ({ stdout: process.stdout, stderr: proc
 /** Runs `models pull` (exported for tests and for other commands that want to offer a pull). */
 export async function runModelsPull(
   repoArg: string,
-  options: { cacheDir?: string; config: Config; io?: ModelsCommandIO },
+  options: { cacheDir?: string; config: Config; io?: ModelsCommandIO; previewDecoder?: boolean },
 ): Promise<PullResult> {
   const io = options.io ?? defaultIO();
   const ref = parseRepoRef(repoArg);
@@ -34,13 +34,16 @@ export async function runModelsPull(
     endpoint: options.config.hub.endpoint,
     token: options.config.hub.token,
     onProgress: createProgressReporter(io.stderr),
+    kind: options.previewDecoder ? 'preview-decoder' : 'pipeline',
   });
   const fetched = result.downloadedBytes > 0 ? `downloaded ${formatBytes(result.downloadedBytes)}` : 'everything was already in the cache';
   io.stdout.write(
     [
       `Pulled ${formatRepoRef(ref)} (commit ${result.commit.slice(0, 12)}): ${result.files.length} files, ${formatBytes(result.totalBytes)}; ${fetched}.`,
       `  folder: ${result.snapshotPath}`,
-      `  use it: IMAGINE_MODEL=${formatRepoRef(ref)} in .env`,
+      options.previewDecoder
+        ? `  use it: IMAGINE_PREVIEW_DECODER=${result.snapshotPath} in .env (model.previewDecoder)`
+        : `  use it: IMAGINE_MODEL=${formatRepoRef(ref)} in .env`,
       '',
     ].join('\n'),
   );
@@ -81,12 +84,13 @@ export function registerModelsCommand(program: Command): Command {
     .command('pull')
     .description('Download an SD ONNX model (only the pipeline files) into the Hugging Face cache; resumable and verified.')
     .argument('<repo>', 'Hub repository, owner/name or owner/name@revision (branch, tag or commit)')
-    .option('--cache <dir>', 'Hub cache folder (default: $HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub)');
+    .option('--cache <dir>', 'Hub cache folder (default: $HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub)')
+    .option('--preview-decoder', "pull a TAESD preview decoder (its ONNX decoder only) for model.previewDecoder instead of an SD pipeline");
   addConfigOption(program, pull);
-  pull.action(async (repo: string, options: { cache?: string }, self: Command) => {
+  pull.action(async (repo: string, options: { cache?: string; previewDecoder?: boolean }, self: Command) => {
     const configPath = configPathOf(self);
     const config = loadConfig(configPath ? { configPath } : {});
-    await runModelsPull(repo, { config, ...(options.cache ? { cacheDir: options.cache } : {}) });
+    await runModelsPull(repo, { config, previewDecoder: options.previewDecoder ?? false, ...(options.cache ? { cacheDir: options.cache } : {}) });
   });
 
   const list = models

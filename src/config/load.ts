@@ -46,6 +46,7 @@ export const ENV_SETTINGS: ReadonlyArray<{ env: string; path: string }> = [
   { env: 'DISCORD_DEV_GUILD_ID', path: 'discord.devGuildId' },
   { env: 'IMAGINE_MODEL', path: 'model.path' },
   { env: 'IMAGINE_PROVIDER', path: 'model.provider' },
+  { env: 'IMAGINE_PREVIEW_DECODER', path: 'model.previewDecoder' },
   { env: 'IMAGINE_DATA_DIR', path: 'storage.dataDir' },
   { env: 'KEYV_URL', path: 'storage.keyvUrl' },
   { env: 'IMAGINE_QUEUE_BACKEND', path: 'queue.backend' },

@@ -18,12 +18,11 @@ import { ModelFileError } from './errors.js';
 import type { LatentShape } from './request.js';
 import { firstOutput, readFloats, TensorFeeder } from './tensors.js';
 import { isFile } from '../util/fs.js';
+import { TAESD_DECODER_FILES } from '../util/taesd-files.js';
 
 /** The input name of diffusers' (optimum's) export, whose output is in [−1, 1]; any other name means [0, 1]. */
 const DIFFUSERS_INPUT_NAME = 'latent_sample';
 
-/** Where a TAESD decoder may sit in a folder: optimum's AutoencoderTiny layout first, then madebyollin's file name. */
-const FOLDER_CANDIDATES = ['vae_decoder/model.onnx', 'taesd_decoder.onnx', 'model.onnx'];
 
 /** One preview image: 8-bit RGB, row-major HWC. */
 export interface RgbImage {
@@ -32,15 +31,15 @@ export interface RgbImage {
   height: number;
 }
 
-/** Finds the decoder's ONNX file: the path itself when it is a file, else the first of FOLDER_CANDIDATES in it. */
+/** Finds the decoder's ONNX file: the path itself when it is a file, else the first of TAESD_DECODER_FILES in it. */
 export async function resolveTaesdFile(path: string): Promise<string> {
   const info = await stat(path).catch(() => null);
   if (!info) throw new ModelFileError(path, 'preview decoder (model.previewDecoder) does not exist');
   if (info.isFile()) return path;
-  for (const candidate of FOLDER_CANDIDATES) {
+  for (const candidate of TAESD_DECODER_FILES) {
     if (await isFile(join(path, candidate))) return join(path, candidate);
   }
-  throw new ModelFileError(path, `preview decoder folder has none of ${FOLDER_CANDIDATES.join(', ')}`);
+  throw new ModelFileError(path, `preview decoder folder has none of ${TAESD_DECODER_FILES.join(', ')}`);
 }
 
 export class TaesdDecoder {

@@ -17,6 +17,7 @@ import { once } from 'node:events';
 import { Readable } from 'node:stream';
 import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
 import { downloadFile, HubApiError, listFiles, modelInfo, type ListFileEntry } from '@huggingface/hub';
+import { isPreviewDecoderFile, TAESD_DECODER_FILES } from '../util/taesd-files.js';
 import { HubError } from './errors.js';
 import { COMMIT_PATTERN, formatRepoRef, repoCacheFolder, type RepoRef } from './repo.js';
 
@@ -74,6 +75,11 @@ export interface PullOptions extends RepoRef {
   onProgress?: (progress: PullProgress) => void;
   /** For tests and proxies; default the global fetch. */
   fetch?: typeof fetch;
+  /**
+   * What to pull: an SD ONNX pipeline (default), or a TAESD preview decoder for `model.previewDecoder` (its ONNX
+   * decoder in one of the layouts of util/taesd-files.ts; encoders, PyTorch weights and the rest are left).
+   */
+  kind?: 'pipeline' | 'preview-decoder';
 }
 
 export interface PulledFile {
@@ -210,9 +216,11 @@ export async function pullModel(options: PullOptions): Promise<PullResult> {
     throw explainHubFailure(error, options, 'Listing the files');
   }
 
+  const previewDecoder = options.kind === 'preview-decoder';
+  const wanted = previewDecoder ? isPreviewDecoderFile : isPipelineFile;
   const plan: PlannedFile[] = [];
   for (const entry of entries) {
-    if (entry.type !== 'file' || !isPipelineFile(entry.path)) continue;
+    if (entry.type !== 'file' || !wanted(entry.path)) continue;
     if (entry.path.split('/').some((part) => part === '..' || part === '.' || part === '')) {
       throw new HubError('hub_http', `${ref} lists a file with an unsafe path: "${entry.path}".`);
     }
@@ -222,10 +230,13 @@ export async function pullModel(options: PullOptions): Promise<PullResult> {
     else throw new HubError('hub_http', `${ref}: the Hub gave no usable hash for ${entry.path}, so it cannot be verified.`);
   }
   const present = new Set(plan.map((file) => file.path));
+  if (previewDecoder && !TAESD_DECODER_FILES.some((file) => present.has(file))) {
+    throw new HubError('hub_not_onnx', `${ref} has no ONNX TAESD decoder (none of ${TAESD_DECODER_FILES.join(', ')}).`);
+  }
   const missing = REQUIRED_FILES.filter((file) => !present.has(file));
   const hasTokenizer =
     present.has('tokenizer/tokenizer.json') || (present.has('tokenizer/vocab.json') && present.has('tokenizer/merges.txt'));
-  if (missing.length > 0 || !hasTokenizer) {
+  if (!previewDecoder && (missing.length > 0 || !hasTokenizer)) {
     const what = missing.length > 0 ? missing.join(', ') : 'tokenizer/vocab.json and merges.txt';
     throw new HubError(
       'hub_not_onnx',
