@@ -120,6 +120,15 @@ describe('a generation on an LCM UNet', () => {
     assert.ok(difference <= 1e-5 * Math.max(1, maxAbs(latents)), `final latents differ by ${difference}`);
   });
 
+  test('the device loop (forced on the CPU) feeds the embedding too: it matches the JS loop', async () => {
+    const request = { prompt: 'a lighthouse at dusk', seed: 9n, steps: 4, cfg: 8, width: 64, height: 64, batch: 2 };
+    const js = await lcm().generate(request, { deviceLoop: 'never' });
+    const device = await lcm().generate(request, { deviceLoop: 'always' });
+    assert.equal(device.loop, 'device');
+    const difference = maxAbsDiff(device.latents, js.latents);
+    assert.ok(difference <= 1e-5 * maxAbs(js.latents), `loops differ by ${difference}`);
+  });
+
   test('the CFG scale reaches the UNet: another scale, another image; CFG 1 is the embedding of w = 0, not "no guidance"', async () => {
     const base = { prompt: 'a lighthouse at dusk', seed: 7n, steps: 2, width: 64, height: 64 };
     const one = await lcm().generate({ ...base, cfg: 1 });
