@@ -414,6 +414,27 @@ function checkHeartbeat(config: Config, maxAgeSeconds: number): DoctorCheck | un
 
 // -------------------------------------------------------------------------------------------------------------------
 
+/**
+ * model.previewDecoder, when set: the TAESD decoder file it names (or finds in its folder) is there. A warning, not
+ * a failure: without it the bot still runs, and its previews use the colour map.
+ */
+async function checkPreviewDecoder(config: Config): Promise<DoctorCheck[]> {
+  const path = config.model.previewDecoder;
+  if (!path) return [];
+  // Imported only here: the engine's modules load ONNX Runtime, which the other checks do not need.
+  const { resolveTaesdFile } = await import('../diffusion/taesd.js');
+  try {
+    return [{ name: 'Preview decoder', status: 'ok', detail: `TAESD previews from ${await resolveTaesdFile(path)}` }];
+  } catch (error) {
+    return [{
+      name: 'Preview decoder',
+      status: 'warn',
+      detail: `${(error as Error).message}: previews will use the colour map`,
+      fix: 'fetch one with imagine-bot models pull --preview-decoder owner/name and set IMAGINE_PREVIEW_DECODER to the folder it prints, or unset it',
+    }];
+  }
+}
+
 export async function runDoctor(options: DoctorOptions = {}): Promise<DoctorCheck[]> {
   const quick = options.quick === true;
   let config: Config;
@@ -429,6 +450,7 @@ export async function runDoctor(options: DoctorOptions = {}): Promise<DoctorChec
   const needsModel = config.queue.backend === 'local' || config.model.path !== '';
   if (needsModel) checks.push(...checkModel(config, quick));
   if (needsModel && !quick) checks.push(await checkProvider(config, options.resolveProvider ?? defaultResolveProvider));
+  checks.push(...(await checkPreviewDecoder(config)));
   checks.push(checkDataDir(config));
   checks.push(await checkKeyv(config));
   checks.push(...(await checkRedisQueue(config, quick)));
