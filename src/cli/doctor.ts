@@ -477,7 +477,7 @@ export function formatDoctorReport(checks: readonly DoctorCheck[]): string {
 export function registerDoctorCommand(program: Command): Command {
   const command = program
     .command('doctor')
-    .description('Check the token, model folder, execution provider, data folder, storage and (backend redis) Redis and its workers, and say what to fix.')
+    .description('Check the token, model folder, execution provider, preview decoder (when set), data folder, storage and (backend redis) Redis and its workers, and say what to fix.')
     .option('--quick', 'only fast checks (configuration, files present, data folder, storage, heartbeat): for HEALTHCHECK');
   addConfigOption(program, command);
   return command.action(async (options: { quick?: boolean }, self: Command) => {
