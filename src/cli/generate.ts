@@ -79,7 +79,7 @@ export function registerGenerateCommand(program: Command, defaults: GenerateComm
       }
     })
     .option('--steps <n>', 'denoising steps', integer('steps', 1, 1000), DEFAULT_STEPS)
-    .option('--cfg <x>', 'classifier-free guidance scale (≤ 1 disables guidance)', decimal('cfg'), DEFAULT_CFG)
+    .option('--cfg <x>', 'classifier-free guidance scale (≤ 1 disables guidance; an LCM-distilled UNet takes it as its guidance embedding)', decimal('cfg'), DEFAULT_CFG)
     .option('--width <w>', 'image width, a multiple of 8', integer('width', 8, 4096), 512)
     .option('--height <h>', 'image height, a multiple of 8', integer('height', 8, 4096), 512)
     .addOption(new Option('--scheduler <name>', "scheduler (default: the model's scheduler_config.json)").choices([...SCHEDULER_NAMES]))
