@@ -103,9 +103,10 @@ export interface PreviewRendererOptions {
  * reported once through `onFallback`. The decoder opens on the first preview, not at start.
  *
  * It runs where the previews are encoded (the bot process) so that the latents, 48× smaller than the picture, stay
- * what crosses from the engine. On a GPU a 512² decode takes milliseconds; on the CPU (one intra-op thread, so it
- * competes with an engine on the same CPU for one core at most) the real decoder takes seconds per 512² preview,
- * so previews come less often (one is encoded at a time). `npm run bench` prints its cost beside the colour map's.
+ * what crosses from the engine. It is meant for a GPU (not measured there yet); on the CPU (one intra-op thread, so
+ * it competes with an engine on the same CPU for one core at most) a decoder of the real size took seconds per 512²
+ * preview on the 2-core development VM, so previews come less often there (one is encoded at a time). `npm run
+ * bench` prints its cost beside the colour map's.
  */
 export class LatentPreviewRenderer {
   private decoder: Promise<TaesdDecoder | null> | null = null;
