@@ -193,6 +193,7 @@ describe('2 shards as 2 bot processes, 2 workers, one redis-server', { skip: red
     // Shard 0's guild gets no answer while its process is down: Discord has no session to send the interaction to.
     assert.equal(emulator.invokeCommand({ user_id: bruno, name: 'imagine', options: { prompt: 'nobody hears' }, guild_id: world[0]!.guild, channel_id: world[0]!.channel }).delivered, false);
 
+    const restartedAt = shards[0]!.logs.length;
     await startShard(0);
     for (const id of queued) assert.ok(hasPngs((await waitForResult(id)).original), 'a job queued before the crash was delivered after the restart');
     const click = emulator.click({ user_id: bruno, message_id: oldMessageId, custom_id: oldRerollId });
@@ -206,5 +207,9 @@ describe('2 shards as 2 bot processes, 2 workers, one redis-server', { skip: red
       assert.equal(logged('job finished').filter((line) => line.jobId === jobId).length, 1, `job ${jobId} delivered exactly once, by one process`);
     }
     assert.equal(logged('job finished', 1).filter((line) => jobIds.includes(String(line.jobId))).length, 0, 'shard 1 posted none of shard 0s jobs');
+    // Nothing was queued twice: after the restart, shard 0 queued the re-roll and nothing else.
+    const afterRestart = shards[0]!.logs.slice(restartedAt);
+    assert.deepEqual(afterRestart.filter((line) => line.msg === 'acknowledged job queued again after a restart'), []);
+    assert.equal(afterRestart.filter(isQueuedLine).length, 1, 'only the re-roll was queued after the restart');
   });
 });
