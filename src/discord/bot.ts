@@ -139,6 +139,7 @@ export class ImagineBot {
       this.reportShards();
     });
     this.client.on(Events.ShardReconnecting, (shardId) => this.log.info({ shardId }, 'gateway reconnecting'));
+    this.client.on(Events.ShardReady, () => this.reportShards());
     this.client.on(Events.ShardResume, (shardId, replayed) => {
       this.log.info({ shardId, replayed }, 'gateway session resumed');
       this.reportShards();

@@ -154,6 +154,9 @@ describe('Redis backend with real worker processes', { skip: redisBackend.skip, 
         // One process recorded each start: a job that ran once was started once.
         for (const id of ids) assert.equal((await bots[0]!.queue.getJob(id))?.attempts, 1);
 
+        // A report of an earlier layout (4 shards) is history once the current layout reports.
+        await bots[0]!.queue.reportShards([{ id: 3, count: 4, guilds: 9, pingMs: 10, connected: true }]);
+        await sleep(5);
         await bots[0]!.queue.reportShards([{ id: 0, count: 2, guilds: 3, pingMs: 41, connected: true }]);
         await bots[1]!.queue.reportShards([{ id: 1, count: 2, guilds: 2, pingMs: null, connected: true }]);
         const listed = await bots[1]!.queue.shards();

@@ -298,10 +298,12 @@ export class RedisJobQueue implements JobQueue {
   async shards(): Promise<ShardInfo[]> {
     const all = await this.requireClient().hgetall(this.keys.shards);
     const now = this.clock();
+    const records = Object.values(all).flatMap((raw) => parseShardRecord(raw) ?? []);
+    // The newest report says the shard count in use; records of an earlier layout (another count) are history.
+    const newest = records.reduce<ShardRecord | undefined>((best, r) => (!best || r.lastHeartbeat > best.lastHeartbeat ? r : best), undefined);
     const shards: ShardInfo[] = [];
-    for (const raw of Object.values(all)) {
-      const info = parseShardRecord(raw);
-      if (!info || now - info.lastHeartbeat > LONG_GONE_MS) continue;
+    for (const info of records) {
+      if (info.count !== newest?.count || now - info.lastHeartbeat > LONG_GONE_MS) continue;
       const gone = info.closed || now - info.lastHeartbeat > this.timings.goneAfterMs;
       const { closed: _closed, ...shown } = info;
       shards.push({ ...shown, state: gone ? 'gone' : 'live' });
@@ -551,7 +553,7 @@ export class RedisJobQueue implements JobQueue {
   }
 }
 
-/** Shard records silent this long are not listed any more (a shard count that was changed since). */
+/** Shard records silent this long are not listed any more (a shard set that is not run any more). */
 const LONG_GONE_MS = 24 * 3600 * 1000;
 
 type ShardRecord = Omit<ShardInfo, 'state'> & { closed: boolean };
