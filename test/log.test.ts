@@ -88,7 +88,7 @@ test('pretty output is scrubbed too', async () => {
 
 test('createLoggerFromConfig uses the configured level and secrets', () => {
   const out = collector();
-  const log = createLoggerFromConfig({ log: { level: 'error' }, discord: { token: SHAPELESS, apiBase: '', cdnBase: '', devGuildId: null }, hub: { endpoint: '', cacheDir: '', token: undefined } }, { destination: out });
+  const log = createLoggerFromConfig({ log: { level: 'error' }, discord: { token: SHAPELESS, apiBase: '', cdnBase: '', devGuildId: null, shards: 'auto', shardCount: 'auto' }, hub: { endpoint: '', cacheDir: '', token: undefined } }, { destination: out });
   log.warn('below level');
   log.error(`failed with ${SHAPELESS}`);
   assert.equal(out.lines.length, 1);

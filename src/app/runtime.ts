@@ -17,6 +17,7 @@ import type { Logger } from '../log.js';
 import { Admission, GuildSettingsStore, JobStore, LocalJobQueue, RedisJobQueue, Storage, timingsFromQueueConfig, type JobQueue } from '../queue/index.js';
 import { ImagineBot } from '../discord/bot.js';
 import { createGuildRules, requestDefaults, settingsFromConfig } from '../discord/rules.js';
+import { checkShardBackend, instanceNameOf, shardPlanOf } from '../discord/shards.js';
 
 export interface RuntimeOptions {
   config: Config;
@@ -62,8 +63,8 @@ export async function startEngine(config: Config, log: Logger, modelFolder: stri
  * The queue backend over the job store: with an engine, the local fair queue whose one worker runs it; without (backend
  * redis), the BullMQ queue whose jobs `imagine-bot worker` processes run.
  */
-export function createQueue(config: Config, storage: Storage, engine: Engine | undefined, log: Logger): JobQueue {
-  const store = new JobStore(storage.namespace('jobs'), { logger: log.child({ module: 'jobs' }) });
+export function createQueue(config: Config, storage: Storage, engine: Engine | undefined, log: Logger, instance = ''): JobQueue {
+  const store = new JobStore(storage.namespace('jobs'), { instance, logger: log.child({ module: 'jobs' }) });
   const logger = log.child({ module: 'queue' });
   if (!engine) return new RedisJobQueue({ url: config.queue.redisUrl, store, ...timingsFromQueueConfig(config.queue), logger });
   return new LocalJobQueue({
@@ -83,6 +84,10 @@ function storageUrl(config: Config): string | undefined {
 
 export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   const { config, log } = options;
+  // Several bot processes (a share of the shards each) only over Redis; each keeps its own job index and outbox.
+  const shardPlan = shardPlanOf(config.discord);
+  checkShardBackend(shardPlan, config.queue.backend);
+  const instance = instanceNameOf(shardPlan);
   // Storage first: a damaged store file is reported in a second, not after the model has loaded.
   const url = storageUrl(config);
   const storage = await Storage.open({ ...(url ? { url } : {}), sqlitePath: config.storage.sqlitePath, logger: log });
@@ -97,7 +102,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   }
   const defaults = requestDefaults(config, engine?.info.modelScheduler ?? 'pndm');
   const stopLoopDelayMonitor = startLoopDelayMonitor(log);
-  const queue = createQueue(config, storage, engine, log);
+  const queue = createQueue(config, storage, engine, log, instance);
   if (!engine) log.info('queue backend redis: jobs run on imagine-bot worker processes');
 
   const settings = new GuildSettingsStore({ keyv: storage.namespace('settings'), defaults: settingsFromConfig(config), logger: log.child({ module: 'settings' }) });
@@ -109,8 +114,9 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     queue,
     rules,
     engine: engine ? { modelName: engine.info.modelName, provider: engine.info.provider } : { modelName: "the workers' model", provider: 'Redis workers' },
-    deliveries: storage.namespace('deliveries'),
+    deliveries: storage.namespace(instance === '' ? 'deliveries' : `deliveries:${instance}`),
     registerCommands: options.deployCommands,
+    shardReportIntervalMs: config.queue.workerHeartbeatMs,
   });
   try {
     await bot.start();

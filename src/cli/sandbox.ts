@@ -47,6 +47,9 @@ export function sandboxBotEnv(emulator: DiscordEmulator, options: { model?: stri
     // dev guild (unknown here) or at the production Redis.
     DISCORD_DEV_GUILD_ID: '',
     KEYV_URL: '',
+    // Nor at a share of some other bot's shards: the sandbox's bot runs every shard of the sandbox (`--shards N`).
+    IMAGINE_SHARDS: '',
+    IMAGINE_SHARD_COUNT: '',
   };
 }
 
@@ -78,6 +81,11 @@ export interface SandboxOptions {
   workerCommand?: { command: string; args: string[] };
   /** Where the workers' output lines go (default: printed with a `[worker N]` prefix). */
   workerOutput?: (index: number, line: string) => void;
+  /**
+   * Run the bot with this many gateway shards (its one process runs them all), in a world with guilds on every shard
+   * (the emulator's `seedWithShards`). Default: the seed's own (one shard per 1 000 guilds).
+   */
+  shards?: number;
 }
 
 export interface RunningSandbox {
@@ -129,10 +137,16 @@ export async function runSandbox(options: SandboxOptions): Promise<RunningSandbo
   // Checked before anything starts, so a missing Redis is one line and nothing to clean up.
   if (workerCount > 0 && !options.redisUrl && !findExecutable('redis-server')) throw new ImagineError('redis_server_missing', REDIS_SERVER_MISSING);
   // Imported here, not at the top: every other imagine-bot command would pay for loading the emulator otherwise.
-  const { BotSupervisor, startDiscordEmulator } = await import('../emulator/index.js');
-  const emulator = await startDiscordEmulator({ port: options.port, ...(options.seedFile ? { seedFile: options.seedFile } : {}) });
+  const { BotSupervisor, DEFAULT_SEED, loadSeedFile, seedWithShards, startDiscordEmulator } = await import('../emulator/index.js');
+  const world = options.shards
+    ? { seed: seedWithShards(options.seedFile ? loadSeedFile(options.seedFile) : DEFAULT_SEED, options.shards) }
+    : options.seedFile
+      ? { seedFile: options.seedFile }
+      : {};
+  const emulator = await startDiscordEmulator({ port: options.port, ...world });
   const url = `${emulator.url}/`;
   print(`Imagine sandbox: ${url}  (a local Discord; control API at ${emulator.url}/_sandbox)`);
+  if (options.shards) print(`Shards: ${options.shards}, with guilds on every shard; the page shows which shard serves the selected guild.`);
   let supervisor: BotSupervisor | null = null;
   let workers: SandboxWorkers | null = null;
   let redis: RedisServer | null = null;
@@ -154,6 +168,7 @@ export async function runSandbox(options: SandboxOptions): Promise<RunningSandbo
   const dataDir = options.dataDir ? resolve(options.dataDir) : mkdtempSync(join(tmpdir(), 'imagine-sandbox-'));
   print(`Data: ${dataDir}`);
   const env: Record<string, string | undefined> = { ...(options.env ?? {}), ...sandboxBotEnv(emulator, { model, dataDir }) };
+  if (options.shards) env['IMAGINE_SHARD_COUNT'] = String(options.shards);
   const tiny = findTinyModel();
   if (model && tiny && resolve(model) === resolve(tiny) && !env['IMAGINE_CONFIG']) {
     // The tiny model's UNet is cheap at 128² but takes seconds per step at 512² on a CPU: offer small sizes so
@@ -264,6 +279,13 @@ interface SandboxCliOptions {
   deploy: boolean;
   workers?: number;
   redis?: string;
+  shards?: number;
+}
+
+function parseShardCount(value: string): number {
+  const count = Number(value);
+  if (!Number.isInteger(count) || count < 1 || count > 16) throw new InvalidArgumentError('must be a whole number from 1 to 16');
+  return count;
 }
 
 function parseWorkerCount(value: string): number {
@@ -286,6 +308,7 @@ export function registerSandboxCommand(program: Command): void {
     .option('--no-deploy', 'do not run deploy-commands when the bot registers no commands itself')
     .option('--workers <n>', 'queue on Redis and run N `imagine-bot worker` processes (as in production); see GET /_sandbox/workers', parseWorkerCount)
     .option('--redis <url>', 'with --workers: the Redis to use (default: a private redis-server started from PATH, AOF on)')
+    .option('--shards <n>', 'run the bot with N gateway shards, in a world with guilds on every shard (the page shows which shard serves a guild)', parseShardCount)
     .action(async (options: SandboxCliOptions) => {
       if (options.workers && !options.bot) throw new ConfigError(['--workers runs jobs for the bot: it cannot go with --no-bot']);
       if (options.redis && !options.workers) throw new ConfigError(['--redis is for --workers N: the sandbox without workers uses the local queue']);
@@ -300,6 +323,7 @@ export function registerSandboxCommand(program: Command): void {
         ...(options.deployCommand ? { deployCommand: options.deployCommand } : {}),
         ...(options.workers ? { workers: options.workers } : {}),
         ...(options.redis ? { redisUrl: options.redis } : {}),
+        ...(options.shards ? { shards: options.shards } : {}),
         // The CLI's global --config applies to the bot too.
         ...(program.opts<{ config?: string }>().config ? { env: { IMAGINE_CONFIG: resolve(program.opts<{ config: string }>().config) } } : {}),
       });

@@ -7,10 +7,13 @@ import { resolveModelPath } from '../hub/cache.js';
 import { isImagineError } from '../errors.js';
 import { alreadyReported } from './reported.js';
 import { checkDiscordToken, type DiscordBotUser } from './discord-check.js';
+import { checkShardBackend, shardPlanOf } from '../discord/shards.js';
 
 interface StartOptions {
   config?: string;
   deploy: boolean;
+  shards?: string;
+  shardCount?: string;
 }
 
 /**
@@ -32,10 +35,23 @@ export function registerStartCommand(program: Command): void {
     .description('Run the Discord bot: checks the token with Discord, loads the model, serves /imagine (prints a setup guide when DISCORD_TOKEN or the model is missing).')
     .option('--config <file>', 'configuration override file (default: config/local.json or IMAGINE_CONFIG)')
     .option('--no-deploy', 'do not register the slash commands at start (use `deploy-commands` instead)')
+    .option(
+      '--shards <ids>',
+      'run only these gateway shards, e.g. 0,1 (one of several bot processes, with --shard-count; needs queue.backend redis); default discord.shards / IMAGINE_SHARDS, "auto" = all',
+    )
+    .option('--shard-count <n>', 'how many shards the bot has over all its processes; default discord.shardCount / IMAGINE_SHARD_COUNT, "auto" = as Discord recommends')
     .action(async (options: StartOptions, command: Command) => {
       // --config may be given before the subcommand too (imagine-bot --config FILE start).
       const configPath = options.config ?? command.parent?.opts<{ config?: string }>().config;
-      const config = loadConfig(configPath ? { configPath } : {});
+      // The flags override the environment, and are checked by the configuration's own rules.
+      const env = {
+        ...process.env,
+        ...(options.shards !== undefined ? { IMAGINE_SHARDS: options.shards } : {}),
+        ...(options.shardCount !== undefined ? { IMAGINE_SHARD_COUNT: options.shardCount } : {}),
+      };
+      const config = loadConfig({ ...(configPath ? { configPath } : {}), env });
+      // A shard set that needs other processes, on the one-process local queue, is refused before anything starts.
+      checkShardBackend(shardPlanOf(config.discord), config.queue.backend);
       if (!config.discord.token) {
         process.stdout.write(`${firstRunGuide({ appId: config.discord.appId })}\n`);
         throw notStarted();

@@ -44,6 +44,8 @@ export const ENV_SETTINGS: ReadonlyArray<{ env: string; path: string }> = [
   { env: 'DISCORD_API_BASE', path: 'discord.apiBase' },
   { env: 'DISCORD_CDN_BASE', path: 'discord.cdnBase' },
   { env: 'DISCORD_DEV_GUILD_ID', path: 'discord.devGuildId' },
+  { env: 'IMAGINE_SHARDS', path: 'discord.shards' },
+  { env: 'IMAGINE_SHARD_COUNT', path: 'discord.shardCount' },
   { env: 'IMAGINE_MODEL', path: 'model.path' },
   { env: 'IMAGINE_PROVIDER', path: 'model.provider' },
   { env: 'IMAGINE_PREVIEW_DECODER', path: 'model.previewDecoder' },

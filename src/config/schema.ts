@@ -78,6 +78,19 @@ export const configSchema = z.strictObject({
     cdnBase: httpUrl(),
     /** Deploy slash commands to this one guild (instant) instead of globally (up to an hour). */
     devGuildId: rule((m) => z.union([z.null(m), z.string(m).regex(SNOWFLAKE, m)], m), 'must be null or a Discord id (17 to 20 digits)'),
+    /**
+     * The gateway shards this process runs: "auto" (all of them, as many as Discord recommends or `shardCount`), or
+     * a list of shard ids (`[0, 1]`, or "0,1" from the environment / `start --shards`) for one of several processes.
+     */
+    shards: rule(
+      (m) => z.union([z.literal('auto', m), z.array(z.int(m).min(0, m).max(65535, m), m).min(1, m), z.string(m).regex(/^\d{1,5}(,\d{1,5})*$/, m)], m),
+      'must be "auto", a list of shard ids such as [0, 1], or "0,1"',
+    ),
+    /** How many shards the bot has in all, over every process: "auto" (Discord's recommendation) or a number. */
+    shardCount: rule(
+      (m) => z.union([z.literal('auto', m), z.int(m).min(1, m).max(65536, m), z.string(m).regex(/^[1-9]\d{0,4}$/, m)], m),
+      'must be "auto" or a whole number of shards ≥ 1',
+    ),
   }),
   model: z.strictObject({
     /** A model folder, or a Hugging Face repo id (owner/name[@revision]) resolved from the Hub cache; "" = none yet. */

@@ -4,12 +4,13 @@
  * of its own: everything a click or a restart needs is in the job store.
  */
 import { join } from 'node:path';
-import { Client, Events, GatewayIntentBits } from 'discord.js';
+import { hostname } from 'node:os';
+import { Client, Events, GatewayIntentBits, Status } from 'discord.js';
 import type { Keyv } from 'keyv';
 import { commandDefinitionsOf, IMAGINE_COMMAND, QUEUE_COMMAND, SETTINGS_COMMAND, STATUS_COMMAND, type ImagineCommands } from '../../commands/index.js';
 import { ConfigError, type Config } from '../config/index.js';
 import type { Logger } from '../log.js';
-import { LatentPreviewRenderer, type JobQueue, type QueueSnapshot } from '../queue/index.js';
+import { LatentPreviewRenderer, type JobQueue, type QueueSnapshot, type ShardInfo, type ShardReport } from '../queue/index.js';
 import { formatDuration } from '../util/format.js';
 import type { GuildRules } from './backend.js';
 import { commandsFor, deployCommands } from './command-data.js';
@@ -25,6 +26,7 @@ import { JobPresenter } from './presenter.js';
 import { subscribeQueueEvents } from './queue-events.js';
 import { createRouter } from './router.js';
 import { DeliveryOutbox } from './delivery.js';
+import { clientShardOptions, shardPlanOf } from './shards.js';
 
 export interface EngineInfo {
   modelName: string;
@@ -46,6 +48,8 @@ export interface BotOptions {
   registerCommands?: boolean;
   /** How often the status line is logged; default 5 minutes. */
   statusLogIntervalMs?: number;
+  /** How often this process reports its shards to the queue backend (`JobQueue.reportShards`); default 5 s. */
+  shardReportIntervalMs?: number;
 }
 
 export class ImagineBot {
@@ -58,6 +62,7 @@ export class ImagineBot {
   private accepting = false;
   private readonly startedAt = Date.now();
   private statusTimer: NodeJS.Timeout | null = null;
+  private shardTimer: NodeJS.Timeout | null = null;
   private readonly unsubscribe: Array<() => void> = [];
   private readonly inFlight = new Set<Promise<unknown>>();
   private readonly route: ReturnType<typeof createRouter>;
@@ -69,6 +74,8 @@ export class ImagineBot {
     this.client = new Client({
       // Slash commands and buttons need no privileged intents; Guilds gives channel NSFW flags and member roles.
       intents: [GatewayIntentBits.Guilds],
+      // All shards, as many as Discord recommends, or this process's share of them (discord.shards / shardCount).
+      ...clientShardOptions(shardPlanOf(config.discord)),
       rest: { api: config.discord.apiBase, cdn: config.discord.cdnBase, version: '10' },
       allowedMentions: { parse: [] },
     });
@@ -106,6 +113,7 @@ export class ImagineBot {
       outbox: this.outbox,
       commands: this.commands,
       statusLine: async () => (await this.statusLine()).text,
+      shards: () => (options.queue.shards ? options.queue.shards() : Promise.resolve(this.localShards())),
     };
     this.route = createRouter({
       log: this.log,
@@ -135,13 +143,26 @@ export class ImagineBot {
 
     this.client.on(Events.InteractionCreate, (interaction) => this.track(this.route(interaction)));
     this.client.on(Events.Error, (error) => this.log.error({ err: loggableError(error) }, 'discord client error'));
-    this.client.on(Events.ShardDisconnect, (event) => this.log.warn({ code: event.code }, 'gateway disconnected'));
+    this.client.on(Events.ShardDisconnect, (event, shardId) => {
+      this.log.warn({ code: event.code, shardId }, 'gateway disconnected');
+      this.reportShards();
+    });
     this.client.on(Events.ShardReconnecting, (shardId) => this.log.info({ shardId }, 'gateway reconnecting'));
-    this.client.on(Events.ShardResume, (shardId, replayed) => this.log.info({ shardId, replayed }, 'gateway session resumed'));
+    this.client.on(Events.ShardReady, () => this.reportShards());
+    this.client.on(Events.ShardResume, (shardId, replayed) => {
+      this.log.info({ shardId, replayed }, 'gateway session resumed');
+      this.reportShards();
+    });
     const ready = new Promise<void>((resolve) => this.client.once(Events.ClientReady, () => resolve()));
     await this.client.login(config.discord.token);
     await ready;
-    this.log.info({ user: this.client.user?.tag, guilds: this.client.guilds.cache.size }, 'connected to Discord');
+    this.log.info(
+      { user: this.client.user?.tag, guilds: this.client.guilds.cache.size, shards: [...this.client.ws.shards.keys()], shardCount: this.client.options.shardCount },
+      'connected to Discord',
+    );
+    this.reportShards();
+    this.shardTimer = setInterval(() => this.reportShards(), this.options.shardReportIntervalMs ?? 5000);
+    this.shardTimer.unref();
 
     if (this.options.registerCommands && config.discord.appId) {
       const result = await deployCommands(this.client.rest, config.discord.appId, commandDefinitionsOf(this.commands), config.discord.devGuildId);
@@ -161,6 +182,8 @@ export class ImagineBot {
     this.accepting = false;
     if (this.statusTimer) clearInterval(this.statusTimer);
     this.statusTimer = null;
+    if (this.shardTimer) clearInterval(this.shardTimer);
+    this.shardTimer = null;
     // No new jobs start after this; a running job finishes within the grace or stays persisted for the next start.
     await this.options.queue.close();
     // Interactions being answered and results being posted (a job that finished just before) complete first.
@@ -201,6 +224,30 @@ export class ImagineBot {
         ),
       )
       .catch((error: unknown) => this.log.warn({ err: loggableError(error) }, 'could not read the queue status'));
+  }
+
+  /** This process's shards as they are now: id, guilds, gateway ping, whether the session is up. */
+  private shardReports(): ShardReport[] {
+    const count = this.client.options.shardCount ?? 1;
+    return [...this.client.ws.shards.values()].map((shard) => ({
+      id: shard.id,
+      count,
+      guilds: this.client.guilds.cache.filter((guild) => guild.shardId === shard.id).size,
+      pingMs: shard.ping >= 0 ? Math.round(shard.ping) : null,
+      connected: shard.status === Status.Ready,
+    }));
+  }
+
+  private localShards(): ShardInfo[] {
+    const now = Date.now();
+    return this.shardReports().map((shard) => ({ ...shard, host: hostname(), pid: process.pid, state: 'live', lastHeartbeat: now }));
+  }
+
+  /** Publishes this process's shards where the other bot processes' /imagine-status reads them (Redis backend). */
+  private reportShards(): void {
+    const { queue } = this.options;
+    if (!queue.reportShards || !this.client.isReady()) return;
+    queue.reportShards(this.shardReports()).catch((error: unknown) => this.log.warn({ err: loggableError(error) }, 'could not report the shards'));
   }
 
   /** Counts work as in flight until it settles, so `stop` waits for it. */

@@ -83,11 +83,14 @@ export class DeliveryOutbox {
   private cleanupTimer: NodeJS.Timeout | null = null;
   private running: Promise<void> | null = null;
   private closed = false;
+  /** When this run read the records: a job that ended since is being delivered by this run's queue events. */
+  private loadedAt = Number.POSITIVE_INFINITY;
 
   constructor(private readonly options: DeliveryOutboxOptions) {}
 
   /** Reads the pending records; before the queue starts, so restored jobs find theirs. */
   async load(): Promise<void> {
+    this.loadedAt = Date.now();
     const stored = await this.options.keyv.get<unknown>(PENDING_KEY);
     for (const record of Array.isArray(stored) ? (stored as DeliveryRecord[]) : []) {
       if (record && typeof record === 'object' && record.v === 1 && typeof record.key === 'string') this.records.set(record.key, record);
@@ -173,6 +176,10 @@ export class DeliveryOutbox {
       if (record.outcome) continue;
       const job = record.jobId ? await this.options.queue.getJob(record.jobId) : undefined;
       if (job?.status === 'queued' || job?.status === 'running') continue;
+      // Ended since this start (the Redis backend records, at start, the ends of jobs that finished while the bot was
+      // down): its end event is on its way to this outbox, with the result. Only an end from before this start,
+      // without an outcome here, means the result was lost with the last process.
+      if (job?.finishedAt !== undefined && job.finishedAt >= this.loadedAt) continue;
       if (job?.status === 'failed') await this.settle(job, { kind: 'failed', reason: job.error?.message ?? 'The job failed.' });
       else if (job?.status === 'cancelled') await this.settle(job, { kind: 'cancelled' });
       else await this.resubmit(record, job);

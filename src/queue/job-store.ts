@@ -5,6 +5,8 @@ import { KeyedSerializer } from './serial.js';
 import type { EnqueueInput, JobRecord, JobStatus } from './types.js';
 
 const INDEX_KEY = 'index:active';
+/** The active index of one bot instance (a shard set) when several share the store; '' keeps the historical key. */
+const indexKeyOf = (instance: string): string => (instance === '' ? INDEX_KEY : `${INDEX_KEY}:${instance}`);
 const jobKey = (id: string): string => `job:${id}`;
 
 /** The list of active (queued or running) job ids, in enqueue order, and the next sequence number. */
@@ -17,6 +19,12 @@ interface ActiveIndex {
 export interface JobStoreOptions {
   /** How long finished jobs stay readable (buttons on old messages read them). Default 30 days. */
   finishedTtlMs?: number;
+  /**
+   * Which bot instance this store indexes for, when several bot processes share one store (shards on one Redis):
+   * each keeps its own active index (`index:active:<instance>`) and so stays its only writer, while job records
+   * stay shared (any process reads any job: buttons, /imagine-queue). Default '' (one process: `index:active`).
+   */
+  instance?: string;
   logger?: Logger;
 }
 
@@ -27,12 +35,15 @@ const STATUSES: readonly JobStatus[] = ['queued', 'running', 'done', 'failed', '
  * comes from write order: a new job's record is written before the index names it, and a finished job's final
  * record is written before the index drops it. A crash between the two leaves either an unindexed record (a job
  * whose enqueue never returned, so nobody was told it was queued) or a dangling/finished id in the index, which
- * loading skips. Single writer per store: one LocalJobQueue process owns the index.
+ * loading skips. Single writer per index: one process owns each index — the one LocalJobQueue, or each bot
+ * instance (shard set) of the Redis backend its own (`instance`), so several bot processes never overwrite each
+ * other's list. The jobs an index names are the ones its process delivers (`owns`).
  */
 export class JobStore {
   private readonly keyv: Keyv;
   private readonly finishedTtlMs: number;
   private readonly logger: Logger | undefined;
+  private readonly indexKey: string;
   private readonly serial = new KeyedSerializer();
   private index: ActiveIndex | undefined;
 
@@ -40,6 +51,12 @@ export class JobStore {
     this.keyv = keyv;
     this.finishedTtlMs = options.finishedTtlMs ?? 30 * 24 * 3600 * 1000;
     this.logger = options.logger;
+    this.indexKey = indexKeyOf(options.instance ?? '');
+  }
+
+  /** Whether this store's index names the job: it was created (or restored) here and has not finished yet. */
+  owns(id: string): boolean {
+    return this.index?.ids.includes(id) ?? false;
   }
 
   /**
@@ -48,7 +65,7 @@ export class JobStore {
    */
   async loadActive(): Promise<JobRecord[]> {
     return this.serial.run('index', async () => {
-      const stored = await this.keyv.get<unknown>(INDEX_KEY);
+      const stored = await this.keyv.get<unknown>(this.indexKey);
       const index = parseIndex(stored);
       if (stored !== undefined && !index) this.logger?.warn('job index unreadable; starting with an empty queue');
       const jobs: JobRecord[] = [];
@@ -65,7 +82,7 @@ export class JobStore {
       }
       jobs.sort((a, b) => a.seq - b.seq);
       this.index = { v: 1, nextSeq: Math.max(index?.nextSeq ?? 1, maxSeq + 1), ids: jobs.map((j) => j.id) };
-      await this.keyv.set(INDEX_KEY, this.index);
+      await this.keyv.set(this.indexKey, this.index);
       return jobs;
     });
   }
@@ -91,7 +108,7 @@ export class JobStore {
       };
       await this.keyv.set(jobKey(id), job);
       const next: ActiveIndex = { v: 1, nextSeq: index.nextSeq + 1, ids: [...index.ids, id] };
-      await this.keyv.set(INDEX_KEY, next);
+      await this.keyv.set(this.indexKey, next);
       this.index = next;
       return job;
     });
@@ -109,7 +126,7 @@ export class JobStore {
       const index = this.requireIndex();
       if (!index.ids.includes(job.id)) return;
       const next: ActiveIndex = { ...index, ids: index.ids.filter((id) => id !== job.id) };
-      await this.keyv.set(INDEX_KEY, next);
+      await this.keyv.set(this.indexKey, next);
       this.index = next;
     });
   }

@@ -189,6 +189,29 @@ export interface WorkerInfo {
   lastHeartbeat: number;
 }
 
+/** One gateway shard of the bot, as its process reports it (`/imagine-status`). */
+export interface ShardReport {
+  id: number;
+  /** The shard count it identified with (over every bot process). */
+  count: number;
+  /** Guilds it serves. */
+  guilds: number;
+  /** The gateway's heartbeat round trip in milliseconds; null before the first acknowledgement. */
+  pingMs: number | null;
+  /** Whether its gateway session is up (READY or resumed) right now. */
+  connected: boolean;
+}
+
+/** A shard as the queue backend knows it: the report, who sent it, and when. */
+export interface ShardInfo extends ShardReport {
+  host: string;
+  pid: number;
+  /** gone: its process stopped (closed, or its reports are older than the backend's limit: killed, machine gone). */
+  state: 'live' | 'gone';
+  /** Epoch milliseconds of its last report. */
+  lastHeartbeat: number;
+}
+
 export interface EnqueueInput {
   owner: JobOwner;
   params: JobParams;
@@ -246,6 +269,13 @@ export interface JobQueue {
   updateMeta(jobId: string, patch: JsonObject): Promise<JobRecord>;
   /** The pipeline workers behind the queue: the Redis backend's fleet, the local backend's one in-process worker. */
   workers?(): Promise<WorkerInfo[]>;
+  /**
+   * Publishes this process's gateway shards where every bot process sharing the queue reads them (the Redis backend;
+   * called on each heartbeat). Absent on the local backend, whose one process knows its shards itself.
+   */
+  reportShards?(shards: readonly ShardReport[]): Promise<void>;
+  /** The shards every bot process reported, by id (the gone ones too). */
+  shards?(): Promise<ShardInfo[]>;
   on<K extends JobQueueEventName>(event: K, listener: JobQueueListener<K>): () => void;
   off<K extends JobQueueEventName>(event: K, listener: JobQueueListener<K>): void;
 }

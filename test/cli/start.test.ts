@@ -82,3 +82,13 @@ describe('imagine-bot start checks Discord before the model', () => {
     assert.match(result.stderr, /^error: .*model_index\.json/m);
   });
 });
+
+test('start --shards with a share of the shards on the local backend: one line, before Discord or the model', async () => {
+  const result = await runCli(['start', '--no-deploy', '--shards', '0', '--shard-count', '2'], {
+    cwd: work,
+    env: { DISCORD_TOKEN: WELL_FORMED_TOKEN, DISCORD_APP_ID: APP_ID, IMAGINE_MODEL: notAModel, IMAGINE_DATA_DIR: join(work, 'data'), KEYV_URL: '', IMAGINE_QUEUE_BACKEND: 'local' },
+    timeoutMs: 60_000,
+  });
+  assertRefusedBeforeTheModel(result, /^error: this process would run shard\(s\) 0 of 2, .*several bot processes need queue\.backend "redis"/, WELL_FORMED_TOKEN);
+  assert.doesNotMatch(`${result.stdout}${result.stderr}`, /Discord accepted the token/);
+});

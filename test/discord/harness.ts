@@ -2,6 +2,7 @@
  * End-to-end harness: our Discord emulator in this process, the real bot (`imagine-bot start`) as a child process
  * pointed at it with the tiny test model, and small helpers to invoke commands, click buttons and read results.
  */
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -171,6 +172,50 @@ export class Sandbox {
   }
 }
 
+/** Starts `imagine-bot worker` (tiny model, CPU, one thread) with a configuration file; resolves once it takes jobs. */
+export function startWorker(configFile: string, redisUrl: string): Promise<ChildProcess> {
+  const child = spawn(process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'src', 'cli', 'main.ts'), 'worker', '--threads', '1'], {
+    cwd: REPO_ROOT,
+    env: {
+      ...process.env,
+      IMAGINE_MODEL: TINY_MODEL,
+      IMAGINE_PROVIDER: 'cpu',
+      IMAGINE_CONFIG: configFile,
+      REDIS_URL: redisUrl,
+      KEYV_URL: '',
+      LOG_LEVEL: 'info',
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`worker never started: ${output}`)), 90_000);
+    const onData = (chunk: Buffer) => {
+      output += chunk.toString();
+      if (output.includes('"worker started"')) {
+        clearTimeout(timer);
+        resolve(child);
+      }
+    };
+    child.stdout.on('data', onData);
+    child.stderr.on('data', onData);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`worker exited with ${code}: ${output}`));
+    });
+  });
+}
+
+/** Stops (SIGTERM) every worker still running and waits for each to exit. */
+export async function stopWorkers(workers: readonly ChildProcess[]): Promise<void> {
+  for (const worker of workers) {
+    if (worker.exitCode !== null || worker.signalCode !== null) continue;
+    const exited = new Promise((resolve) => worker.once('exit', resolve));
+    worker.kill('SIGTERM');
+    await exited;
+  }
+}
+
 export function ephemeralText(view: SandboxInteraction): string | null {
   if (view.original?.ephemeral && view.original.content) return view.original.content;
   const followup = view.followups.find((f) => f.ephemeral);
@@ -218,7 +263,7 @@ export async function waitUntil<T>(probe: () => T | null | undefined, timeoutMs:
   }
 }
 
-function mergeDeep(base: object, override: object): object {
+export function mergeDeep(base: object, override: object): object {
   const out: Record<string, unknown> = { ...(base as Record<string, unknown>) };
   for (const [key, value] of Object.entries(override)) {
     const existing = out[key];

@@ -4,47 +4,13 @@
  * progress and previews cross from the worker to the bot through Redis; /imagine-status lists the worker.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { redisBackend, startRedis, type RedisServer } from '../queue/helpers/backends.js';
 import { fetchFleet } from '../../src/queue/redis/dispatcher.js';
 import { DEFAULT_KEY_PREFIX } from '../../src/queue/redis/protocol.js';
-import { hasPngs, REPO_ROOT, Sandbox, TINY_MODEL } from './harness.js';
-
-/** Starts `imagine-bot worker` with the bot's configuration file; resolves once it takes jobs. */
-function startWorker(sb: Sandbox, redisUrl: string): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'src', 'cli', 'main.ts'), 'worker', '--threads', '1'], {
-    cwd: REPO_ROOT,
-    env: {
-      ...process.env,
-      IMAGINE_MODEL: TINY_MODEL,
-      IMAGINE_PROVIDER: 'cpu',
-      IMAGINE_CONFIG: join(sb.dataDir, 'test-config.json'),
-      REDIS_URL: redisUrl,
-      KEYV_URL: '',
-      LOG_LEVEL: 'info',
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let output = '';
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`worker never started: ${output}`)), 90_000);
-    const onData = (chunk: Buffer) => {
-      output += chunk.toString();
-      if (output.includes('"worker started"')) {
-        clearTimeout(timer);
-        resolve(child);
-      }
-    };
-    child.stdout.on('data', onData);
-    child.stderr.on('data', onData);
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`worker exited with ${code}: ${output}`));
-    });
-  });
-}
+import { hasPngs, Sandbox, startWorker, stopWorkers } from './harness.js';
 
 describe('/imagine on the Redis backend, with an imagine-bot worker process', { skip: redisBackend.skip }, () => {
   let redis: RedisServer;
@@ -55,15 +21,10 @@ describe('/imagine on the Redis backend, with an imagine-bot worker process', { 
     redis = await startRedis();
     // Low timings (the workers read the same file): a killed worker's job is found in a few seconds.
     sb = await Sandbox.start({ config: { queue: { workerHeartbeatMs: 250, lostJobAfterMs: 1500 } }, env: { IMAGINE_QUEUE_BACKEND: 'redis', REDIS_URL: redis.url } });
-    workers.push(await startWorker(sb, redis.url));
+    workers.push(await startWorker(join(sb.dataDir, 'test-config.json'), redis.url));
   });
   after(async () => {
-    for (const worker of workers) {
-      if (worker.exitCode !== null || worker.signalCode !== null) continue;
-      const exited = new Promise((resolve) => worker.once('exit', resolve));
-      worker.kill('SIGTERM');
-      await exited;
-    }
+    await stopWorkers(workers);
     await sb?.stop();
     await redis?.stop();
   });
@@ -92,7 +53,7 @@ describe('/imagine on the Redis backend, with an imagine-bot worker process', { 
   });
 
   test('a worker SIGKILLed mid-job: the job completes on the other worker, one result message', async () => {
-    workers.push(await startWorker(sb, redis.url));
+    workers.push(await startWorker(join(sb.dataDir, 'test-config.json'), redis.url));
     const id = sb.imagine(sb.people.chloe, { prompt: 'survives a dead worker', seed: '77', steps: 50, size: '128x128', count: 4 });
     await sb.waitForInteraction(id, (v) => /Generating/.test(v.original?.content ?? ''), 120_000);
     const started = sb.logs.find((line) => line.msg === 'job started' && line.attempt === 1 && !sb.logs.some((l) => l.msg === 'job finished' && l.jobId === line.jobId));

@@ -133,6 +133,42 @@ describe('Redis backend with real worker processes', { skip: redisBackend.skip, 
     });
   });
 
+  test('two bot processes (shard sets) on one Redis: each follows and delivers only its own jobs; both list both shards', async () => {
+    await withRedis({}, async (server, workers, storages) => {
+      const bots = [createRedisQueue(openStorage(server, storages), server.url, 'shards-0-of-2'), createRedisQueue(openStorage(server, storages), server.url, 'shards-1-of-2')];
+      await Promise.all(bots.map((b) => b.queue.start()));
+      try {
+        const prompts = [['S0a', 'S0b', 'S0c'], ['S1a', 'S1b', 'S1c']];
+        const ids: string[] = [];
+        for (const [i, bot] of bots.entries()) {
+          for (const prompt of prompts[i]!) ids.push((await bot.queue.enqueue({ owner: owner(`G${i}`, 'u'), params: params(prompt, { steps: 4 }) })).job.id);
+        }
+        workers.push(...(await Promise.all([spawnWorker(server.url, 50), spawnWorker(server.url, 50)])));
+        await Promise.all(bots.map((b) => b.waitForCount('finished', 3)));
+        await sleep(500); // settle time for an event the other process should not have acted on
+        for (const [i, bot] of bots.entries()) {
+          const seen = new Set(bot.log.map((e) => e.prompt));
+          assert.deepEqual([...seen].sort(), prompts[i], `bot ${i} saw events of its own jobs only`);
+          assert.deepEqual([...bot.finishedOrder()].sort(), prompts[i]);
+        }
+        // One process recorded each start: a job that ran once was started once.
+        for (const id of ids) assert.equal((await bots[0]!.queue.getJob(id))?.attempts, 1);
+
+        // A report of an earlier layout (4 shards) is history once the current layout reports.
+        await bots[0]!.queue.reportShards([{ id: 3, count: 4, guilds: 9, pingMs: 10, connected: true }]);
+        await sleep(5);
+        await bots[0]!.queue.reportShards([{ id: 0, count: 2, guilds: 3, pingMs: 41, connected: true }]);
+        await bots[1]!.queue.reportShards([{ id: 1, count: 2, guilds: 2, pingMs: null, connected: true }]);
+        const listed = await bots[1]!.queue.shards();
+        assert.deepEqual(listed.map((s) => [s.id, s.guilds, s.pingMs, s.state, s.pid]), [[0, 3, 41, 'live', process.pid], [1, 2, null, 'live', process.pid]]);
+        await bots[1]!.queue.close();
+        assert.deepEqual((await bots[0]!.queue.shards()).map((s) => [s.id, s.state]), [[0, 'live'], [1, 'gone']], 'a closed process marks its shards gone');
+      } finally {
+        await Promise.all(bots.map((b) => b.queue.close()));
+      }
+    });
+  });
+
   test('the bot SIGKILLed with 5 jobs queued: after a restart all 5 complete, each delivered once', async () => {
     await withRedis({}, async (server, workers, storages) => {
       workers.push(await spawnWorker(server.url, 50));

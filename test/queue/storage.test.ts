@@ -181,6 +181,37 @@ for (const backend of backends) {
       }
     });
 
+    test('bot instances (shard sets) sharing one store keep their own active index; job records stay shared', async () => {
+      const instance = await backend.create();
+      try {
+        // Two bot processes at once, each with its own connection, creating jobs in interleaved order: with one
+        // shared index, each write of the whole list would drop the other process's newest ids.
+        const zero = new JobStore(instance.open().namespace('jobs'), { instance: 'shards-0-of-2' });
+        const one = new JobStore(instance.open().namespace('jobs'), { instance: 'shards-1-of-2' });
+        await Promise.all([zero.loadActive(), one.loadActive()]);
+        const created = { zero: [] as string[], one: [] as string[] };
+        for (let i = 0; i < 4; i += 1) {
+          const [a, b] = await Promise.all([
+            zero.create({ owner: owner('G0', 'u'), params: params(`zero ${i}`) }, i),
+            one.create({ owner: owner('G1', 'u'), params: params(`one ${i}`) }, i),
+          ]);
+          created.zero.push(a.id);
+          created.one.push(b.id);
+        }
+        assert.ok(zero.owns(created.zero[0]!) && !zero.owns(created.one[0]!), 'each process owns the jobs it created');
+        await one.finish({ ...(await one.get(created.one[0]!))!, status: 'done', finishedAt: 9 });
+        // Restarted, each reads back exactly its own active jobs; any of them reads any job record.
+        const zeroAgain = new JobStore(instance.open().namespace('jobs'), { instance: 'shards-0-of-2' });
+        const oneAgain = new JobStore(instance.open().namespace('jobs'), { instance: 'shards-1-of-2' });
+        assert.deepEqual((await zeroAgain.loadActive()).map((j) => j.id), created.zero);
+        assert.deepEqual((await oneAgain.loadActive()).map((j) => j.id), created.one.slice(1));
+        assert.equal((await zeroAgain.get(created.one[0]!))?.status, 'done', 'a button on shard 0 can read a job of shard 1');
+        assert.deepEqual(await new JobStore(instance.open().namespace('jobs')).loadActive(), [], 'the single-process index is a third, separate one');
+      } finally {
+        await instance.dispose();
+      }
+    });
+
     test('an unreadable index starts an empty queue with a warning instead of crashing', async () => {
       const instance = await backend.create();
       try {

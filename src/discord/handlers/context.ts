@@ -6,7 +6,7 @@
 import type { ButtonInteraction, ChatInputCommandInteraction } from 'discord.js';
 import type { ImagineCommands } from '../../../commands/index.js';
 import type { Logger } from '../../log.js';
-import type { JobQueue } from '../../queue/index.js';
+import type { JobQueue, ShardInfo } from '../../queue/index.js';
 import type { GuildRules } from '../backend.js';
 import type { DeliveryOutbox } from '../delivery.js';
 
@@ -20,6 +20,8 @@ export interface HandlerContext {
   commands: ImagineCommands;
   /** One line: model, provider, queue lengths, what runs, uptime. */
   statusLine(): Promise<string>;
+  /** The bot's gateway shards: every bot process's (as reported through the queue backend), or this process's. */
+  shards(): Promise<ShardInfo[]>;
 }
 
 export type CommandHandler = (interaction: ChatInputCommandInteraction, context: HandlerContext) => Promise<void>;

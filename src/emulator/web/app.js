@@ -72,6 +72,22 @@ function updateStatus() {
   const connected = view.state && view.state.bot_connected;
   status.textContent = connected ? `${view.state.bot_user.username} is online` : 'the bot is offline';
   status.className = `status ${connected ? 'online' : 'offline'}`;
+  updateShard();
+}
+
+/** Which gateway shard serves the selected channel's guild (Discord routes its events to that shard only). */
+function updateShard() {
+  const line = $('shard');
+  const shards = (view.state && view.state.shards) || [];
+  const { guildId } = selectedChannel();
+  const shard = shards.find((s) => s.guild_ids.includes(guildId));
+  if (!shard || shards.length < 2) {
+    line.textContent = shards.length === 1 ? 'one shard serves every guild' : '';
+    return;
+  }
+  line.textContent = `served by shard ${shard.id} of ${shards.length} — ${shard.connected ? 'connected' : 'offline'}`;
+  line.dataset.shard = String(shard.id);
+  line.dataset.connected = String(shard.connected);
 }
 
 // ------------------------------------------------------------------------------------------------------------
@@ -518,7 +534,7 @@ async function main() {
   messages.addEventListener('load', () => { if (view.followNewest) messages.scrollTop = messages.scrollHeight; }, true);
   $('input').addEventListener('input', updateHint);
   $('user').addEventListener('change', () => { view.lastRender = ''; view.followNewest = true; void refresh(); });
-  $('channel').addEventListener('change', () => { view.lastRender = ''; view.followNewest = true; renderCommands(); void refresh(); });
+  $('channel').addEventListener('change', () => { view.lastRender = ''; view.followNewest = true; renderCommands(); updateShard(); void refresh(); });
   await refresh();
   if (window.EventSource) {
     const events = new EventSource('/_sandbox/events');

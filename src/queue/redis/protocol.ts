@@ -25,6 +25,8 @@ export function redisKeys(prefix: string) {
     dispatchLock: `${prefix}:dispatch-lock`,
     /** Worker heartbeats: worker id → JSON WorkerHeartbeat. */
     workers: `${prefix}:workers`,
+    /** Bot gateway shards: shard id → JSON ShardInfo of the process that runs it (its last report). */
+    shards: `${prefix}:shards`,
     /** One image of a finished job, base64 PNG, kept for RESULT_TTL_MS. */
     result: (jobId: string, index: number) => `${prefix}:result:${jobId}:${index}`,
     /** Set once (SET NX) by the bot process that delivers a job's end: the exactly-once claim. */

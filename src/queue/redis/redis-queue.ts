@@ -4,11 +4,17 @@
  * on `imagine-bot worker` processes anywhere. This process turns BullMQ's events into the queue's events:
  * active → started, progress → progress, completed → finished / failed / cancelled (the worker's outcome).
  *
- * Exactly once: a job's end is delivered by the process that wins SET NX on its `delivered` key; a second bot, a
- * restarted bot, or a second worker that finished the same job (a false stall) loses and posts nothing. A bot that
- * starts reads the active jobs of its store and settles each with what Redis says (finished while it was down,
- * running, waiting, or lost from Redis and queued again).
+ * Several bot processes (gateway shards) share one Redis: each follows only the jobs its own store index names (the
+ * jobs it queued, or restored after its restart: `JobStore.owns`), so the process that queued a job shows its progress
+ * and posts its end, and the events of other processes' jobs are left to them. While it is down, its jobs keep
+ * running and their ends wait in BullMQ and Redis; when it starts again it reads its index and delivers them.
+ *
+ * Exactly once: a job's end is delivered by the process that wins SET NX on its `delivered` key; a restarted bot, or
+ * a second worker that finished the same job (a false stall) loses and posts nothing. A bot that starts reads the
+ * active jobs of its store and settles each with what Redis says (finished while it was down, running, waiting, or
+ * lost from Redis and queued again).
  */
+import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { Queue, QueueEvents, type RedisClient } from 'bullmq';
 import type { Logger } from 'pino';
@@ -31,6 +37,8 @@ import type {
   JsonObject,
   QueueSnapshot,
   RunningJobInfo,
+  ShardInfo,
+  ShardReport,
   WorkerInfo,
 } from '../types.js';
 import { Coalescer } from './coalesce.js';
@@ -92,6 +100,8 @@ export class RedisJobQueue implements JobQueue {
   private readonly running = new Map<string, RunningEntry>();
   private readonly announced = new Map<string, number>();
   private readonly ended = new Map<string, Array<(job: JobRecord) => void>>();
+  /** The shards this process reported last; marked gone when it closes. */
+  private reportedShards: readonly ShardReport[] = [];
   private readonly positionsRound = new Coalescer(() => this.announcePositions());
   private queue: Queue<RedisJobData> | undefined;
   private queueEvents: QueueEvents | undefined;
@@ -144,14 +154,20 @@ export class RedisJobQueue implements JobQueue {
     this.queueEvents = events;
     events.on('error', (error) => this.logger?.warn({ err: error }, 'redis queue events error'));
     // Starts are announced in the order BullMQ handed the jobs out, one at a time.
-    events.on('active', ({ jobId }) => this.handle(jobId, () => this.perJob.run('start order', () => this.onActive(jobId))));
+    // Every bot process hears every job's events; each acts on its own jobs only (ownership is read after the restore).
+    const own = (jobId: string, task: () => Promise<void>) => this.handle(jobId, async () => (this.store.owns(jobId) ? task() : undefined));
+    events.on('active', ({ jobId }) => own(jobId, () => this.perJob.run('start order', () => this.onActive(jobId))));
     events.on('progress', ({ jobId, data }) => void this.restored.then(() => this.onProgress(jobId, data)));
-    events.on('completed', ({ jobId, returnvalue }) => this.handle(jobId, () => this.settle(jobId, parseOutcome(returnvalue))));
-    events.on('failed', ({ jobId, failedReason }) => {
-      this.logger?.warn({ jobId, reason: failedReason }, 'job given up by the workers');
-      this.handle(jobId, () => this.settle(jobId, { kind: 'failed', error: GAVE_UP, worker: '' }));
-    });
-    events.on('stalled', ({ jobId }) => this.logger?.warn({ jobId }, 'job stalled (its worker stopped answering); it reruns on another worker'));
+    events.on('completed', ({ jobId, returnvalue }) => own(jobId, () => this.settle(jobId, parseOutcome(returnvalue))));
+    events.on('failed', ({ jobId, failedReason }) =>
+      own(jobId, async () => {
+        this.logger?.warn({ jobId, reason: failedReason }, 'job given up by the workers');
+        await this.settle(jobId, { kind: 'failed', error: GAVE_UP, worker: '' });
+      }),
+    );
+    events.on('stalled', ({ jobId }) =>
+      own(jobId, async () => void this.logger?.warn({ jobId }, 'job stalled (its worker stopped answering); it reruns on another worker')),
+    );
     await events.waitUntilReady();
     try {
       await this.restore();
@@ -167,6 +183,7 @@ export class RedisJobQueue implements JobQueue {
     if (this.state === 'closed') return;
     this.state = 'closed';
     if (this.tick) clearInterval(this.tick);
+    await this.markShardsGone().catch((error: unknown) => this.logger?.warn({ err: error }, 'could not mark the shards gone'));
     // Running jobs keep running on their workers; the next start delivers what ended meanwhile.
     await this.queueEvents?.close();
     await this.queue?.close();
@@ -270,6 +287,43 @@ export class RedisJobQueue implements JobQueue {
 
   async workers(): Promise<WorkerInfo[]> {
     return (await readWorkers(this.requireClient(), this.keys, this.timings.goneAfterMs)).map(({ lastJobId: _internal, ...info }) => info);
+  }
+
+  async reportShards(shards: readonly ShardReport[]): Promise<void> {
+    if (shards.length === 0 || this.state === 'closed') return;
+    this.reportedShards = shards;
+    await this.writeShards(shards, false);
+  }
+
+  async shards(): Promise<ShardInfo[]> {
+    const all = await this.requireClient().hgetall(this.keys.shards);
+    const now = this.clock();
+    const records = Object.values(all).flatMap((raw) => parseShardRecord(raw) ?? []);
+    // The newest report says the shard count in use; records of an earlier layout (another count) are history.
+    const newest = records.reduce<ShardRecord | undefined>((best, r) => (!best || r.lastHeartbeat > best.lastHeartbeat ? r : best), undefined);
+    const shards: ShardInfo[] = [];
+    for (const info of records) {
+      if (info.count !== newest?.count || now - info.lastHeartbeat > LONG_GONE_MS) continue;
+      const gone = info.closed || now - info.lastHeartbeat > this.timings.goneAfterMs;
+      const { closed: _closed, ...shown } = info;
+      shards.push({ ...shown, state: gone ? 'gone' : 'live' });
+    }
+    return shards.sort((a, b) => a.id - b.id);
+  }
+
+  private async markShardsGone(): Promise<void> {
+    if (this.reportedShards.length > 0 && this.client) await this.writeShards(this.reportedShards, true);
+  }
+
+  /** One field per shard id: a restarted process (or another process taking the shard) replaces the record. */
+  private async writeShards(shards: readonly ShardReport[], closed: boolean): Promise<void> {
+    const lastHeartbeat = this.clock();
+    const fields: Record<string, string> = {};
+    for (const shard of shards) {
+      const record: ShardRecord = { ...shard, host: hostname(), pid: process.pid, lastHeartbeat, closed };
+      fields[String(shard.id)] = JSON.stringify(record);
+    }
+    await this.requireClient().hset(this.keys.shards, fields);
   }
 
   /** Runs one job-event handler after the restore, one at a time per job; failures are logged. */
@@ -496,6 +550,31 @@ export class RedisJobQueue implements JobQueue {
   private requireFair(): RedisFairStore {
     if (!this.fair) throw new QueueClosedError();
     return this.fair;
+  }
+}
+
+/** Shard records silent this long are not listed any more (a shard set that is not run any more). */
+const LONG_GONE_MS = 24 * 3600 * 1000;
+
+type ShardRecord = Omit<ShardInfo, 'state'> & { closed: boolean };
+
+function parseShardRecord(raw: string): ShardRecord | undefined {
+  try {
+    const value = JSON.parse(raw) as Partial<ShardRecord>;
+    if (typeof value.id !== 'number' || typeof value.lastHeartbeat !== 'number') return undefined;
+    return {
+      id: value.id,
+      count: typeof value.count === 'number' ? value.count : 1,
+      guilds: typeof value.guilds === 'number' ? value.guilds : 0,
+      pingMs: typeof value.pingMs === 'number' ? value.pingMs : null,
+      connected: value.connected === true,
+      host: typeof value.host === 'string' ? value.host : '?',
+      pid: typeof value.pid === 'number' ? value.pid : 0,
+      lastHeartbeat: value.lastHeartbeat,
+      closed: value.closed === true,
+    };
+  } catch {
+    return undefined;
   }
 }
 

@@ -63,9 +63,12 @@ export interface RedisHarness {
   logs: Array<Record<string, unknown>>;
 }
 
-/** A bot-side RedisJobQueue on the storage's `jobs` namespace with every event recorded; not started. */
-export function createRedisQueue(storage: Storage, url: string): RedisHarness {
-  const store = new JobStore(storage.namespace('jobs'));
+/**
+ * A bot-side RedisJobQueue on the storage's `jobs` namespace with every event recorded; not started. `instance` names
+ * one of several bot processes (a shard set), which keeps its own index of active jobs.
+ */
+export function createRedisQueue(storage: Storage, url: string, instance = ''): RedisHarness {
+  const store = new JobStore(storage.namespace('jobs'), { instance });
   const { logger, lines } = captureLogs();
   const queue = new RedisJobQueue({ url, prefix: PREFIX, store, ...FLEET_TIMINGS, logger });
   const log: EventLogEntry[] = [];
