@@ -6,7 +6,7 @@
 import type { RawFile, REST } from 'discord.js';
 import type { Logger } from '../log.js';
 import { encodeBatchPreview } from '../queue/index.js';
-import { prepareAttachments, policyApplies, type FinishedImage, type NsfwPolicy } from './attachments.js';
+import { gridAttachment, prepareAttachments, policyApplies, type FinishedImage, type NsfwPolicy } from './attachments.js';
 import { JobMessage, type MessagePayload, type ReplyTarget } from './job-message.js';
 import {
   CANCELLED_CONTENT,
@@ -175,7 +175,14 @@ export class JobPresenter {
       withheld: prepared.withheld,
       flagged: prepared.flagged,
     });
-    return { content: finishedContent(job.reply.requesterId), embeds: [embed], components: finishedButtons(job.id), files: prepared.files };
+    // Several images: the grid first (Discord shows it large), then the originals with their parameters.
+    const grid = await gridAttachment(prepared, { jobId: job.id, width: job.width, height: job.height });
+    return {
+      content: finishedContent(job.reply.requesterId),
+      embeds: [embed],
+      components: finishedButtons(job.id, { images: result.images.length }),
+      files: grid ? [grid, ...prepared.files] : prepared.files,
+    };
   }
 
   /** A job that failed; `jobId` undefined when no job exists to retry (e.g. its request was never queued). */

@@ -19,7 +19,7 @@ export function replyTargetOf(job: JobRecord): ReplyTarget | undefined {
   return reply as unknown as ReplyTarget;
 }
 
-function samplerLabel(name: string, karras: boolean | undefined): string {
+export function samplerLabel(name: string, karras: boolean | undefined): string {
   try {
     return schedulerDisplayName(name as SchedulerName, { karras });
   } catch {

@@ -3,7 +3,8 @@ import type { Logger } from 'pino';
 import { BlockedPromptError, ChannelNotAllowedError, QueueFullError, RateLimitedError, RequestLimitError, type RateLimitKind } from './errors.js';
 import { KeyedSerializer } from './serial.js';
 import type { GuildSettings, GuildSettingsStore } from './settings.js';
-import type { JobParams, JobQueue, JobStanding, JsonObject } from './types.js';
+import { lineageOf } from './job-store.js';
+import type { JobLineage, JobParams, JobQueue, JobStanding, JsonObject } from './types.js';
 
 /** Who asks, and where. The Discord side fills this from the interaction. */
 export interface AdmissionContext {
@@ -122,13 +123,13 @@ export class Admission {
    * Checks, enqueues and records usage as one step per guild, so two quick requests cannot both slip under a
    * limit. Usage is recorded only once the job is safely queued.
    */
-  async submit(params: JobParams, ctx: AdmissionContext, extra: { parentId?: string; meta?: JsonObject } = {}): Promise<SubmitResult> {
+  async submit(params: JobParams, ctx: AdmissionContext, extra: JobLineage & { meta?: JsonObject } = {}): Promise<SubmitResult> {
     return this.serial.run(ctx.guildId, async () => {
       const result = await this.evaluate(params, ctx);
       const standing = await this.queue.enqueue({
         owner: { userId: ctx.userId, guildId: ctx.guildId, channelId: ctx.channelId },
         params: result.params,
-        ...(extra.parentId !== undefined ? { parentId: extra.parentId } : {}),
+        ...lineageOf(extra),
         ...(extra.meta !== undefined ? { meta: extra.meta } : {}),
       });
       await this.record(ctx);
@@ -327,6 +328,9 @@ export function applyLimits(settings: GuildSettings, requested: JobParams): { pa
   if (!Number.isInteger(params.steps) || params.steps < 1) throw new RequestLimitError('steps', 'Steps must be a whole number of at least 1.');
   if (!Number.isInteger(params.count) || params.count < 1) throw new RequestLimitError('count', 'The image count must be a whole number of at least 1.');
   if (!Number.isFinite(params.cfg) || params.cfg < 0) throw new RequestLimitError('cfg', 'The CFG scale must be a number of at least 0.');
+  if (params.init && !(Number.isFinite(params.init.strength) && params.init.strength > 0 && params.init.strength <= 1)) {
+    throw new RequestLimitError('strength', 'The strength must be a number above 0 and at most 1.');
+  }
   if (params.steps > limits.maxSteps) {
     notes.push(`Steps lowered from ${params.steps} to ${limits.maxSteps}, this server's maximum.`);
     params.steps = limits.maxSteps;

@@ -3,7 +3,18 @@
 export * from './types.js';
 export * from './errors.js';
 export { Storage, DEFAULT_SQLITE_PATH, type StorageOptions, type StorageKind } from './storage.js';
-export { JobStore, type JobStoreOptions } from './job-store.js';
+export { JobStore, lineageOf, type JobStoreOptions } from './job-store.js';
+export {
+  FileInputImageStore,
+  INPUT_IMAGE_TTL_MS,
+  InputImageGoneError,
+  RedisInputImageStore,
+  inputImageRef,
+  withInputImages,
+  type InitImage,
+  type InputImageStore,
+  type ResolvedGenerationRequest,
+} from './inputs.js';
 export { LocalJobQueue, canActOn, toGenerationRequest, type LocalJobQueueOptions } from './local-queue.js';
 export { FairScheduler, type SchedulableJob } from './fair-scheduler.js';
 export { newJobId, JOB_ID_PATTERN } from './ids.js';

@@ -88,12 +88,12 @@ describe('imagine-bot start / deploy-commands', () => {
     assert.equal(run.code, 0, run.stderr);
     assert.match(run.stdout, /Registered \/imagine, \/imagine-queue, \/imagine-settings, \/imagine-status in guild \d+/);
     const stored = await (await fetch(`${emulator.url}/_sandbox/commands`)).json() as Array<{ name: string; guild_id?: string }>;
-    assert.deepEqual(stored.filter((c) => c.guild_id === guildId).map((c) => c.name).sort(), ['imagine', 'imagine-queue', 'imagine-settings', 'imagine-status']);
+    assert.deepEqual(stored.filter((c) => c.guild_id === guildId).map((c) => c.name).sort(), ['imagine', 'imagine-info', 'imagine-queue', 'imagine-settings', 'imagine-status']);
 
     const printed = await cli(['deploy-commands', '--print'], {}, cwd);
     assert.equal(printed.code, 0, printed.stderr);
     const definitions = JSON.parse(printed.stdout) as Array<{ name: string }>;
-    assert.deepEqual(definitions.map((d) => d.name), ['imagine', 'imagine-queue', 'imagine-settings', 'imagine-status']);
+    assert.deepEqual(definitions.map((d) => d.name), ['imagine', 'imagine-queue', 'imagine-settings', 'imagine-status', 'imagine-info']);
   });
 
   test('deploy-commands without credentials says what to set', async () => {
