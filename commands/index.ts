@@ -98,7 +98,7 @@ export function imagineCommand(limits: CommandLimits) {
       {
         type: ApplicationCommandOptionType.Number,
         name: 'strength',
-        description: 'With an image: how much to repaint (0.01 keeps it, 1 repaints all; default 0.6)',
+        description: 'With an image: how much to repaint (0.01 keeps it, 1 repaints all; default 0.75)',
         min_value: MIN_STRENGTH,
         max_value: MAX_STRENGTH,
       },

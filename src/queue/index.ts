@@ -11,9 +11,7 @@ export {
   RedisInputImageStore,
   inputImageRef,
   withInputImages,
-  type InitImage,
   type InputImageStore,
-  type ResolvedGenerationRequest,
 } from './inputs.js';
 export { LocalJobQueue, canActOn, toGenerationRequest, type LocalJobQueueOptions } from './local-queue.js';
 export { FairScheduler, type SchedulableJob } from './fair-scheduler.js';

@@ -133,15 +133,8 @@ export class RedisInputImageStore implements InputImageStore {
   }
 }
 
-/** The engine's request of an img2img job: the stored bytes of its starting image, with its strength. */
-export interface InitImage {
-  /** The PNG, at the job's width × height. */
-  data: Uint8Array;
-  strength: number;
-}
-
-/** A request as the engine takes it: with the bytes of the starting image read from the store. */
-export type ResolvedGenerationRequest = GenerationRequest & { initImage?: InitImage };
+/** A request as the engine takes it: with the bytes of the starting image (a PNG at the job's size) and the strength. */
+type ResolvedGenerationRequest = GenerationRequest & { initImage?: { data: Uint8Array; strength: number } };
 
 /**
  * An ImageGenerator that reads an img2img job's starting image from `store` and hands it to `inner` as

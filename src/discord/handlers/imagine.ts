@@ -11,8 +11,8 @@ import { readOptions } from '../options.js';
 import { admitThenDefer, enqueueJob } from './admit.js';
 import type { HandlerContext } from './context.js';
 
-/** img2img strength when an image comes without one: repaints a good part of it while keeping its layout. */
-export const DEFAULT_STRENGTH = 0.6;
+/** img2img strength when an image comes without one: diffusers' and A1111's default, 0.75. */
+export const DEFAULT_STRENGTH = 0.75;
 
 export async function handleImagine(interaction: ChatInputCommandInteraction, context: HandlerContext): Promise<void> {
   const receivedAt = Date.now();
