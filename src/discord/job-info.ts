@@ -2,20 +2,14 @@
  * `/imagine-info` and the ⓘ button: a job's full parameters as the job store keeps them (Discord may strip or
  * recompress the PNG and its `parameters` chunk), with the job it was made from.
  */
-import { JOB_ID_PATTERN, type JobRecord, type JobRelation } from '../queue/index.js';
+import { JOB_ID_PATTERN, type JobRecord } from '../queue/index.js';
 import { formatDuration } from '../util/format.js';
 import { samplerLabel } from './queue-events.js';
+import { RELATION_TEXT } from './render.js';
 
 /** Discord's limit for a message's content. */
 const MAX_CONTENT = 2000;
 
-const RELATION_TEXT: Record<JobRelation, string> = {
-  reroll: 'a re-roll (new seed) of',
-  'same-seed': 'a rerun with the same seed of',
-  variation: 'a variation of',
-  upscale: 'an upscale ×2 of',
-  remix: 'a remix (edited prompt) of',
-};
 
 function clip(text: string, max: number): string {
   return text.length <= max ? text : `${text.slice(0, max - 1)}…`;

@@ -33,6 +33,8 @@ export interface PresentedJob {
   height: number;
   samplerName: string;
   channelNsfw: boolean;
+  /** Where the job comes from, for jobs made with a button (render.ts originText). */
+  origin?: string;
 }
 
 export interface PresentedResult {
@@ -172,6 +174,7 @@ export class JobPresenter {
       promptTokens: result.promptTokens,
       elapsedMs: result.elapsedMs,
       requesterId: job.reply.requesterId,
+      ...(job.origin ? { origin: job.origin } : {}),
       withheld: prepared.withheld,
       flagged: prepared.flagged,
     });

@@ -6,6 +6,7 @@
 import type { Logger } from '../log.js';
 import { schedulerDisplayName, type JobQueue, type JobRecord, type SchedulerName } from '../queue/index.js';
 import { loggableError } from './errors.js';
+import { originText } from './render.js';
 import type { ReplyTarget } from './job-message.js';
 import type { DeliveryOutbox } from './delivery.js';
 import type { JobPresenter, PresentedJob } from './presenter.js';
@@ -39,6 +40,7 @@ export function presentedJob(job: JobRecord, reply: ReplyTarget): PresentedJob {
     height: job.params.height,
     samplerName: samplerLabel(job.params.scheduler, job.params.karras),
     channelNsfw: job.meta['channelNsfw'] === true,
+    ...(job.parentId ? { origin: originText(job) } : {}),
   };
 }
 

@@ -4,6 +4,7 @@
  * way before and after a restart.
  */
 import { ButtonStyle, ComponentType, type APIActionRowComponent, type APIButtonComponent, type APIEmbed } from 'discord-api-types/v10';
+import type { JobLineage, JobRelation } from '../queue/index.js';
 import { formatDuration, progressBar } from '../util/format.js';
 
 /**
@@ -148,6 +149,8 @@ export interface ResultView {
   promptTokens?: string;
   elapsedMs: number;
   requesterId: string;
+  /** Where the job comes from ("Upscale ×2 of image 2 of `…`"), for jobs made with a button. */
+  origin?: string;
   /** Images the safety checker flagged and the guild's policy withheld. */
   withheld: number;
   /** Images sent as spoilers or blurred. */
@@ -176,6 +179,7 @@ export function resultEmbed(view: ResultView): APIEmbed {
     { name: 'Model', value: clip(view.model, 1024) },
   );
   if (view.promptTokens) fields.push({ name: 'Prompt tokens', value: clip(view.promptTokens, 1024) });
+  if (view.origin) fields.push({ name: 'From', value: clip(view.origin, 1024) });
   const notes: string[] = [];
   if (view.flagged > 0) notes.push(`${view.flagged} image(s) flagged by the safety checker are hidden or blurred.`);
   if (view.withheld > 0) notes.push(`${view.withheld} image(s) flagged by the safety checker were withheld.`);
@@ -185,6 +189,23 @@ export function resultEmbed(view: ResultView): APIEmbed {
     fields,
     ...(notes.length > 0 ? { footer: { text: notes.join(' ') } } : {}),
   };
+}
+
+/** How a job was made from its parent, as a phrase before the parent's id ("an upscale ×2 of"). */
+export const RELATION_TEXT: Record<JobRelation, string> = {
+  reroll: 'a re-roll (new seed) of',
+  'same-seed': 'a rerun with the same seed of',
+  variation: 'a variation of',
+  upscale: 'an upscale ×2 of',
+  remix: 'a remix (edited prompt) of',
+};
+
+/** "An upscale ×2 of image 2 of `abc…`": where a job comes from, for its result embed; undefined without a parent. */
+export function originText(lineage: JobLineage): string | undefined {
+  if (!lineage.parentId) return undefined;
+  const what = lineage.relation ? RELATION_TEXT[lineage.relation] : 'made from';
+  const image = lineage.parentImage !== undefined ? `image ${lineage.parentImage} of ` : '';
+  return `${what.charAt(0).toUpperCase()}${what.slice(1)} ${image}\`${lineage.parentId}\``;
 }
 
 export function finishedContent(requesterId: string): string {

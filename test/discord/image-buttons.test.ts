@@ -8,7 +8,7 @@ import sharp from 'sharp';
 import { gridAttachment, gridLayout, prepareAttachments } from '../../src/discord/attachments.js';
 import { fitImage, nearestAllowedSize, upscaleLanczos } from '../../src/discord/input-image.js';
 import { jobInfoContent, parseJobReference } from '../../src/discord/job-info.js';
-import { decodeCustomId, encodeCustomId, finishedButtons } from '../../src/discord/render.js';
+import { decodeCustomId, encodeCustomId, finishedButtons, originText } from '../../src/discord/render.js';
 import type { JobRecord } from '../../src/queue/index.js';
 
 const JOB = 'Ab3_-xyz9QwE';
@@ -159,6 +159,13 @@ describe('job info', () => {
     );
     assert.match(jobInfoContent(child, null), /\*\*Made as\*\* an upscale ×2 of `Parent000000` \(image 2\) \(no longer stored\)$/);
     assert.ok(jobInfoContent({ ...child, params: { ...child.params, prompt: 'x'.repeat(5000), negative: 'y'.repeat(5000) } }, parent).length <= 2000);
+  });
+
+  test('the result embed names where a job comes from', () => {
+    assert.equal(originText(child), 'An upscale ×2 of image 2 of `Parent000000`');
+    assert.equal(originText({ parentId: 'P', relation: 'remix' }), 'A remix (edited prompt) of `P`');
+    assert.equal(originText({ parentId: 'P' }), 'Made from `P`');
+    assert.equal(originText({}), undefined);
   });
 
   test('a job id or a link to a message', () => {

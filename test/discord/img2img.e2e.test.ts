@@ -84,6 +84,8 @@ describe('img2img, grid and image buttons end to end', () => {
     const [upscaledParameters] = await pngParameters(upscaled);
     assert.equal(seedOf(upscaledParameters!), '501', 'the seed image 2 was made from');
     assert.equal(upscaledParameters!.split('\n')[0], 'four lanterns');
+    const embed = upscaled.embeds[0] as { fields: { name: string; value: string }[] };
+    assert.equal(embed.fields.find((f) => f.name === 'From')?.value, `An upscale ×2 of image 2 of \`${jobId}\``);
     // 256×256 is not among this guild's sizes: upscaling the upscale is refused with the reason.
     assert.equal(
       await sb.ephemeralAnswer(sb.click(chloe, upscaled.id, buttonId(upscaled, 'upscale'))),
