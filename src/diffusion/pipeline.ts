@@ -10,7 +10,7 @@ import type { NoiseGenerator } from './rng/types.js';
 import { createScheduler } from './schedulers/index.js';
 import { supportsLinearStep, type Scheduler, type SchedulerName } from './schedulers/types.js';
 import { checkSafety } from './safety.js';
-import { CancelledError } from './errors.js';
+import { CancelledError, InvalidRequestError } from './errors.js';
 import { DeviceStepper } from './device-step.js';
 import type { StableDiffusionModel } from './model.js';
 import { GpuTensorReader, GpuTensorUploader, keepsOutputsOnDevice, type ProviderName } from './providers.js';
@@ -33,14 +33,20 @@ import { decodeLatents, type DecodedImage } from './vae-decode.js';
 export {
   DEFAULT_CFG,
   DEFAULT_STEPS,
+  DEFAULT_STRENGTH,
+  HIRES_FIX_SCALE,
+  HIRES_FIX_STRENGTH,
   MAX_BATCH,
   MAX_STEPS,
+  hiresFixRequest,
   imageCountOf,
   imageSeedOf,
   latentShapeOf,
   requestedStepOf,
   validateRequest,
+  validateStrength,
   type GenerationRequest,
+  type InitImage,
   type LatentShape,
 } from './request.js';
 export { DEVICE_LOOP_MODES, type DeviceLoopMode } from './steppers.js';
@@ -208,6 +214,7 @@ export class StableDiffusionPipeline {
   async generate(request: GenerationRequest, options: GenerateOptions = {}): Promise<GenerationResult> {
     // 1. Check inputs
     validateRequest(request);
+    if (request.initImage) throw new InvalidRequestError('img2img is not available yet.');
     const timings = new TimingRecorder();
     const { signal } = options;
     const batch = imageCountOf(request);
