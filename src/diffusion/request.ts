@@ -98,7 +98,13 @@ export function validateRequest(request: GenerationRequest): void {
   if (!Number.isInteger(clipSkip) || clipSkip < 1 || clipSkip > MAX_CLIP_SKIP) {
     throw new InvalidRequestError(`clip skip must be a whole number from 1 to ${MAX_CLIP_SKIP} (got ${clipSkip}).`);
   }
-  if (request.initImage !== undefined) validateInitImage(request.initImage);
+  if (request.initImage !== undefined) {
+    validateInitImage(request.initImage);
+    // diffusers' get_timesteps keeps int(steps · strength) steps; with none it has no timestep to noise the image to.
+    if (Math.floor(steps * request.initImage.strength) < 1) {
+      throw new InvalidRequestError(`strength ${request.initImage.strength} of ${steps} steps is less than one step: raise the strength or the steps.`);
+    }
+  }
 }
 
 /** The init image's own checks (its decoding, which needs sharp, fails later with InvalidRequestError too). */
