@@ -54,3 +54,4 @@ export { SAMPLER_NAMES, SCHEDULER_NAMES, type SamplerName, type SchedulerName } 
 export { asSamplerName, SAMPLER_REQUEST_DEFAULTS, samplerNameOf, samplerSettings, schedulerDisplayName } from '../diffusion/schedulers/index.js';
 export { encodeBatchPreview } from '../diffusion/preview.js';
 export { insertTextChunks, readTextChunks } from '../diffusion/png.js';
+export { DEFAULT_STRENGTH, HIRES_FIX_SCALE, HIRES_FIX_STRENGTH, validateStrength, type InitImage } from '../diffusion/request.js';

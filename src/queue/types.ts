@@ -1,4 +1,5 @@
 import type { PromptSyntax } from '../diffusion/prompt/index.js';
+import type { InitImage } from '../diffusion/request.js';
 import type { RngDevice } from '../diffusion/rng/types.js';
 import type { SchedulerName } from '../diffusion/schedulers/types.js';
 
@@ -60,9 +61,14 @@ export interface JobLineage {
   parentImage?: number;
 }
 
-/** What the engine receives: the job's parameters with the seed as a bigint. */
+/**
+ * What the engine receives: the job's parameters with the seed as a bigint, and for img2img (and the hires-fix
+ * upscale, HIRES_FIX_*) the image to start from with its strength. The image's bytes are not part of JobParams (a
+ * JSON record): whoever queues such a job keeps them where it can read them back and sets `initImage` here.
+ */
 export interface GenerationRequest extends Omit<JobParams, 'seed'> {
   seed: bigint;
+  initImage?: InitImage;
 }
 
 export interface GenerationProgress {
