@@ -1,7 +1,7 @@
 /**
- * Images a job starts from (img2img): an /imagine attachment checked, downloaded and fitted to an allowed size, or
- * a finished image read back for Upscale and Vary. What comes out is a PNG at the job's exact width × height, which
- * the handlers store in the queue's InputImageStore.
+ * Images a job starts from (img2img): an /imagine attachment checked, downloaded and fitted to an allowed size (a
+ * PNG at the job's exact width × height), which the handler stores in the queue's InputImageStore. (Upscale and Vary
+ * store a finished image as it is; for Upscale the engine resizes it ×2 with Lanczos.)
  */
 import sharp from 'sharp';
 import { parseSize } from '../config/index.js';
@@ -97,13 +97,6 @@ export async function fitImage(bytes: Uint8Array, width: number, height: number)
   } catch {
     throw unreadable();
   }
-}
-
-/** A1111's hires fix, first half: the image ×2 with Lanczos (the engine then runs img2img over it at 0.5). */
-export async function upscaleLanczos(png: Uint8Array, factor: number): Promise<{ png: Buffer; width: number; height: number }> {
-  const { width, height } = await imageSize(Buffer.from(png.buffer, png.byteOffset, png.byteLength));
-  const out = await sharp(png).resize(width * factor, height * factor, { fit: 'fill', kernel: 'lanczos3' }).removeAlpha().png().toBuffer();
-  return { png: out, width: width * factor, height: height * factor };
 }
 
 /** "512x512" for the size list of a refusal. */

@@ -316,6 +316,18 @@ export function checkPromptText(params: Pick<JobParams, 'prompt' | 'negative'>):
   }
 }
 
+/**
+ * An img2img strength in (0, 1] that leaves at least one step: the engine runs the last floor(steps · strength) of the
+ * schedule (diffusers' get_timesteps), so 4 steps at 0.2 would run none.
+ */
+function checkStrength(strength: number, steps: number): void {
+  if (!(Number.isFinite(strength) && strength > 0 && strength <= 1)) throw new RequestLimitError('strength', 'The strength must be a number above 0 and at most 1.');
+  if (Math.floor(steps * strength) < 1) {
+    const least = Math.ceil((100 / steps) - 1e-9) / 100;
+    throw new RequestLimitError('strength', `With ${steps} steps a strength of ${strength} runs no step at all; use a strength of at least ${least} or more steps.`);
+  }
+}
+
 /** Applies the guild's limits to a request; see the class comment for which fields clamp and which refuse. */
 export function applyLimits(settings: GuildSettings, requested: JobParams): { params: JobParams; notes: string[] } {
   const params = { ...requested };
@@ -328,9 +340,6 @@ export function applyLimits(settings: GuildSettings, requested: JobParams): { pa
   if (!Number.isInteger(params.steps) || params.steps < 1) throw new RequestLimitError('steps', 'Steps must be a whole number of at least 1.');
   if (!Number.isInteger(params.count) || params.count < 1) throw new RequestLimitError('count', 'The image count must be a whole number of at least 1.');
   if (!Number.isFinite(params.cfg) || params.cfg < 0) throw new RequestLimitError('cfg', 'The CFG scale must be a number of at least 0.');
-  if (params.init && !(Number.isFinite(params.init.strength) && params.init.strength > 0 && params.init.strength <= 1)) {
-    throw new RequestLimitError('strength', 'The strength must be a number above 0 and at most 1.');
-  }
   if (params.steps > limits.maxSteps) {
     notes.push(`Steps lowered from ${params.steps} to ${limits.maxSteps}, this server's maximum.`);
     params.steps = limits.maxSteps;
@@ -343,6 +352,7 @@ export function applyLimits(settings: GuildSettings, requested: JobParams): { pa
     notes.push(`CFG scale lowered from ${params.cfg} to ${limits.maxCfg}, this server's maximum.`);
     params.cfg = limits.maxCfg;
   }
+  if (params.init) checkStrength(params.init.strength, params.steps);
   params.negative = mergeNegative(params.negative, settings.negative);
   return { params, notes };
 }

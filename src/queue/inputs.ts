@@ -133,9 +133,6 @@ export class RedisInputImageStore implements InputImageStore {
   }
 }
 
-/** A request as the engine takes it: with the bytes of the starting image (a PNG at the job's size) and the strength. */
-type ResolvedGenerationRequest = GenerationRequest & { initImage?: { data: Uint8Array; strength: number } };
-
 /**
  * An ImageGenerator that reads an img2img job's starting image from `store` and hands it to `inner` as
  * `request.initImage`; txt2img requests pass through unchanged. A missing image fails the job with a clear sentence.
@@ -146,8 +143,7 @@ export function withInputImages(inner: ImageGenerator, store: InputImageStore): 
       if (!request.init) return inner.generate(request, options);
       const data = await store.get(request.init.ref);
       if (!data) throw new InputImageGoneError();
-      const resolved: ResolvedGenerationRequest = { ...request, initImage: { data, strength: request.init.strength } };
-      return inner.generate(resolved, options);
+      return inner.generate({ ...request, initImage: { data, strength: request.init.strength } }, options);
     },
   };
 }

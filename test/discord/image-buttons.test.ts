@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import sharp from 'sharp';
 import { gridAttachment, gridLayout, prepareAttachments } from '../../src/discord/attachments.js';
-import { fitImage, nearestAllowedSize, upscaleLanczos } from '../../src/discord/input-image.js';
+import { fitImage, nearestAllowedSize } from '../../src/discord/input-image.js';
 import { jobInfoContent, parseJobReference } from '../../src/discord/job-info.js';
 import { decodeCustomId, encodeCustomId, finishedButtons, originText } from '../../src/discord/render.js';
 import type { JobRecord } from '../../src/queue/index.js';
@@ -110,13 +110,6 @@ describe('starting images', () => {
     assert.equal((await sharp(fitted).metadata()).format, 'png');
     assert.ok(data[(32 * 64 + 4) * 3]! > 200, 'red on the left');
     assert.ok(data[(32 * 64 + 60) * 3 + 2]! > 200, 'blue on the right');
-  });
-
-  test('upscale ×2 with Lanczos', async () => {
-    const up = await upscaleLanczos(await solid(32, 48, [10, 20, 30]), 2);
-    assert.deepEqual([up.width, up.height], [64, 96]);
-    const metadata = await sharp(up.png).metadata();
-    assert.deepEqual([metadata.width, metadata.height, metadata.format], [64, 96, 'png']);
   });
 });
 

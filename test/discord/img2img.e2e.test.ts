@@ -44,17 +44,26 @@ describe('img2img, grid and image buttons end to end', () => {
     const reply = view.original!;
     assert.equal(pngs(reply).length, 1);
     assert.equal(await sizeOf(pngs(reply)[0]!.url), '64x64');
-    assert.equal(seedOf((await pngParameters(reply))[0]!), '77');
+    const [parameters] = await pngParameters(reply);
+    assert.equal(seedOf(parameters!), '77');
+    assert.match(parameters!, /Denoising strength: 0\.5/, 'the engine ran img2img from the attachment');
     // The starting image waits for the engine under <dataDir>/inputs, named by its SHA-256.
     const inputs = join(sb.dataDir, 'inputs');
     assert.ok(existsSync(inputs) && readdirSync(inputs).some((name) => /^[0-9a-f]{64}\.png$/.test(name)), 'the input image is stored for the engine');
     const info = await sb.ephemeralAnswer(sb.click(bruno, reply.id, buttonId(reply, 'info')));
     assert.match(info, /Starts from an image\*\* \(img2img\), strength 0\.5/);
+    // The stored starting image makes the job reproducible: Same seed gives the same bytes.
+    const same = await sb.waitForResult(sb.click(bruno, reply.id, buttonId(reply, 'same')));
+    assert.deepEqual(await download(pngs(same.original!)[0]!.url), await download(pngs(reply)[0]!.url));
 
     const text = await sb.uploadAttachment('notes.txt', Buffer.from('not an image'), 'text/plain');
     assert.equal(await sb.ephemeralAnswer(sb.imagine(bruno, { prompt: 'from text', image: text })), 'The attachment is of type text/plain; attach a PNG, JPEG or WebP.');
     const fake = await sb.uploadAttachment('fake.png', Buffer.from('definitely not a png'), 'image/png');
     assert.equal(await sb.ephemeralAnswer(sb.imagine(bruno, { prompt: 'from junk', image: fake })), 'That attachment could not be read as an image; attach a PNG, JPEG or WebP.');
+    assert.equal(
+      await sb.ephemeralAnswer(sb.imagine(bruno, { prompt: 'too weak', image, strength: 0.2, steps: 4 })),
+      'With 4 steps a strength of 0.2 runs no step at all; use a strength of at least 0.25 or more steps.',
+    );
     assert.equal(
       await sb.ephemeralAnswer(sb.imagine(bruno, { prompt: 'no image', strength: 0.4 })),
       'The strength applies to a starting image: attach one with the image option.',
@@ -83,6 +92,7 @@ describe('img2img, grid and image buttons end to end', () => {
     assert.equal(await sizeOf(pngs(upscaled)[0]!.url), '128x128', 'twice the 64×64 of image 2');
     const [upscaledParameters] = await pngParameters(upscaled);
     assert.equal(seedOf(upscaledParameters!), '501', 'the seed image 2 was made from');
+    assert.match(upscaledParameters!, /Size: 128x128, .*Denoising strength: 0\.5/, 'img2img at 0.5, at twice the size');
     assert.equal(upscaledParameters!.split('\n')[0], 'four lanterns');
     const embed = upscaled.embeds[0] as { fields: { name: string; value: string }[] };
     assert.equal(embed.fields.find((f) => f.name === 'From')?.value, `An upscale ×2 of image 2 of \`${jobId}\``);
@@ -98,6 +108,7 @@ describe('img2img, grid and image buttons end to end', () => {
     const variedSeeds = varied.map(seedOf);
     assert.ok(!variedSeeds.includes('500'), `a new seed: ${variedSeeds.join(', ')}`);
     assert.equal(varied[0]!.split('\n')[0], 'four lanterns');
+    assert.match(varied[0]!, /Size: 64x64, .*Denoising strength: 0\.35/);
     const info = await sb.ephemeralAnswer(sb.click(chloe, vary.original!.id, buttonId(vary.original!, 'info')));
     assert.match(info, new RegExp(`a variation of \`${jobId}\` \\(image 1\\)`));
     assert.match(info, /strength 0\.35/);

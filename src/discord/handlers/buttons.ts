@@ -5,10 +5,10 @@
  */
 import { MessageFlags, type ButtonInteraction, type ModalSubmitInteraction } from 'discord.js';
 import { ComponentType, TextInputStyle } from 'discord-api-types/v10';
-import { randomSeed, type JobLineage, type JobParams, type JobRecord } from '../../queue/index.js';
+import { HIRES_FIX_SCALE, HIRES_FIX_STRENGTH, randomSeed, type JobLineage, type JobParams, type JobRecord } from '../../queue/index.js';
 import type { Requester } from '../backend.js';
 import { isGoneError } from '../errors.js';
-import { downloadAttachment, sizeList, upscaleLanczos } from '../input-image.js';
+import { downloadAttachment, sizeList } from '../input-image.js';
 import { Refusal, requesterOf } from '../interaction.js';
 import { jobInfoContent } from '../job-info.js';
 import { decodeCustomId, encodeCustomId } from '../render.js';
@@ -16,8 +16,7 @@ import { resultFileName } from '../attachments.js';
 import { admitThenDefer, enqueueJob } from './admit.js';
 import type { HandlerContext } from './context.js';
 
-/** img2img strengths: A1111's hires-fix denoising for Upscale ×2; Midjourney's "subtle" and "strong" variations. */
-export const UPSCALE_STRENGTH = 0.5;
+/** img2img strengths of Midjourney's "subtle" and "strong" variations (Upscale ×2 uses the engine's HIRES_FIX_*). */
 export const VARY_SUBTLE_STRENGTH = 0.35;
 export const VARY_STRONG_STRENGTH = 0.65;
 
@@ -166,20 +165,19 @@ async function sourceImage(interaction: ButtonInteraction, context: HandlerConte
 }
 
 /**
- * Upscale ×2, A1111's hires fix: the image ×2 with Lanczos, then img2img at strength 0.5 with the seed it was made
- * from and the same prompt, at twice the size, which must be one of the guild's sizes.
+ * Upscale ×2, A1111's hires fix: img2img at strength 0.5 (HIRES_FIX_STRENGTH) with the seed the image was made from
+ * and the same prompt, at twice the size, which must be one of the guild's sizes. The image is stored as it is: the
+ * engine resizes a starting image to the job's size with Lanczos before encoding it, which is the hires fix's ×2.
  */
 async function upscaleParams(interaction: ButtonInteraction, context: HandlerContext, requester: Requester, job: JobRecord, image: number): Promise<JobParams> {
-  const width = job.params.width * 2;
-  const height = job.params.height * 2;
+  const width = job.params.width * HIRES_FIX_SCALE;
+  const height = job.params.height * HIRES_FIX_SCALE;
   const sizes = await context.rules.allowedSizes(requester.guildId);
   if (!sizes.includes(`${width}x${height}`)) {
     throw new Refusal('upscale_too_large', `Upscaling ×2 would make ${width}×${height}, which this server does not allow (sizes: ${sizeList(sizes)}).`);
   }
-  const upscaled = await upscaleLanczos(await sourceImage(interaction, context, job, image), 2);
-  if (upscaled.width !== width || upscaled.height !== height) throw new Refusal('upscale_size', 'That image is not the size its job asked for, so it cannot be upscaled.');
-  const ref = await context.inputImages.put(upscaled.png);
+  const ref = await context.inputImages.put(await sourceImage(interaction, context, job, image));
   const seed = job.result?.seeds[image - 1] ?? job.params.seed;
-  return { ...job.params, seed, count: 1, width, height, init: { ref, strength: UPSCALE_STRENGTH } };
+  return { ...job.params, seed, count: 1, width, height, init: { ref, strength: HIRES_FIX_STRENGTH } };
 }
 

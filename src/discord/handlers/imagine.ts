@@ -4,15 +4,13 @@
  * shape (or the size asked for), stored for the engine, and the job starts from it at `strength`.
  */
 import type { Attachment, ChatInputCommandInteraction } from 'discord.js';
+import { DEFAULT_STRENGTH } from '../../queue/index.js';
 import type { Admitted, ImagineOptions, Requester } from '../backend.js';
 import { checkAttachment, downloadAttachment, fitImage, imageSize, nearestAllowedSize } from '../input-image.js';
 import { Refusal, requesterOf } from '../interaction.js';
 import { readOptions } from '../options.js';
 import { admitThenDefer, enqueueJob } from './admit.js';
 import type { HandlerContext } from './context.js';
-
-/** img2img strength when an image comes without one: diffusers' and A1111's default, 0.75. */
-export const DEFAULT_STRENGTH = 0.75;
 
 export async function handleImagine(interaction: ChatInputCommandInteraction, context: HandlerContext): Promise<void> {
   const receivedAt = Date.now();
