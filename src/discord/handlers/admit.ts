@@ -1,6 +1,6 @@
 /**
- * The two steps /imagine and the re-roll buttons share: admit within Discord's 3-second deadline, then queue the
- * job with the reply that becomes its message.
+ * The two steps /imagine, the job buttons (re-roll, same seed, upscale, vary) and the Remix form share: admit within
+ * Discord's 3-second deadline, then queue the job with the reply that becomes its message.
  */
 import { MessageFlags, type ButtonInteraction, type ChatInputCommandInteraction, type ModalSubmitInteraction } from 'discord.js';
 import { lineageOf, type JobLineage, type JobParams } from '../../queue/index.js';
