@@ -15,6 +15,8 @@
  *    sequentially (each image its own generation at UNet batch 2, as the bot did before job batching) and job-batched
  *    (each job one generation, one generator per image, UNet batch 2N), and their ratio. The CPU gains little from
  *    bigger batches (its kernels are already busy at batch 2); a GPU is where the batch is nearly free.
+ * 4. The tiny model's seconds per upscale ×2 as the bot's Upscale buttons run it (A1111's hires fix: Lanczos ×2, VAE
+ *    encode, img2img at strength 0.5, so 15 of 30 steps, at twice the size), from 128² and from 256².
  */
 import { availableParallelism, cpus } from 'node:os';
 import { join } from 'node:path';
@@ -23,6 +25,8 @@ import { loadPipeline } from '../src/diffusion/load.js';
 import type { ModelPart, StableDiffusionModel, TensorContract, TensorDtype } from '../src/diffusion/model.js';
 import { buildModel } from '../src/diffusion/onnx-builder.js';
 import { StableDiffusionPipeline, type GenerationRequest } from '../src/diffusion/pipeline.js';
+import { encodePng } from '../src/diffusion/png.js';
+import { hiresFixRequest } from '../src/diffusion/request.js';
 import { SCHEDULER_NAMES, type SchedulerName } from '../src/diffusion/schedulers/types.js';
 import { PROJECT_ROOT } from '../src/util/project.js';
 
@@ -135,5 +139,18 @@ const batched = await imagesPerMinute(jobBatched);
 console.log(`  sequential (one image per generation, UNet batch 2):      ${sequential.toFixed(1)} images/min`);
 console.log(`  job-batched (one generation per job, UNet batch 2N):      ${batched.toFixed(1)} images/min`);
 console.log(`  job-batched / sequential: ${(batched / sequential).toFixed(2)}×`);
+
+// Upscale ×2 as the bot's U1…U4 / "Upscale ×2" run it (A1111's hires fix, issue 15): the finished image resized ×2
+// with Lanczos, then img2img at strength 0.5 with its seed, at twice the size: 30 steps at 0.5 run 15.
+console.log('\nTiny model, seconds per upscale ×2 (hires fix: Lanczos ×2, VAE encode, img2img at 0.5 of 30 steps, decode), CPU:');
+for (const size of [128, 256]) {
+  const original: GenerationRequest = { ...base, steps: 30, width: size, height: size };
+  const [image] = (await tiny.generate(original)).images;
+  const png = await encodePng(image!.rgb, image!.width, image!.height);
+  await tiny.generate({ ...hiresFixRequest(original, png), steps: 2 }); // ORT's first run at the doubled shape, untimed
+  const started = performance.now();
+  const upscaled = await tiny.generate(hiresFixRequest(original, png));
+  console.log(`  ${size}x${size} → ${upscaled.images[0]!.width}x${upscaled.images[0]!.height}: ${((performance.now() - started) / 1000).toFixed(2)} s`);
+}
 
 await tiny.model.release();
