@@ -16,7 +16,7 @@
  *    (each job one generation, one generator per image, UNet batch 2N), and their ratio. The CPU gains little from
  *    bigger batches (its kernels are already busy at batch 2); a GPU is where the batch is nearly free.
  * 4. The tiny model's seconds per upscale ×2 as the bot's Upscale buttons run it (A1111's hires fix: Lanczos ×2, VAE
- *    encode, img2img at strength 0.5, so 15 of 30 steps, at twice the size), from 128² and from 256².
+ *    encode, img2img at strength 0.5, so 15 of 30 steps, at twice the size), from 64² and from 128².
  */
 import { availableParallelism, cpus } from 'node:os';
 import { join } from 'node:path';
@@ -143,7 +143,7 @@ console.log(`  job-batched / sequential: ${(batched / sequential).toFixed(2)}×`
 // Upscale ×2 as the bot's U1…U4 / "Upscale ×2" run it (A1111's hires fix, issue 15): the finished image resized ×2
 // with Lanczos, then img2img at strength 0.5 with its seed, at twice the size: 30 steps at 0.5 run 15.
 console.log('\nTiny model, seconds per upscale ×2 (hires fix: Lanczos ×2, VAE encode, img2img at 0.5 of 30 steps, decode), CPU:');
-for (const size of [128, 256]) {
+for (const size of [64, 128]) {
   const original: GenerationRequest = { ...base, steps: 30, width: size, height: size };
   const [image] = (await tiny.generate(original)).images;
   const png = await encodePng(image!.rgb, image!.width, image!.height);
