@@ -11,7 +11,9 @@
  *    time is printed separately: it adds to a step only when the UNet is faster than the draw (never on a real model).
  * 2. The tiny test model's seconds per 30-step image (its UNet is small but its attention at 64×64 latents is not,
  *    so 128² is the size the tests use; 256² shows the growth).
- * 3. Images per minute for a fixed mixed workload of jobs (1–4 images, 2 sizes, 3 schedulers) on the tiny model, run
+ * 3. Seconds per upscale ×2 on the tiny model (A1111's hires fix as the bot's Upscale buttons run it: `hiresFixRequest`,
+ *    Lanczos ×2, VAE encode, 15 of 30 steps at strength 0.5 at twice the size, decode), median of 3.
+ * 4. Images per minute for a fixed mixed workload of jobs (1–4 images, 2 sizes, 3 schedulers) on the tiny model, run
  *    sequentially (each image its own generation at UNet batch 2, as the bot did before job batching) and job-batched
  *    (each job one generation, one generator per image, UNet batch 2N), and their ratio. The CPU gains little from
  *    bigger batches (its kernels are already busy at batch 2); a GPU is where the batch is nearly free.
@@ -22,7 +24,8 @@ import * as ort from 'onnxruntime-node';
 import { loadPipeline } from '../src/diffusion/load.js';
 import type { ModelPart, StableDiffusionModel, TensorContract, TensorDtype } from '../src/diffusion/model.js';
 import { buildModel } from '../src/diffusion/onnx-builder.js';
-import { StableDiffusionPipeline, type GenerationRequest } from '../src/diffusion/pipeline.js';
+import { hiresFixRequest, StableDiffusionPipeline, type GenerationRequest } from '../src/diffusion/pipeline.js';
+import { encodePng } from '../src/diffusion/png.js';
 import { SCHEDULER_NAMES, type SchedulerName } from '../src/diffusion/schedulers/types.js';
 import { PROJECT_ROOT } from '../src/util/project.js';
 
@@ -89,6 +92,24 @@ for (const size of [128, 256]) {
   console.log(
     `  ${size}x${size}: ${(t.totalMs / 1000).toFixed(2)} s  (text ${t.textEncoderMs.toFixed(0)} ms, UNet ${(t.unetMs / 30).toFixed(1)} ms/step, decode ${t.decodeMs.toFixed(0)} ms)`,
   );
+}
+
+// Upscale ×2 (A1111's hires fix, what the bot's Upscale buttons run): the image resized ×2 with Lanczos, VAE-encoded,
+// then img2img at strength 0.5 with the same seed and prompt: 15 of 30 steps at twice the size.
+console.log('\nTiny model, seconds per upscale ×2 (hires fix: Lanczos ×2, VAE encode, 15 of 30 steps at strength 0.5, decode), CPU:');
+for (const size of [64, 128]) {
+  const original: GenerationRequest = { ...base, steps: 30, width: size, height: size, scheduler: 'euler' };
+  const small = (await tiny.generate(original)).images[0]!;
+  const png = await encodePng(small.rgb, small.width, small.height, '');
+  await tiny.generate(hiresFixRequest(original, png)); // the VAE encoder opens on first use: not part of the figure
+  const runs: number[] = [];
+  for (let run = 0; run < 3; run++) {
+    const started = performance.now();
+    await tiny.generate(hiresFixRequest(original, png));
+    runs.push(performance.now() - started);
+  }
+  runs.sort((a, b) => a - b);
+  console.log(`  ${size}x${size} → ${2 * size}x${2 * size}: ${(runs[1]! / 1000).toFixed(2)} s per upscale (median of 3)`);
 }
 
 /** The fixed workload: job i has 1–4 images, one of 2 sizes and one of 3 schedulers (all combinations met). */

@@ -25,6 +25,11 @@ export const IMAGINE_COMMAND = 'imagine';
 export const QUEUE_COMMAND = 'imagine-queue';
 export const SETTINGS_COMMAND = 'imagine-settings';
 export const STATUS_COMMAND = 'imagine-status';
+export const INFO_COMMAND = 'imagine-info';
+
+/** img2img strength bounds offered in /imagine (the engine takes (0, 1]). */
+export const MIN_STRENGTH = 0.01;
+export const MAX_STRENGTH = 1;
 
 export interface CommandLimits {
   /** Sizes offered in /imagine's `size` choice, e.g. "512x512" (at most 25: Discord's limit on choices). */
@@ -89,6 +94,14 @@ export function imagineCommand(limits: CommandLimits) {
           { name: '2', value: 2 },
         ],
       },
+      { type: ApplicationCommandOptionType.Attachment, name: 'image', description: 'Start from this image (PNG, JPEG or WebP, up to 10 MiB): img2img' },
+      {
+        type: ApplicationCommandOptionType.Number,
+        name: 'strength',
+        description: 'With an image: how much to repaint (0.01 keeps it, 1 repaints all; default 0.75)',
+        min_value: MIN_STRENGTH,
+        max_value: MAX_STRENGTH,
+      },
     ],
   } as const satisfies CommandDefinition;
 }
@@ -108,6 +121,25 @@ export function statusCommand() {
     name: STATUS_COMMAND,
     description: 'Model, provider, queue lengths and uptime of the image bot',
     ...GUILD_ONLY,
+  } as const satisfies CommandDefinition;
+}
+
+export function infoCommand() {
+  return {
+    type: ApplicationCommandType.ChatInput,
+    name: INFO_COMMAND,
+    description: 'All parameters of a job, and the job it was made from',
+    ...GUILD_ONLY,
+    options: [
+      {
+        type: ApplicationCommandOptionType.String,
+        name: 'job',
+        description: 'The job id (ⓘ shows it), or a link to the job’s message',
+        required: true,
+        min_length: 1,
+        max_length: 200,
+      },
+    ],
   } as const satisfies CommandDefinition;
 }
 
@@ -206,14 +238,14 @@ export function settingsCommand() {
 
 /** Every command the bot serves, by role, each with its literal type (the bot reads options through these). */
 export function buildCommands(limits: CommandLimits) {
-  return { imagine: imagineCommand(limits), queue: queueCommand(), settings: settingsCommand(), status: statusCommand() };
+  return { imagine: imagineCommand(limits), queue: queueCommand(), settings: settingsCommand(), status: statusCommand(), info: infoCommand() };
 }
 
 export type ImagineCommands = ReturnType<typeof buildCommands>;
 
 /** The commands as the array `PUT /applications/{app}/commands` takes. */
 export function commandDefinitionsOf(commands: ImagineCommands): CommandDefinition[] {
-  return [commands.imagine, commands.queue, commands.settings, commands.status];
+  return [commands.imagine, commands.queue, commands.settings, commands.status, commands.info];
 }
 
 /** Every command the bot serves, ready for `PUT /applications/{app}/commands`. */

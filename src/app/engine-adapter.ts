@@ -9,7 +9,7 @@
  * GPU costs little more than one image, and each image still equals its seed made alone (rounding aside).
  */
 import { MAX_SEED } from '../diffusion/rng/index.js';
-import { clipSkipInfotext, encodePng, formatInfotext } from '../diffusion/png.js';
+import { clipSkipInfotext, denoisingStrengthInfotext, encodePng, formatInfotext } from '../diffusion/png.js';
 import { formatTokenCount, requestedStepOf, type StableDiffusionPipeline } from '../diffusion/pipeline.js';
 import type { GenerateOptions, GeneratedImage, GeneratedImages, GenerationRequest, ImageGenerator } from '../queue/index.js';
 
@@ -63,6 +63,7 @@ export class PipelineImageGenerator implements ImageGenerator {
         // Jobs stored before the setting existed carry none and ran as plain (JobParams.promptSyntax).
         promptSyntax: request.promptSyntax ?? 'plain',
         clipSkip: request.clipSkip ?? 1,
+        ...(request.initImage === undefined ? {} : { initImage: request.initImage }),
       },
       {
         signal: options.signal,
@@ -95,7 +96,7 @@ export class PipelineImageGenerator implements ImageGenerator {
         width: image.width,
         height: image.height,
         model: this.pipeline.model.name,
-        extra: clipSkipInfotext(request.clipSkip),
+        extra: { ...clipSkipInfotext(request.clipSkip), ...denoisingStrengthInfotext(request.initImage) },
       });
       images.push({
         png: await encodePng(image.rgb, image.width, image.height, infotext),

@@ -9,12 +9,25 @@
  * the queue backend in `createQueue`: `local`, the fair queue over keyv in this process feeding that engine, or
  * `redis`, BullMQ on Redis feeding `imagine-bot worker` processes (the bot then loads no model at all).
  */
+import { join } from 'node:path';
 import { parseSize, type Config } from '../config/index.js';
 import { engineSetupFromConfig, openEngine, type Engine, type EngineSetup } from './engine.js';
 import { EngineProcess } from './engine-process.js';
 import { startLoopDelayMonitor } from './loop-delay.js';
 import type { Logger } from '../log.js';
-import { Admission, GuildSettingsStore, JobStore, LocalJobQueue, RedisJobQueue, Storage, timingsFromQueueConfig, type JobQueue } from '../queue/index.js';
+import {
+  Admission,
+  FileInputImageStore,
+  GuildSettingsStore,
+  JobStore,
+  LocalJobQueue,
+  RedisJobQueue,
+  Storage,
+  timingsFromQueueConfig,
+  withInputImages,
+  type InputImageStore,
+  type JobQueue,
+} from '../queue/index.js';
 import { ImagineBot } from '../discord/bot.js';
 import { createGuildRules, requestDefaults, settingsFromConfig } from '../discord/rules.js';
 import { checkShardBackend, instanceNameOf, shardPlanOf } from '../discord/shards.js';
@@ -63,17 +76,23 @@ export async function startEngine(config: Config, log: Logger, modelFolder: stri
  * The queue backend over the job store: with an engine, the local fair queue whose one worker runs it; without (backend
  * redis), the BullMQ queue whose jobs `imagine-bot worker` processes run.
  */
-export function createQueue(config: Config, storage: Storage, engine: Engine | undefined, log: Logger, instance = ''): JobQueue {
+export function createQueue(config: Config, storage: Storage, engine: Engine | undefined, log: Logger, instance = ''): { queue: JobQueue; inputImages: InputImageStore } {
   const store = new JobStore(storage.namespace('jobs'), { instance, logger: log.child({ module: 'jobs' }) });
   const logger = log.child({ module: 'queue' });
-  if (!engine) return new RedisJobQueue({ url: config.queue.redisUrl, store, ...timingsFromQueueConfig(config.queue), logger });
-  return new LocalJobQueue({
+  if (!engine) {
+    const queue = new RedisJobQueue({ url: config.queue.redisUrl, store, ...timingsFromQueueConfig(config.queue), logger });
+    return { queue, inputImages: queue.inputImages };
+  }
+  // img2img starting images wait under <dataDir>/inputs; the engine gets their bytes when the job runs.
+  const inputImages = new FileInputImageStore(join(config.storage.dataDir, 'inputs'), { logger });
+  const queue = new LocalJobQueue({
     store,
-    generator: engine.generator,
+    generator: withInputImages(engine.generator, inputImages),
     identity: { model: engine.info.modelName, provider: engine.info.provider },
     logger,
     shutdownGraceMs: config.queue.shutdownGraceSeconds * 1000,
   });
+  return { queue, inputImages };
 }
 
 /** Where the bot keeps settings and job records: KEYV_URL, else (backend redis) the workers' Redis, else SQLite. */
@@ -102,7 +121,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   }
   const defaults = requestDefaults(config, engine?.info.modelScheduler ?? 'pndm');
   const stopLoopDelayMonitor = startLoopDelayMonitor(log);
-  const queue = createQueue(config, storage, engine, log, instance);
+  const { queue, inputImages } = createQueue(config, storage, engine, log, instance);
   if (!engine) log.info('queue backend redis: jobs run on imagine-bot worker processes');
 
   const settings = new GuildSettingsStore({ keyv: storage.namespace('settings'), defaults: settingsFromConfig(config), logger: log.child({ module: 'settings' }) });
@@ -115,6 +134,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     rules,
     engine: engine ? { modelName: engine.info.modelName, provider: engine.info.provider } : { modelName: "the workers' model", provider: 'Redis workers' },
     deliveries: storage.namespace(instance === '' ? 'deliveries' : `deliveries:${instance}`),
+    inputImages,
     registerCommands: options.deployCommands,
     shardReportIntervalMs: config.queue.workerHeartbeatMs,
   });

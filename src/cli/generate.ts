@@ -1,11 +1,12 @@
 import { statSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { ImagineError, InvalidRequestError } from '../errors.js';
 import {
   DEFAULT_CFG,
   DEFAULT_STEPS,
+  DEFAULT_STRENGTH,
   countTokens,
   formatTokenCount,
   MAX_CLIP_SKIP,
@@ -52,6 +53,8 @@ interface GenerateOptions extends Pick<GenerationRequest, 'prompt' | 'steps' | '
   provider: ProviderChoice;
   safety: boolean;
   fuseAttention?: boolean;
+  initImage?: string;
+  strength?: number;
   out: string;
 }
 
@@ -105,9 +108,12 @@ export function registerGenerateCommand(program: Command, defaults: GenerateComm
     })
     .option('--no-safety', "skip the model's safety checker")
     .option('--fuse-attention', 'run attention as ONNX Runtime\'s fused MultiHeadAttention (default: model.fuseAttention from the config)')
+    .option('--init-image <file>', 'start from this image (img2img: PNG, JPEG, WebP …); resized to --width × --height when given, else its own size rounded down to multiples of 8')
+    .option('--strength <x>', `with --init-image: how much of it to repaint, greater than 0 and at most 1 (default ${DEFAULT_STRENGTH})`, decimal('strength'))
     .requiredOption('--out <dir>', 'output folder')
-    .action(async (options: GenerateOptions) => {
-      await runGenerate(options, defaults);
+    .action(async (options: GenerateOptions, command: Command) => {
+      const given = (name: string) => command.getOptionValueSource(name) !== 'default';
+      await runGenerate(options, defaults, { width: given('width'), height: given('height') });
     });
 }
 
@@ -130,8 +136,31 @@ function outputFolderProblem(dir: string): string | undefined {
   }
 }
 
-async function runGenerate(options: GenerateOptions, defaults: GenerateCommandDefaults): Promise<void> {
+/**
+ * The bytes of --init-image and the size it gives the output where --width / --height were not given (diffusers'
+ * img2img takes the image's size, rounded down to multiples of 8). Read and checked before the model loads.
+ */
+async function readInitImage(file: string): Promise<{ data: Uint8Array; width: number; height: number }> {
+  let data: Uint8Array;
+  try {
+    data = new Uint8Array(await readFile(file));
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    const why = code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'it is a folder' : code === 'EACCES' ? 'no permission to read it' : (code ?? 'unreadable');
+    throw new ImagineError('init_image', `cannot read --init-image ${file}: ${why}.`);
+  }
+  const { default: sharp } = await import('sharp');
+  const metadata = await sharp(data)
+    .metadata()
+    .catch(() => null);
+  if (!metadata?.width || !metadata.height) throw new ImagineError('init_image', `--init-image ${file} is not an image this program can read (use PNG, JPEG or WebP).`);
+  return { data, width: metadata.width - (metadata.width % 8), height: metadata.height - (metadata.height % 8) };
+}
+
+async function runGenerate(options: GenerateOptions, defaults: GenerateCommandDefaults, sizeGiven: { width: boolean; height: boolean }): Promise<void> {
   // Everything a person can get wrong is checked before the model loads (seconds to minutes), so a typo costs nothing.
+  if (options.strength !== undefined && options.initImage === undefined) throw new InvalidRequestError('--strength needs --init-image.');
+  const init = options.initImage === undefined ? undefined : await readInitImage(options.initImage);
   const randomlySeeded = typeof options.seed !== 'bigint';
   const seed = typeof options.seed === 'bigint' ? options.seed : randomSeed();
   const request: GenerationRequest = {
@@ -140,8 +169,8 @@ async function runGenerate(options: GenerateOptions, defaults: GenerateCommandDe
     seed,
     steps: options.steps,
     cfg: options.cfg,
-    width: options.width,
-    height: options.height,
+    width: init && !sizeGiven.width ? init.width : options.width,
+    height: init && !sizeGiven.height ? init.height : options.height,
     scheduler: options.scheduler,
     karras: options.karras,
     timestepSpacing: options.timestepSpacing,
@@ -150,6 +179,7 @@ async function runGenerate(options: GenerateOptions, defaults: GenerateCommandDe
     safetyCheck: options.safety,
     promptSyntax: options.promptSyntax,
     clipSkip: options.clipSkip,
+    ...(init ? { initImage: { data: init.data, strength: options.strength ?? DEFAULT_STRENGTH } } : {}),
   };
   validateRequest(request);
   const outProblem = outputFolderProblem(options.out);

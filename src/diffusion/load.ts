@@ -48,6 +48,7 @@ export async function loadPipeline(folder: string, options: LoadPipelineOptions)
         pinnedShapes,
         fuseAttention: (options.fuseAttention ?? false) && ['unet', 'vae_decoder'].includes(partOf(file)),
         clipSkipOutputs: partOf(file) === 'text_encoder',
+        latentParameters: partOf(file) === 'vae_encoder',
         log: (line) => log(`${partOf(file)}: ${line}`),
       }),
     safetyChecker: options.safetyChecker,

@@ -3,7 +3,7 @@ import { join, resolve } from 'node:path';
 import type { InferenceSession } from 'onnxruntime-node';
 import { isFile } from '../util/fs.js';
 import { isClipSkipOutput } from './clip-skip.js';
-import { ModelFileError } from './errors.js';
+import { InvalidRequestError, ModelFileError } from './errors.js';
 import { readModelJson } from './model-json.js';
 import { loadClipTokenizer, type ClipTokenizer } from './tokenizer.js';
 import { parseSchedulerConfig } from './schedulers/index.js';
@@ -52,7 +52,13 @@ export interface StableDiffusionModel {
   readonly textEncoder: ModelPart;
   readonly unet: ModelPart;
   readonly vaeDecoder: ModelPart;
+  /** The VAE encoder once opened (at load with `LoadModelOptions.vaeEncoder`, else by the first `openVaeEncoder`), else null. */
   readonly vaeEncoder: ModelPart | null;
+  /**
+   * Opens the VAE encoder on first use (img2img) and keeps it; text-to-image never pays for it. Throws
+   * InvalidRequestError when the folder has none.
+   */
+  openVaeEncoder(): Promise<ModelPart>;
   readonly safetyChecker: { part: ModelPart; preprocessor: ImageProcessorConfig } | null;
   /** Latent scaling of the VAE; SD 1.5's 0.18215 unless the folder's vae config says otherwise. */
   readonly vaeScalingFactor: number;
@@ -206,7 +212,8 @@ export async function loadStableDiffusionModel(folder: string, options: LoadMode
   const tokenizer = await loadClipTokenizer(join(root, 'tokenizer'));
 
   const wantSafety = (options.safetyChecker ?? true) && (await isFile(join(root, 'safety_checker/model.onnx')));
-  const wantEncoder = (options.vaeEncoder ?? false) && (await isFile(join(root, 'vae_encoder/model.onnx')));
+  const hasEncoder = await isFile(join(root, 'vae_encoder/model.onnx'));
+  const wantEncoder = (options.vaeEncoder ?? false) && hasEncoder;
   const plan = ['text_encoder', 'unet', 'vae_decoder', ...(wantEncoder ? ['vae_encoder'] : []), ...(wantSafety ? ['safety_checker'] : [])];
   const parts = new Map<string, ModelPart>();
   try {
@@ -243,6 +250,7 @@ export async function loadStableDiffusionModel(folder: string, options: LoadMode
 
   const name = root.split(/[\\/]/).filter(Boolean).pop() ?? 'model';
   let unetReleased = false;
+  let encoderOpening: Promise<ModelPart> | null = null;
   const reopenUnet = async (shapes: Readonly<Record<string, readonly number[]>> | null): Promise<void> => {
     // After a failed reopen the old session is already gone (ORT throws on a second release).
     if (!unetReleased) await unet.session.release();
@@ -263,7 +271,26 @@ export async function loadStableDiffusionModel(folder: string, options: LoadMode
       return unet;
     },
     vaeDecoder,
-    vaeEncoder: parts.get('vae_encoder') ?? null,
+    get vaeEncoder() {
+      return parts.get('vae_encoder') ?? null;
+    },
+    openVaeEncoder() {
+      const opened = parts.get('vae_encoder');
+      if (opened) return Promise.resolve(opened);
+      if (!hasEncoder) return Promise.reject(new InvalidRequestError('this model has no VAE encoder (vae_encoder/model.onnx), so it cannot start from an image.'));
+      // One open shared by concurrent callers; a failed open is tried again next time.
+      encoderOpening ??= openPart(root, 'vae_encoder/model.onnx', options.createSession).then(
+        (part) => {
+          parts.set('vae_encoder', part);
+          return part;
+        },
+        (error: unknown) => {
+          encoderOpening = null;
+          throw error;
+        },
+      );
+      return encoderOpening;
+    },
     safetyChecker,
     vaeScalingFactor,
     vaeScaleFactor: 8,

@@ -14,7 +14,9 @@ import { CancelledError } from './errors.js';
 import { DeviceStepper } from './device-step.js';
 import type { StableDiffusionModel } from './model.js';
 import { GpuTensorReader, GpuTensorUploader, keepsOutputsOnDevice, type ProviderName } from './providers.js';
-import { imageCountOf, latentShapeOf, validateRequest, type GenerationRequest, type LatentShape } from './request.js';
+import { imageCountOf, latentShapeOf, validateRequest, type GenerationRequest, type InitImage, type LatentShape } from './request.js';
+import { img2imgStart } from './img2img.js';
+import { encodeLatentDistribution, preprocessInitImage, type LatentDistribution } from './vae-encode.js';
 import {
   CallbackFailure,
   DeviceLoopStepper,
@@ -34,14 +36,20 @@ import { decodeLatents, type DecodedImage } from './vae-decode.js';
 export {
   DEFAULT_CFG,
   DEFAULT_STEPS,
+  DEFAULT_STRENGTH,
+  HIRES_FIX_SCALE,
+  HIRES_FIX_STRENGTH,
   MAX_BATCH,
   MAX_STEPS,
+  hiresFixRequest,
   imageCountOf,
   imageSeedOf,
   latentShapeOf,
   requestedStepOf,
   validateRequest,
+  validateStrength,
   type GenerationRequest,
+  type InitImage,
   type LatentShape,
 } from './request.js';
 export { DEVICE_LOOP_MODES, type DeviceLoopMode } from './steppers.js';
@@ -218,16 +226,23 @@ export class StableDiffusionPipeline {
     const latentShape = latentShapeOf(request, this.model.vaeScaleFactor);
     const latentCount = latentShape.reduce((product, dim) => product * dim, 1);
 
-    // 2. Prepare timesteps (the scheduler), the noise generator and the initial latents
-    const start = this.startDenoising(request, latentCount);
+    // 2. Preprocess and VAE-encode the init image (img2img), deterministic: its sampling happens in 3.
+    const { initImage } = request;
+    // (Its time counts in timings.totalMs only: GenerationTimings' phases are those of text-to-image.)
+    const image = initImage ? await this.encodeInitImage(initImage, request.width, request.height) : null;
     throwIfAborted(signal);
 
-    // 3. Encode the prompt (and the negative prompt, for guidance)
+    // 3. Prepare timesteps (the scheduler), the noise generator and the initial latents: pure noise, or (img2img) the
+    // image latents noised to the first timestep strength keeps
+    const start = this.startDenoising(request, latentCount, image);
+    throwIfAborted(signal);
+
+    // 4. Encode the prompt (and the negative prompt, for guidance)
     const text = await timings.time('textEncoderMs', () =>
       this.encodeText(request.prompt, request.negativePrompt ?? '', batch, guidance, request.promptSyntax ?? 'plain', request.clipSkip ?? 1),
     );
 
-    // 4. Prepare the UNet's feeds (pinning its input shapes first when asked to)
+    // 5. Prepare the UNet's feeds (pinning its input shapes first when asked to)
     const sampleDims = unetSampleDims(latentShape, guidance);
     if (this.pinUnetShapes) {
       const embedding: Record<string, number[]> = embeddingDim === null ? {} : { [TIMESTEP_COND_INPUT]: [sampleDims[0]!, embeddingDim] };
@@ -235,10 +250,10 @@ export class StableDiffusionPipeline {
     }
     const unet = new UnetRunner(this.model.unet, latentCount, guidance, sampleDims, text, request.cfg);
 
-    // 5. Denoising loop, on the device stepper or the JS one (see DeviceLoopMode)
-    const denoised = await timings.time('denoiseMs', () => this.denoise(request, start, unet, latentShape, options, timings));
+    // 6. Denoising loop, on the device stepper or the JS one (see DeviceLoopMode)
+    const denoised = await timings.time('denoiseMs', () => this.denoise(request, start, image, unet, latentShape, options, timings));
 
-    // 6. Decode the latents with the VAE, one image at a time
+    // 7. Decode the latents with the VAE, one image at a time
     throwIfAborted(signal);
     const decoded = await timings.time('decodeMs', async () => {
       const images: DecodedImage[] = [];
@@ -247,7 +262,7 @@ export class StableDiffusionPipeline {
     });
     const images: GeneratedImage[] = decoded.map(({ rgb }, index) => ({ index, width: request.width, height: request.height, rgb, nsfw: null }));
 
-    // 7. Run the safety checker
+    // 8. Run the safety checker
     await timings.time('safetyMs', async () => {
       if (!(request.safetyCheck ?? true) || !this.model.safetyChecker) return;
       for (const image of images) {
@@ -272,19 +287,37 @@ export class StableDiffusionPipeline {
 
   /**
    * A fresh scheduler with its timesteps set, the noise source seeded from the request (one generator, or one per
-   * image, rng/per-image.ts) and the initial noise.
+   * image, rng/per-image.ts) and the initial latents: noise × init_noise_sigma over every timestep, or for img2img
+   * the tail of the timesteps strength keeps and the image latents noised to its first (img2img.ts).
    */
-  private startDenoising(request: GenerationRequest, latentCount: number): DenoiseStart {
+  private startDenoising(request: GenerationRequest, latentCount: number, image: LatentDistribution | null): DenoiseStart {
     const scheduler = this.createScheduler(request);
     scheduler.setTimesteps(request.steps);
     const generator = createImageNoise(request.rng ?? 'cpu', request.seed);
-    return { scheduler, generator, timesteps: scheduler.timesteps, latents: initialLatents(generator, scheduler, latentCount) };
+    if (image === null || request.initImage === undefined) {
+      return { scheduler, generator, timesteps: scheduler.timesteps, latents: initialLatents(generator, scheduler, latentCount) };
+    }
+    return img2imgStart(scheduler, generator, image, {
+      steps: request.steps,
+      strength: request.initImage.strength,
+      count: imageCountOf(request),
+      perImageGenerators: typeof request.seed !== 'bigint',
+      scalingFactor: this.model.vaeScalingFactor,
+    });
+  }
+
+  /** The init image read, resized to the request's size and VAE-encoded to its latent distribution (vae-encode.ts). */
+  private async encodeInitImage(initImage: InitImage, width: number, height: number): Promise<LatentDistribution> {
+    const encoder = await this.model.openVaeEncoder();
+    const pixels = await preprocessInitImage(initImage.data, width, height);
+    return encodeLatentDistribution(encoder, this.model.vaeScaleFactor, pixels, width, height);
   }
 
   /** Runs the loop on the stepper the mode picks; under `auto`, a failed device loop starts over on the JS stepper. */
   private async denoise(
     request: GenerationRequest,
     start: DenoiseStart,
+    image: LatentDistribution | null,
     unet: UnetRunner,
     shape: LatentShape,
     options: GenerateOptions,
@@ -308,7 +341,7 @@ export class StableDiffusionPipeline {
         mode,
         onDevice,
         // Start over: the scheduler and the generator have advanced. Same request, same stream, same image.
-        () => onJs(this.startDenoising(request, unet.latentCount)),
+        () => onJs(this.startDenoising(request, unet.latentCount, image)),
         (reason) => {
           this.deviceLoopError = reason;
           this.log(`device loop failed on ${this.provider} (${reason}); using the JS loop from now on`);

@@ -1,5 +1,5 @@
 import sharp from 'sharp';
-import { imageCountOf, imageSeedOf, type GenerationRequest } from './request.js';
+import { imageCountOf, imageSeedOf, type GenerationRequest, type InitImage } from './request.js';
 
 /**
  * PNG output with an A1111-style `parameters` text chunk, the field that A1111's and ComfyUI's "PNG info" read.
@@ -43,6 +43,11 @@ export function clipSkipInfotext(clipSkip: number | undefined): Record<string, n
   return clipSkip !== undefined && clipSkip > 1 ? { 'Clip skip': clipSkip } : {};
 }
 
+/** A1111's `Denoising strength: X` on an img2img image (its init image's strength); nothing for text-to-image. */
+export function denoisingStrengthInfotext(initImage: Pick<InitImage, 'strength'> | undefined): Record<string, string> {
+  return initImage === undefined ? {} : { 'Denoising strength': formatNumber(initImage.strength) };
+}
+
 /**
  * The infotext of one image of a generation, as `imagine-bot generate` writes it: A1111's fields from the request,
  * the sampler that ran (`GenerationResult.sampler`), the model's name, the RNG (A1111's `CPU` or `NV`) and, for a
@@ -71,6 +76,7 @@ export function generationInfotext(
       RNG: (request.rng ?? 'cpu') === 'cpu' ? 'CPU' : 'NV',
       ...(sharesGenerator ? { 'Batch size': batch, 'Batch pos': image.index } : {}),
       ...clipSkipInfotext(request.clipSkip),
+      ...denoisingStrengthInfotext(request.initImage),
     },
   });
 }

@@ -55,6 +55,7 @@ import { pathExists } from '../util/fs.js';
 import { ImagineError } from './errors.js';
 import { identityModel, probeModel, type OnnxElementTypeName } from './onnx-builder.js';
 import { ClipSkipRewriteError, exposeClipSkipOutputs } from './clip-skip.js';
+import { exposeLatentParameters, VaeEncoderRewriteError } from './vae-encode.js';
 import { fuseAttention } from './fuse-attention.js';
 import { pinInputShapes } from './pin-shapes.js';
 
@@ -118,6 +119,12 @@ export interface OpenSessionOptions {
    * as it is, with a line to `log` (clip skip 2 then fails with a clear error).
    */
   clipSkipOutputs?: boolean;
+  /**
+   * Make a VAE encoder output its latent distribution's moments (`latent_parameters`, vae-encode.ts) instead of a
+   * sample drawn with ORT's own randomness; a graph the rewrite does not recognise opens as it is, with a line to
+   * `log` (img2img then fails with a clear error).
+   */
+  latentParameters?: boolean;
   /** Where to say what a rewrite did (fuseAttention: how many blocks it fused). */
   log?: (line: string) => void;
 }
@@ -172,7 +179,7 @@ export async function openSession(
   if (provider !== 'cpu') await checkProviderPrerequisites(provider);
   const sessionOptions = sessionOptionsFor(provider, options);
   let source: string | Uint8Array = model;
-  if (options.pinnedShapes || options.fuseAttention || options.clipSkipOutputs) {
+  if (options.pinnedShapes || options.fuseAttention || options.clipSkipOutputs || options.latentParameters) {
     let bytes: Uint8Array;
     if (typeof model === 'string') {
       // Rewritten bytes have no file path: ORT looks for external weights (weights.pb) in the folder this entry names.
@@ -192,6 +199,14 @@ export async function openSession(
       } catch (error) {
         if (!(error instanceof ClipSkipRewriteError)) throw error;
         options.log?.(`clip skip is unavailable for this model: ${error.message}`);
+      }
+    }
+    if (options.latentParameters) {
+      try {
+        bytes = exposeLatentParameters(bytes);
+      } catch (error) {
+        if (!(error instanceof VaeEncoderRewriteError)) throw error;
+        options.log?.(`img2img is unavailable for this model: ${error.message}`);
       }
     }
     source = options.pinnedShapes ? pinInputShapes(bytes, options.pinnedShapes) : bytes;

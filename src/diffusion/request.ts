@@ -5,6 +5,24 @@ import { PROMPT_SYNTAXES, type PromptSyntax } from './prompt/index.js';
 import { MAX_SEED, type RngDevice } from './rng/types.js';
 import type { SchedulerName, TimestepSpacing } from './schedulers/types.js';
 
+/**
+ * An image to start from (img2img, diffusers' StableDiffusionImg2ImgPipeline): it is VAE-encoded, noised to the
+ * timestep `strength` picks, and denoised from there. The output keeps the request's `width`×`height`; an image of
+ * another size is first resized to it (sharp, Lanczos, as diffusers' image processor resizes to the asked size).
+ */
+export interface InitImage {
+  /** The encoded image: PNG, JPEG, WebP, … anything sharp reads. Its alpha channel, if any, is dropped. */
+  data: Uint8Array;
+  /**
+   * How much of the image is repainted, in (0, 1] (diffusers' `strength`, A1111's "denoising strength"): the loop
+   * runs the last `min(floor(steps · strength), steps)` of its timesteps; 1 starts from (almost) pure noise.
+   */
+  strength: number;
+}
+
+/** diffusers' default img2img strength (and `generate --strength`'s). */
+export const DEFAULT_STRENGTH = 0.75;
+
 export interface GenerationRequest {
   prompt: string;
   /** Empty string when none, as diffusers does for the unconditional half. */
@@ -40,6 +58,8 @@ export interface GenerationRequest {
   promptSyntax?: PromptSyntax;
   /** A1111's clip skip (clip-skip.ts): 1 (default) = the text encoder's last layer, 2 = the one before it. */
   clipSkip?: number;
+  /** Start from this image instead of pure noise (img2img); every image of the batch starts from it. */
+  initImage?: InitImage;
 }
 
 export const DEFAULT_STEPS = 30;
@@ -78,6 +98,26 @@ export function validateRequest(request: GenerationRequest): void {
   if (!Number.isInteger(clipSkip) || clipSkip < 1 || clipSkip > MAX_CLIP_SKIP) {
     throw new InvalidRequestError(`clip skip must be a whole number from 1 to ${MAX_CLIP_SKIP} (got ${clipSkip}).`);
   }
+  if (request.initImage !== undefined) {
+    validateInitImage(request.initImage);
+    // diffusers' get_timesteps keeps int(steps · strength) steps; with none it has no timestep to noise the image to.
+    if (Math.floor(steps * request.initImage.strength) < 1) {
+      throw new InvalidRequestError(`strength ${request.initImage.strength} of ${steps} steps is less than one step: raise the strength or the steps.`);
+    }
+  }
+}
+
+/** The init image's own checks (its decoding, which needs sharp, fails later with InvalidRequestError too). */
+export function validateInitImage(initImage: InitImage): void {
+  if (!(initImage.data instanceof Uint8Array) || initImage.data.length === 0) throw new InvalidRequestError('the init image is empty.');
+  validateStrength(initImage.strength);
+}
+
+/** strength in (0, 1], diffusers' range: 0 would run no step at all. */
+export function validateStrength(strength: number): void {
+  if (typeof strength !== 'number' || !Number.isFinite(strength) || strength <= 0 || strength > 1) {
+    throw new InvalidRequestError(`strength must be a number greater than 0 and at most 1 (got ${String(strength)}).`);
+  }
 }
 
 /** (batch, 4, height / f, width / f): the latent tensor a request denoises, f being the VAE's scale factor. */
@@ -109,4 +149,24 @@ export function imageSeedOf(request: Pick<GenerationRequest, 'seed'>, index: num
  */
 export function requestedStepOf(step: number, totalSteps: number, requestedSteps: number): number {
   return Math.max(1, Math.round((step * requestedSteps) / totalSteps));
+}
+
+/** A1111's hires fix as the bot's `Upscale ×2` runs it: twice the size, repainted at this denoising strength. */
+export const HIRES_FIX_SCALE = 2;
+export const HIRES_FIX_STRENGTH = 0.5;
+
+/**
+ * The img2img request that upscales image `index` of `original` ×2 (A1111's hires fix): the same prompt, settings
+ * and that image's seed, at twice the size, starting from `image` (its PNG) at strength 0.5. The pipeline's init-image
+ * resize (Lanczos, sharp) does the ×2 upscale before the VAE encodes it. One image, whatever the original's batch.
+ */
+export function hiresFixRequest(original: GenerationRequest, image: Uint8Array, index = 0): GenerationRequest {
+  const { batch: _batch, initImage: _initImage, ...settings } = original;
+  return {
+    ...settings,
+    seed: imageSeedOf(original, index),
+    width: original.width * HIRES_FIX_SCALE,
+    height: original.height * HIRES_FIX_SCALE,
+    initImage: { data: image, strength: HIRES_FIX_STRENGTH },
+  };
 }

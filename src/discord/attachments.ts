@@ -20,6 +20,8 @@ export interface FinishedImage {
 
 export interface PreparedAttachments {
   files: RawFile[];
+  /** Per image, in order: the file sent for it (original, spoilered or blurred), or null when withheld. */
+  shown: (RawFile | null)[];
   /** Flagged images sent hidden (spoiler) or blurred. */
   flagged: number;
   /** Flagged images not sent. */
@@ -45,30 +47,69 @@ export async function prepareAttachments(
   images: readonly FinishedImage[],
   options: { policy: NsfwPolicy; applies: boolean; jobId: string },
 ): Promise<PreparedAttachments> {
-  const files: RawFile[] = [];
+  const shown: (RawFile | null)[] = [];
   let flagged = 0;
   let withheld = 0;
   for (const [index, image] of images.entries()) {
-    const name = `imagine-${options.jobId}-${index + 1}.png`;
+    const name = resultFileName(options.jobId, index + 1);
     const isFlagged = options.applies && image.nsfw === true;
     const png = Buffer.from(image.png.buffer, image.png.byteOffset, image.png.byteLength);
     if (!isFlagged) {
-      files.push({ name, data: png, contentType: 'image/png' });
+      shown.push({ name, data: png, contentType: 'image/png' });
       continue;
     }
     switch (options.policy) {
       case 'withhold':
         withheld++;
+        shown.push(null);
         break;
       case 'blur':
         flagged++;
-        files.push({ name: `SPOILER_${name}`, data: await blurPng(png), contentType: 'image/png' });
+        shown.push({ name: `SPOILER_${name}`, data: await blurPng(png), contentType: 'image/png' });
         break;
       case 'spoiler':
         flagged++;
-        files.push({ name: `SPOILER_${name}`, data: png, contentType: 'image/png' });
+        shown.push({ name: `SPOILER_${name}`, data: png, contentType: 'image/png' });
         break;
     }
   }
-  return { files, flagged, withheld };
+  return { files: shown.filter((file): file is RawFile => file !== null), shown, flagged, withheld };
+}
+
+/** The attachment name of a job's image (1-based); a button falls back to it when the result file is gone. */
+export function resultFileName(jobId: string, image: number): string {
+  return `imagine-${jobId}-${image}.png`;
+}
+
+/** Columns × rows of the grid for n images: 1×2 for two, 2×2 for three (one cell blank) and four. */
+export function gridLayout(count: number): { columns: number; rows: number } {
+  if (count <= 1) return { columns: 1, rows: 1 };
+  if (count === 2) return { columns: 2, rows: 1 };
+  return { columns: 2, rows: Math.ceil(count / 2) };
+}
+
+/**
+ * One picture of a job's images side by side, cell i = image i (so "U2" is the second cell, left to right, top to
+ * bottom); a withheld image leaves its cell blank. It is a WebP (quality 90), not a PNG: it carries no parameters,
+ * and the originals beside it stay the job's only PNGs, each with its own `parameters` chunk. Spoilered when any
+ * cell shows a flagged image.
+ */
+export async function gridAttachment(prepared: PreparedAttachments, options: { jobId: string; width: number; height: number }): Promise<RawFile | undefined> {
+  const count = prepared.shown.length;
+  if (count < 2) return undefined;
+  const { width, height } = options;
+  const { columns, rows } = gridLayout(count);
+  const cells: Array<{ input: Buffer; left: number; top: number }> = [];
+  for (const [index, file] of prepared.shown.entries()) {
+    if (!file) continue;
+    // Resized to the cell in case an image came back in another size than the job asked.
+    const input = await sharp(file.data as Buffer).resize(width, height, { fit: 'fill' }).toBuffer();
+    cells.push({ input, left: (index % columns) * width, top: Math.floor(index / columns) * height });
+  }
+  const data = await sharp({ create: { width: width * columns, height: height * rows, channels: 3, background: { r: 0, g: 0, b: 0 } } })
+    .composite(cells)
+    .webp({ quality: 90 })
+    .toBuffer();
+  const spoiler = prepared.flagged > 0;
+  return { name: `${spoiler ? 'SPOILER_' : ''}imagine-${options.jobId}-grid.webp`, data, contentType: 'image/webp' };
 }

@@ -3,7 +3,7 @@
  * over src/queue's settings store and admission checks; the interaction handlers only see this seam.
  */
 import type { ImagineCommands } from '../../commands/index.js';
-import type { JobParams, JobStanding, JsonObject } from '../queue/index.js';
+import type { JobLineage, JobParams, JobStanding, JsonObject } from '../queue/index.js';
 import type { OptionValues } from './options.js';
 
 /** Who asks, where, as far as admission checks care. */
@@ -53,7 +53,9 @@ export interface GuildRules {
   /** The same checks for stored parameters (re-roll, same seed). */
   checkParams(requester: Requester, params: JobParams): Promise<Admitted>;
   /** Checks again, queues the job and counts it against the user's rate limits, as one step per guild. */
-  submit(requester: Requester, params: JobParams, extra: { parentId?: string; meta: JsonObject }): Promise<JobStanding>;
+  submit(requester: Requester, params: JobParams, extra: JobLineage & { meta: JsonObject }): Promise<JobStanding>;
+  /** The sizes the guild allows ("512x512", …): an attachment is fitted to one, an upscale must land on one. */
+  allowedSizes(guildId: string): Promise<readonly string[]>;
   safety(guildId: string): Promise<SafetySettings>;
   /** Applies one /imagine-settings subcommand for an admin; throws an ImagineError for invalid values. */
   applySettings(guildId: string, actorId: string, subcommand: string, options: SettingsValues): Promise<SettingsReply>;

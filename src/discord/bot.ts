@@ -7,15 +7,16 @@ import { join } from 'node:path';
 import { hostname } from 'node:os';
 import { Client, Events, GatewayIntentBits, Status } from 'discord.js';
 import type { Keyv } from 'keyv';
-import { commandDefinitionsOf, IMAGINE_COMMAND, QUEUE_COMMAND, SETTINGS_COMMAND, STATUS_COMMAND, type ImagineCommands } from '../../commands/index.js';
+import { commandDefinitionsOf, IMAGINE_COMMAND, INFO_COMMAND, QUEUE_COMMAND, SETTINGS_COMMAND, STATUS_COMMAND, type ImagineCommands } from '../../commands/index.js';
 import { ConfigError, type Config } from '../config/index.js';
 import type { Logger } from '../log.js';
-import { LatentPreviewRenderer, type JobQueue, type QueueSnapshot, type ShardInfo, type ShardReport } from '../queue/index.js';
+import { LatentPreviewRenderer, type InputImageStore, type JobQueue, type QueueSnapshot, type ShardInfo, type ShardReport } from '../queue/index.js';
 import { formatDuration } from '../util/format.js';
 import type { GuildRules } from './backend.js';
 import { commandsFor, deployCommands } from './command-data.js';
 import { loggableError } from './errors.js';
-import { handleButton } from './handlers/buttons.js';
+import { handleButton, handleModal } from './handlers/buttons.js';
+import { handleInfo } from './handlers/info.js';
 import type { HandlerContext } from './handlers/context.js';
 import { handleImagine } from './handlers/imagine.js';
 import { handleQueue } from './handlers/queue.js';
@@ -41,6 +42,8 @@ export interface BotOptions {
   engine: EngineInfo;
   /** The store's `deliveries` namespace: the outbox of acknowledged interactions and their outcomes. */
   deliveries: Keyv;
+  /** Where img2img starting images are stored for the engine (the queue backend's InputImageStore). */
+  inputImages: InputImageStore;
   /**
    * Register the commands at start (bulk overwrite: unchanged commands keep their ids), from the same definitions the
    * handlers read their options through.
@@ -111,6 +114,7 @@ export class ImagineBot {
       queue: options.queue,
       rules: options.rules,
       outbox: this.outbox,
+      inputImages: options.inputImages,
       commands: this.commands,
       statusLine: async () => (await this.statusLine()).text,
       shards: () => (options.queue.shards ? options.queue.shards() : Promise.resolve(this.localShards())),
@@ -118,8 +122,9 @@ export class ImagineBot {
     this.route = createRouter({
       log: this.log,
       context,
-      commands: { [IMAGINE_COMMAND]: handleImagine, [QUEUE_COMMAND]: handleQueue, [SETTINGS_COMMAND]: handleSettings, [STATUS_COMMAND]: handleStatus },
+      commands: { [IMAGINE_COMMAND]: handleImagine, [QUEUE_COMMAND]: handleQueue, [SETTINGS_COMMAND]: handleSettings, [STATUS_COMMAND]: handleStatus, [INFO_COMMAND]: handleInfo },
       button: handleButton,
+      modal: handleModal,
       accepting: () => this.accepting,
     });
   }

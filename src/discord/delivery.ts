@@ -23,7 +23,7 @@ import { join } from 'node:path';
 import type { Keyv } from 'keyv';
 import { isImagineError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { type GeneratedImage, type JobParams, type JobQueue, type JobRecord } from '../queue/index.js';
+import { lineageOf, type GeneratedImage, type JobLineage, type JobParams, type JobQueue, type JobRecord } from '../queue/index.js';
 import type { GuildRules, Requester } from './backend.js';
 import { isTransientDiscordError, loggableError, retryAfterMs } from './errors.js';
 import { replyTargetToJson } from './interaction.js';
@@ -46,14 +46,13 @@ type Outcome =
   | { kind: 'cancelled' };
 
 /** One acknowledged interaction that still owes its requester an answer. JSON as stored. */
-export interface DeliveryRecord {
+export interface DeliveryRecord extends JobLineage {
   v: 1;
   /** The interaction id (or, for a job queued before this record existed, the job id). */
   key: string;
   reply: ReplyTarget;
   requester?: Requester;
   params?: JobParams;
-  parentId?: string;
   jobId?: string;
   outcome?: Outcome;
   /** Failed tries so far. */
@@ -102,7 +101,7 @@ export class DeliveryOutbox {
    * Persists an interaction that is about to be acknowledged; returns how long that took (it is spent within
    * Discord's 3-second deadline). `params` is absent when the reply had to be deferred before the check finished.
    */
-  async accept(key: string, init: { reply: ReplyTarget; requester: Requester; params?: JobParams; parentId?: string }): Promise<number> {
+  async accept(key: string, init: JobLineage & { reply: ReplyTarget; requester: Requester; params?: JobParams }): Promise<number> {
     const startedAt = performance.now();
     const now = Date.now();
     await this.save({ v: 1, key, ...init, attempts: 0, nextAttemptAt: now, createdAt: now });
@@ -140,7 +139,7 @@ export class DeliveryOutbox {
     await mkdir(this.options.resultsDir, { recursive: true });
     const files: string[] = [];
     for (const [i, image] of images.entries()) {
-      const name = `${job.id}-${i + 1}.png`;
+      const name = resultName(job.id, i + 1);
       const path = join(this.options.resultsDir, name);
       // Written whole or not at all: a crash mid-write leaves no truncated PNG to deliver.
       await writeFile(`${path}.tmp`, image.png);
@@ -156,6 +155,18 @@ export class DeliveryOutbox {
       modelName: job.result?.model ?? this.options.modelName,
       ...(job.result?.promptTokens !== undefined ? { promptTokens: job.result.promptTokens } : {}),
     });
+  }
+
+  /**
+   * A finished job's image (1-based) as it was written before delivery, while `delivery.keepFinishedHours` keeps it;
+   * undefined once it is gone. Upscale and Vary start from it.
+   */
+  async readResult(jobId: string, image: number): Promise<Buffer | undefined> {
+    try {
+      return await readFile(join(this.options.resultsDir, resultName(jobId, image)));
+    } catch {
+      return undefined;
+    }
   }
 
   async failed(job: JobRecord, reason: string): Promise<void> {
@@ -211,7 +222,7 @@ export class DeliveryOutbox {
     }
     try {
       const standing = await this.options.rules.submit(record.requester, record.params, {
-        ...(record.parentId ? { parentId: record.parentId } : {}),
+        ...lineageOf(record),
         meta: { reply: replyTargetToJson(record.reply), channelNsfw: record.requester.channelNsfw, interactionId: record.key },
       });
       log.info({ jobId: standing.job.id, lostJobId: lost?.id }, 'acknowledged job queued again after a restart');
@@ -397,6 +408,11 @@ export class DeliveryOutbox {
   private logStoreError(error: unknown, jobId: string): void {
     this.options.log.warn({ err: loggableError(error), jobId }, 'could not update a pending delivery');
   }
+}
+
+/** The file of a job's image (1-based) in the results folder. */
+function resultName(jobId: string, image: number): string {
+  return `${jobId}-${image}.png`;
 }
 
 /** The key of a job's delivery record: the interaction that asked for it, as stored in the job's meta. */

@@ -24,7 +24,7 @@ export interface SubcommandDefinition {
   readonly options?: readonly OptionDefinition[];
 }
 
-/** The value each option type arrives as. Users, channels and roles arrive as their ids. */
+/** The value each option type arrives as. Users, channels, roles and attachments arrive as their ids. */
 interface ValueByType {
   [ApplicationCommandOptionType.String]: string;
   [ApplicationCommandOptionType.Integer]: number;
@@ -34,6 +34,8 @@ interface ValueByType {
   [ApplicationCommandOptionType.Channel]: string;
   [ApplicationCommandOptionType.Role]: string;
   [ApplicationCommandOptionType.Mentionable]: string;
+  /** The attachment's id; the handler reads the attachment itself (`options.getAttachment`). */
+  [ApplicationCommandOptionType.Attachment]: string;
 }
 
 /** The same table at run time, as `typeof` names. */
@@ -46,6 +48,7 @@ const JS_TYPE: { [T in keyof ValueByType]: 'string' | 'number' | 'boolean' } = {
   [ApplicationCommandOptionType.Channel]: 'string',
   [ApplicationCommandOptionType.Role]: 'string',
   [ApplicationCommandOptionType.Mentionable]: 'string',
+  [ApplicationCommandOptionType.Attachment]: 'string',
 };
 
 type ValueOf<O extends OptionDefinition> = O['type'] extends keyof ValueByType ? ValueByType[O['type']] : never;

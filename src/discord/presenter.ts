@@ -6,7 +6,7 @@
 import type { RawFile, REST } from 'discord.js';
 import type { Logger } from '../log.js';
 import { encodeBatchPreview, type PreviewOptions } from '../queue/index.js';
-import { prepareAttachments, policyApplies, type FinishedImage, type NsfwPolicy } from './attachments.js';
+import { gridAttachment, prepareAttachments, policyApplies, type FinishedImage, type NsfwPolicy } from './attachments.js';
 import { JobMessage, type MessagePayload, type ReplyTarget } from './job-message.js';
 import {
   CANCELLED_CONTENT,
@@ -33,6 +33,8 @@ export interface PresentedJob {
   height: number;
   samplerName: string;
   channelNsfw: boolean;
+  /** Where the job comes from, for jobs made with a button (render.ts originText). */
+  origin?: string;
 }
 
 export interface PresentedResult {
@@ -178,10 +180,18 @@ export class JobPresenter {
       promptTokens: result.promptTokens,
       elapsedMs: result.elapsedMs,
       requesterId: job.reply.requesterId,
+      ...(job.origin ? { origin: job.origin } : {}),
       withheld: prepared.withheld,
       flagged: prepared.flagged,
     });
-    return { content: finishedContent(job.reply.requesterId), embeds: [embed], components: finishedButtons(job.id), files: prepared.files };
+    // Several images: the grid first (Discord shows it large), then the originals with their parameters.
+    const grid = await gridAttachment(prepared, { jobId: job.id, width: job.width, height: job.height });
+    return {
+      content: finishedContent(job.reply.requesterId),
+      embeds: [embed],
+      components: finishedButtons(job.id, { images: result.images.length }),
+      files: grid ? [grid, ...prepared.files] : prepared.files,
+    };
   }
 
   /** A job that failed; `jobId` undefined when no job exists to retry (e.g. its request was never queued). */

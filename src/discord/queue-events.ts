@@ -6,6 +6,7 @@
 import type { Logger } from '../log.js';
 import { schedulerDisplayName, type JobQueue, type JobRecord, type SchedulerName } from '../queue/index.js';
 import { loggableError } from './errors.js';
+import { originText } from './render.js';
 import type { ReplyTarget } from './job-message.js';
 import type { DeliveryOutbox } from './delivery.js';
 import type { JobPresenter, PresentedJob } from './presenter.js';
@@ -19,7 +20,7 @@ export function replyTargetOf(job: JobRecord): ReplyTarget | undefined {
   return reply as unknown as ReplyTarget;
 }
 
-function samplerLabel(name: string, karras: boolean | undefined): string {
+export function samplerLabel(name: string, karras: boolean | undefined): string {
   try {
     return schedulerDisplayName(name as SchedulerName, { karras });
   } catch {
@@ -39,6 +40,7 @@ export function presentedJob(job: JobRecord, reply: ReplyTarget): PresentedJob {
     height: job.params.height,
     samplerName: samplerLabel(job.params.scheduler, job.params.karras),
     channelNsfw: job.meta['channelNsfw'] === true,
+    ...(job.parentId ? { origin: originText(job) } : {}),
   };
 }
 

@@ -8,12 +8,12 @@
  * - anything else is an internal fault: logged as an error with the interaction id (and the job id when a button
  *   names one), answered with a generic ephemeral line.
  */
-import type { ButtonInteraction, ChatInputCommandInteraction, Interaction } from 'discord.js';
+import type { ButtonInteraction, ChatInputCommandInteraction, Interaction, ModalSubmitInteraction } from 'discord.js';
 import { isImagineError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { QueueClosedError } from '../queue/index.js';
 import { isGoneError, loggableError } from './errors.js';
-import type { ButtonHandler, CommandHandler, HandlerContext } from './handlers/context.js';
+import type { ButtonHandler, CommandHandler, HandlerContext, ModalHandler } from './handlers/context.js';
 import { Refusal, replyEphemeral } from './interaction.js';
 import { decodeCustomId } from './render.js';
 
@@ -27,6 +27,8 @@ export interface RouterOptions {
   /** Slash commands by name. */
   commands: Readonly<Record<string, CommandHandler>>;
   button: ButtonHandler;
+  /** Submitted modals (Remix). */
+  modal: ModalHandler;
   /** False while the bot starts or stops: every interaction is then answered "restarting". */
   accepting(): boolean;
 }
@@ -34,10 +36,11 @@ export interface RouterOptions {
 export function createRouter(options: RouterOptions): (interaction: Interaction) => Promise<void> {
   const { log, context } = options;
   return async (interaction) => {
-    if (!interaction.isChatInputCommand() && !interaction.isButton()) return;
+    if (!interaction.isChatInputCommand() && !interaction.isButton() && !interaction.isModalSubmit()) return;
     try {
       if (!options.accepting()) throw new QueueClosedError();
       if (interaction.isButton()) return await options.button(interaction, context);
+      if (interaction.isModalSubmit()) return await options.modal(interaction, context);
       const handler = options.commands[interaction.commandName];
       if (!handler) throw new Refusal('unknown_command', 'This command is not known to this bot version.');
       await handler(interaction, context);
@@ -47,8 +50,8 @@ export function createRouter(options: RouterOptions): (interaction: Interaction)
   };
 }
 
-async function answerError(interaction: ChatInputCommandInteraction | ButtonInteraction, error: unknown, log: Logger): Promise<void> {
-  const jobId = interaction.isButton() ? decodeCustomId(interaction.customId)?.jobId : undefined;
+async function answerError(interaction: ChatInputCommandInteraction | ButtonInteraction | ModalSubmitInteraction, error: unknown, log: Logger): Promise<void> {
+  const jobId = interaction.isButton() || interaction.isModalSubmit() ? decodeCustomId(interaction.customId)?.jobId : undefined;
   const where = { interactionId: interaction.id, userId: interaction.user.id, guildId: interaction.guildId, ...(jobId ? { jobId } : {}) };
   if (isImagineError(error)) {
     log.info({ ...where, code: error.code }, 'request refused');

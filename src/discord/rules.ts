@@ -226,6 +226,9 @@ export function createGuildRules(options: GuildRulesOptions): GuildRules {
       const result = await admission.submit(params, context(requester), extra);
       return result.standing;
     },
+    async allowedSizes(guildId) {
+      return (await store.get(guildId)).limits.sizes;
+    },
     async safety(guildId) {
       const settings = await store.get(guildId);
       return { nsfwPolicy: settings.nsfw.policy, checkInNsfwChannels: !settings.nsfw.skipCheckerInNsfwChannels };

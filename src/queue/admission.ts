@@ -3,7 +3,8 @@ import type { Logger } from 'pino';
 import { BlockedPromptError, ChannelNotAllowedError, QueueFullError, RateLimitedError, RequestLimitError, type RateLimitKind } from './errors.js';
 import { KeyedSerializer } from './serial.js';
 import type { GuildSettings, GuildSettingsStore } from './settings.js';
-import type { JobParams, JobQueue, JobStanding, JsonObject } from './types.js';
+import { lineageOf } from './job-store.js';
+import type { JobLineage, JobParams, JobQueue, JobStanding, JsonObject } from './types.js';
 
 /** Who asks, and where. The Discord side fills this from the interaction. */
 export interface AdmissionContext {
@@ -122,13 +123,13 @@ export class Admission {
    * Checks, enqueues and records usage as one step per guild, so two quick requests cannot both slip under a
    * limit. Usage is recorded only once the job is safely queued.
    */
-  async submit(params: JobParams, ctx: AdmissionContext, extra: { parentId?: string; meta?: JsonObject } = {}): Promise<SubmitResult> {
+  async submit(params: JobParams, ctx: AdmissionContext, extra: JobLineage & { meta?: JsonObject } = {}): Promise<SubmitResult> {
     return this.serial.run(ctx.guildId, async () => {
       const result = await this.evaluate(params, ctx);
       const standing = await this.queue.enqueue({
         owner: { userId: ctx.userId, guildId: ctx.guildId, channelId: ctx.channelId },
         params: result.params,
-        ...(extra.parentId !== undefined ? { parentId: extra.parentId } : {}),
+        ...lineageOf(extra),
         ...(extra.meta !== undefined ? { meta: extra.meta } : {}),
       });
       await this.record(ctx);
@@ -315,6 +316,18 @@ export function checkPromptText(params: Pick<JobParams, 'prompt' | 'negative'>):
   }
 }
 
+/**
+ * An img2img strength in (0, 1] that leaves at least one step: the engine runs the last floor(steps · strength) of the
+ * schedule (diffusers' get_timesteps), so 4 steps at 0.2 would run none.
+ */
+function checkStrength(strength: number, steps: number): void {
+  if (!(Number.isFinite(strength) && strength > 0 && strength <= 1)) throw new RequestLimitError('strength', 'The strength must be a number above 0 and at most 1.');
+  if (Math.floor(steps * strength) < 1) {
+    const least = Math.ceil((100 / steps) - 1e-9) / 100;
+    throw new RequestLimitError('strength', `With ${steps} steps a strength of ${strength} runs no step at all; use a strength of at least ${least} or more steps.`);
+  }
+}
+
 /** Applies the guild's limits to a request; see the class comment for which fields clamp and which refuse. */
 export function applyLimits(settings: GuildSettings, requested: JobParams): { params: JobParams; notes: string[] } {
   const params = { ...requested };
@@ -339,6 +352,7 @@ export function applyLimits(settings: GuildSettings, requested: JobParams): { pa
     notes.push(`CFG scale lowered from ${params.cfg} to ${limits.maxCfg}, this server's maximum.`);
     params.cfg = limits.maxCfg;
   }
+  if (params.init) checkStrength(params.init.strength, params.steps);
   params.negative = mergeNegative(params.negative, settings.negative);
   return { params, notes };
 }

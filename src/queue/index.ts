@@ -3,7 +3,16 @@
 export * from './types.js';
 export * from './errors.js';
 export { Storage, DEFAULT_SQLITE_PATH, type StorageOptions, type StorageKind } from './storage.js';
-export { JobStore, type JobStoreOptions } from './job-store.js';
+export { JobStore, lineageOf, type JobStoreOptions } from './job-store.js';
+export {
+  FileInputImageStore,
+  INPUT_IMAGE_TTL_MS,
+  InputImageGoneError,
+  RedisInputImageStore,
+  inputImageRef,
+  withInputImages,
+  type InputImageStore,
+} from './inputs.js';
 export { LocalJobQueue, canActOn, toGenerationRequest, type LocalJobQueueOptions } from './local-queue.js';
 export { FairScheduler, type SchedulableJob } from './fair-scheduler.js';
 export { newJobId, JOB_ID_PATTERN } from './ids.js';
@@ -45,3 +54,4 @@ export { SAMPLER_NAMES, SCHEDULER_NAMES, type SamplerName, type SchedulerName } 
 export { asSamplerName, SAMPLER_REQUEST_DEFAULTS, samplerNameOf, samplerSettings, schedulerDisplayName } from '../diffusion/schedulers/index.js';
 export { encodeBatchPreview, LatentPreviewRenderer, type PreviewOptions } from '../diffusion/preview.js';
 export { insertTextChunks, readTextChunks } from '../diffusion/png.js';
+export { DEFAULT_STRENGTH, HIRES_FIX_SCALE, HIRES_FIX_STRENGTH, validateStrength, type InitImage } from '../diffusion/request.js';

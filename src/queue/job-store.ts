@@ -2,7 +2,7 @@ import type { Keyv } from 'keyv';
 import type { Logger } from 'pino';
 import { newJobId } from './ids.js';
 import { KeyedSerializer } from './serial.js';
-import type { EnqueueInput, JobRecord, JobStatus } from './types.js';
+import type { EnqueueInput, JobLineage, JobRecord, JobStatus } from './types.js';
 
 const INDEX_KEY = 'index:active';
 /** The active index of one bot instance (a shard set) when several share the store; '' keeps the historical key. */
@@ -104,7 +104,7 @@ export class JobStore {
         createdAt: now,
         attempts: 0,
         meta: { ...(input.meta ?? {}) },
-        ...(input.parentId !== undefined ? { parentId: input.parentId } : {}),
+        ...lineageOf(input),
       };
       await this.keyv.set(jobKey(id), job);
       const next: ActiveIndex = { v: 1, nextSeq: index.nextSeq + 1, ids: [...index.ids, id] };
@@ -154,6 +154,15 @@ export class JobStore {
     if (!this.index) throw new Error('JobStore.loadActive() must run before jobs are created or finished.');
     return this.index;
   }
+}
+
+/** The lineage fields that are set (a record without a parent keeps the shape it always had). */
+export function lineageOf(source: JobLineage): JobLineage {
+  return {
+    ...(source.parentId !== undefined ? { parentId: source.parentId } : {}),
+    ...(source.relation !== undefined ? { relation: source.relation } : {}),
+    ...(source.parentImage !== undefined ? { parentImage: source.parentImage } : {}),
+  };
 }
 
 function isFinished(job: JobRecord): boolean {

@@ -1,4 +1,5 @@
 import type { PromptSyntax } from '../diffusion/prompt/index.js';
+import type { InitImage } from '../diffusion/request.js';
 import type { RngDevice } from '../diffusion/rng/types.js';
 import type { SchedulerName } from '../diffusion/schedulers/types.js';
 
@@ -34,11 +35,40 @@ export interface JobParams {
   promptSyntax?: PromptSyntax;
   /** A1111's clip skip; absent (older jobs) = 1, the text encoder's last layer. */
   clipSkip?: number;
+  /**
+   * img2img: the image to start from (stored bytes, named by their SHA-256 in an InputImageStore: JSON-safe, small,
+   * and readable by a worker on another machine) and how much of it to repaint, in (0, 1]. Absent: txt2img.
+   */
+  init?: InitImageRef;
 }
 
-/** What the engine receives: the job's parameters with the seed as a bigint. */
+/** An img2img job's starting image, by reference: the bytes live in an InputImageStore (src/queue/inputs.ts). */
+export interface InitImageRef {
+  /** SHA-256 of the PNG, hex: the key of the bytes in the store. */
+  ref: string;
+  /** Denoising strength in (0, 1]: 0.35 keeps most of the image, 1 repaints it all. */
+  strength: number;
+}
+
+/** How a job was made from another one (JobRecord.relation). */
+export const JOB_RELATIONS = ['reroll', 'same-seed', 'variation', 'upscale', 'remix'] as const;
+export type JobRelation = (typeof JOB_RELATIONS)[number];
+
+/** Where a job comes from: the parent job, what was done to it and, for image buttons, which of its images (1-based). */
+export interface JobLineage {
+  parentId?: string;
+  relation?: JobRelation;
+  parentImage?: number;
+}
+
+/**
+ * What the engine receives: the job's parameters with the seed as a bigint, and for img2img (and the hires-fix
+ * upscale, HIRES_FIX_*) the image to start from with its strength. The image's bytes are not part of JobParams (a
+ * JSON record): whoever queues such a job keeps them where it can read them back and sets `initImage` here.
+ */
 export interface GenerationRequest extends Omit<JobParams, 'seed'> {
   seed: bigint;
+  initImage?: InitImage;
 }
 
 export interface GenerationProgress {
@@ -134,8 +164,12 @@ export interface JobRecord {
   finishedAt?: number;
   /** How many times a worker started this job (more than 1 after a restart interrupted a run). */
   attempts: number;
-  /** The job this one was made from (re-roll, same seed), if any. */
+  /** The job this one was made from (re-roll, same seed, variation, upscale, remix), if any. */
   parentId?: string;
+  /** What was done to the parent (absent on jobs stored before it was recorded). */
+  relation?: JobRelation;
+  /** Which of the parent's images (1-based) a variation or upscale started from. */
+  parentImage?: number;
   result?: JobResult;
   error?: JobError;
   /** Who cancelled it (a user id), when cancelled. */
@@ -212,10 +246,9 @@ export interface ShardInfo extends ShardReport {
   lastHeartbeat: number;
 }
 
-export interface EnqueueInput {
+export interface EnqueueInput extends JobLineage {
   owner: JobOwner;
   params: JobParams;
-  parentId?: string;
   meta?: JsonObject;
 }
 

@@ -12,6 +12,7 @@ import type { StableDiffusionPipeline } from '../../src/diffusion/pipeline.js';
 import { readTextChunks } from '../../src/diffusion/png.js';
 import { offsetSeed, PipelineImageGenerator } from '../../src/app/engine-adapter.js';
 import type { GenerationProgress, GenerationRequest } from '../../src/queue/types.js';
+import { HIRES_FIX_SCALE, HIRES_FIX_STRENGTH } from '../../src/queue/index.js';
 import { TINY_MODEL } from '../discord/harness.js';
 
 describe('PipelineImageGenerator', () => {
@@ -72,6 +73,27 @@ describe('PipelineImageGenerator', () => {
     assert.match(parametersOf(plain.images[0]!.png), /Sampler: DPM\+\+ 2M, /);
     const pixelsOf = (png: Uint8Array) => sharp(Buffer.from(png)).raw().toBuffer();
     assert.ok(!(await pixelsOf(karras.images[0]!.png)).equals(await pixelsOf(plain.images[0]!.png)), 'Karras sigmas change the pixels');
+  });
+
+  test('an upscale job (hires fix): the init image reaches the pipeline, twice the size, "Denoising strength: 0.5" in the PNG', async () => {
+    const generator = new PipelineImageGenerator(pipeline, { safetyCheck: false });
+    const signal = new AbortController().signal;
+    const original = await generator.generate({ ...request, count: 1, steps: 4 }, { signal });
+    const progress: GenerationProgress[] = [];
+    const upscale: GenerationRequest = {
+      ...request,
+      count: 1,
+      steps: 4,
+      width: request.width * HIRES_FIX_SCALE,
+      height: request.height * HIRES_FIX_SCALE,
+      initImage: { data: original.images[0]!.png, strength: HIRES_FIX_STRENGTH },
+    };
+    const result = await generator.generate(upscale, { signal, onProgress: (p) => void progress.push({ ...p }) });
+    const image = result.images[0]!;
+    const meta = await sharp(Buffer.from(image.png)).metadata();
+    assert.deepEqual([meta.width, meta.height], [128, 128]);
+    assert.match(readTextChunks(Buffer.from(image.png))['parameters']!, /Seed: 41, Size: 128x128, Model: tiny-sd, Denoising strength: 0\.5$/);
+    assert.equal(progress.at(-1)?.step, 4, 'progress ends at the steps asked for (2 of 4 ran)');
   });
 
   test('stops between steps when the job is cancelled', async () => {

@@ -82,18 +82,18 @@ describe('imagine-bot start / deploy-commands', () => {
     assert.doesNotMatch(run.stdout, /model tiny-sd loaded/, 'the store is checked before the model is loaded');
   });
 
-  test('deploy-commands registers the four commands in a guild; --print shows them as JSON', async () => {
+  test('deploy-commands registers the five commands in a guild; --print shows them as JSON', async () => {
     const guildId = (emulator.stateView() as unknown as { guilds: { id: string }[] }).guilds[0]!.id;
     const run = await cli(['deploy-commands', '--guild', guildId], emulator.botEnv(), cwd);
     assert.equal(run.code, 0, run.stderr);
-    assert.match(run.stdout, /Registered \/imagine, \/imagine-queue, \/imagine-settings, \/imagine-status in guild \d+/);
+    assert.match(run.stdout, /Registered \/imagine, \/imagine-queue, \/imagine-settings, \/imagine-status, \/imagine-info in guild \d+/);
     const stored = await (await fetch(`${emulator.url}/_sandbox/commands`)).json() as Array<{ name: string; guild_id?: string }>;
-    assert.deepEqual(stored.filter((c) => c.guild_id === guildId).map((c) => c.name).sort(), ['imagine', 'imagine-queue', 'imagine-settings', 'imagine-status']);
+    assert.deepEqual(stored.filter((c) => c.guild_id === guildId).map((c) => c.name).sort(), ['imagine', 'imagine-info', 'imagine-queue', 'imagine-settings', 'imagine-status']);
 
     const printed = await cli(['deploy-commands', '--print'], {}, cwd);
     assert.equal(printed.code, 0, printed.stderr);
     const definitions = JSON.parse(printed.stdout) as Array<{ name: string }>;
-    assert.deepEqual(definitions.map((d) => d.name), ['imagine', 'imagine-queue', 'imagine-settings', 'imagine-status']);
+    assert.deepEqual(definitions.map((d) => d.name), ['imagine', 'imagine-queue', 'imagine-settings', 'imagine-status', 'imagine-info']);
   });
 
   test('deploy-commands without credentials says what to set', async () => {

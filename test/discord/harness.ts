@@ -163,6 +163,25 @@ export class Sandbox {
     return ephemeralText(view)!;
   }
 
+  /** Uploads a file as a member would attach it to a command; returns the id an attachment option takes. */
+  async uploadAttachment(filename: string, data: Buffer, contentType?: string): Promise<string> {
+    const body = { filename, content_base64: data.toString('base64'), ...(contentType ? { content_type: contentType } : {}) };
+    const response = await fetch(`${this.emulator.url}/_sandbox/attachments`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    if (!response.ok) throw new Error(`POST /_sandbox/attachments: ${response.status} ${await response.text()}`);
+    return ((await response.json()) as { id: string }).id;
+  }
+
+  /** Submits the modal the bot opened in answer to interaction `id`; returns the submission's interaction id. */
+  async submitModal(id: string, user: string, values: Record<string, string>): Promise<string> {
+    const response = await fetch(`${this.emulator.url}/_sandbox/modals`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ interaction_id: id, user_id: user, values }),
+    });
+    if (!response.ok) throw new Error(`POST /_sandbox/modals: ${response.status} ${await response.text()}`);
+    return ((await response.json()) as { interaction_id: string }).interaction_id;
+  }
+
   channelMessages(channelId: string): SandboxMessage[] {
     return this.emulator.channelMessages(channelId) as unknown as SandboxMessage[];
   }
@@ -236,6 +255,11 @@ export function buttonId(message: SandboxMessage, action: string): string {
   const id = customIds(message).find((c) => c.startsWith(`imagine:${action}:`));
   if (!id) throw new Error(`no ${action} button on message ${message.id}: ${customIds(message).join(', ')}`);
   return id;
+}
+
+/** The job id a message's buttons carry. */
+export function jobIdOf(message: SandboxMessage): string {
+  return buttonId(message, 'info').split(':')[2]!;
 }
 
 export async function download(url: string): Promise<Buffer> {

@@ -25,7 +25,7 @@ describe('command definitions', () => {
 
   test('/imagine takes its options from the configuration and the engine', () => {
     const options = byName('imagine').options as Option[];
-    assert.deepEqual(options.map((o) => o.name), ['prompt', 'negative', 'seed', 'steps', 'cfg', 'size', 'sampler', 'count', 'clip-skip']);
+    assert.deepEqual(options.map((o) => o.name), ['prompt', 'negative', 'seed', 'steps', 'cfg', 'size', 'sampler', 'count', 'clip-skip', 'image', 'strength']);
     assert.equal(options[0]!.required, true);
     assert.deepEqual(options.find((o) => o.name === 'size')!.choices!.map((c) => c.value), config.generation.limits.sizes);
     // Every scheduler, and the Karras variants of those diffusers has them for (issue 13), each under A1111's name.

@@ -3,6 +3,7 @@
  * x_prev = √ᾱ_prev · x̂₀ + √(1 − ᾱ_prev) · ε̂, with x̂₀ = (x − √(1 − ᾱ_t) · ε̂)/√ᾱ_t optionally clipped
  * (clip_sample). The step after the last timestep uses `final_alpha_cumprod`: 1 with set_alpha_to_one, else ᾱ_0.
  */
+import { addNoiseOverAlphas } from './add-noise.js';
 import type { NoiseGenerator } from '../rng/types.js';
 import { alphasCumprodFrom, BETA_DEFAULTS, type BetaConfig, makeBetas, rescaleZeroTerminalSnr } from './betas.js';
 import { AlternatingBuffers, assertSameLength } from './buffers.js';
@@ -91,6 +92,11 @@ export class DdimScheduler implements Scheduler {
 
   scaleModelInput(sample: Float32Array, _timestep: number): Float32Array {
     return sample;
+  }
+
+  /** √ᾱ_t·x + √(1 − ᾱ_t)·ε at the training timestep itself (add-noise.ts); diffusers has no begin index here. */
+  addNoise(original: Float32Array, noise: Float32Array, timestep: number): Float32Array {
+    return addNoiseOverAlphas(this.alphasCumprod, timestep, original, noise);
   }
 
   /** √ᾱ_t, √(1 − ᾱ_t), √ᾱ_prev and the direction scale √(1 − ᾱ_prev) of the step from `timestep`, in float32. */

@@ -6,6 +6,7 @@
  * the rounded `_sigma_to_t`. The SDE variant (algorithm_type "sde-dpmsolver++") draws noise each step from the
  * pipeline's generator.
  */
+import { addNoiseOverAlphaSigma } from './add-noise.js';
 import type { NoiseGenerator } from '../rng/types.js';
 import { BETA_DEFAULTS, type BetaConfig } from './betas.js';
 import { AlternatingBuffers, assertSameLength, sized } from './buffers.js';
@@ -119,6 +120,7 @@ export class DpmSolverMultistepScheduler implements Scheduler {
   private readonly alphasCumprod: Float32Array;
   private readonly trainSigmas: Float32Array;
   private stepIndex: number | null = null;
+  private beginIndex: number | null = null;
   private lowerOrderNums = 0;
   private readonly outputs = new AlternatingBuffers();
   /** Ring of the last `order` data predictions (owned); `modelOutputNewest` is the latest slot. */
@@ -197,6 +199,7 @@ export class DpmSolverMultistepScheduler implements Scheduler {
     this.sigmas = withFinalSigma(sigmas, config.final_sigmas_type === 'sigma_min' ? trainSigmas[0]! : 0);
     this.timesteps = Float64Array.from(timesteps);
     this.stepIndex = null;
+    this.beginIndex = null;
     this.lowerOrderNums = 0;
     this.modelOutputNewest = -1;
     this.noise.reset();
@@ -206,9 +209,20 @@ export class DpmSolverMultistepScheduler implements Scheduler {
     return sample;
   }
 
+  /** diffusers' `set_begin_index` (Scheduler.setBeginIndex). */
+  setBeginIndex(index: number): void {
+    this.beginIndex = index;
+  }
+
   private currentIndex(timestep: number): number {
-    if (this.stepIndex === null) this.stepIndex = multistepStepIndex(this.timesteps, timestep);
+    if (this.stepIndex === null) this.stepIndex = this.beginIndex ?? multistepStepIndex(this.timesteps, timestep);
     return this.stepIndex;
+  }
+
+  /** α_t·x + σ_t·ε at the begin index when set (img2img), else at the timestep's place (add-noise.ts). */
+  addNoise(original: Float32Array, noise: Float32Array, timestep: number): Float32Array {
+    const index = this.beginIndex === null ? multistepStepIndex(this.timesteps, timestep) : (this.stepIndex ?? this.beginIndex);
+    return addNoiseOverAlphaSigma(this.sigmas[index]!, original, noise);
   }
 
   prepareStep(generator: NoiseGenerator, count: number): void {

@@ -52,6 +52,8 @@ export class HeunScheduler extends SigmaScheduler implements Scheduler {
   readonly name = 'heun' as const;
   readonly displayName: string;
   readonly karras: boolean;
+  /** Every noise level but the first is visited twice (diffusers' `order = 2`). */
+  readonly timestepsPerStep = 2;
 
   private readonly config: HeunConfig;
   private readonly prediction: PredictionType;

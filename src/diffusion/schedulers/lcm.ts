@@ -17,6 +17,7 @@ import { BETA_DEFAULTS, type BetaConfig, alphasCumprodFrom, makeBetas, rescaleZe
 import { AlternatingBuffers, assertSameLength } from './buffers.js';
 import { configError, karrasUnsupported, rejectUnsupported, requireBoolean, requireInteger, requireNumber, requireOneOf, requireSpacing, resolveConfig, type PredictionType } from './config.js';
 import { initialStepIndex, validateStepCount } from './timesteps.js';
+import { addNoiseOverAlphas } from './add-noise.js';
 import { StepNoise } from './sigma-schedule.js';
 import type { LinearStep, Scheduler, SchedulerConfig, SchedulerOptions, TimestepSpacing } from './types.js';
 
@@ -95,6 +96,7 @@ export class LcmScheduler implements Scheduler {
   private readonly originalSteps: number;
   private numInferenceSteps = 0;
   private stepIndex: number | null = null;
+  private beginIndex: number | null = null;
   private readonly outputs = new AlternatingBuffers();
   private readonly noise = new StepNoise('LCM draws noise on every step but the last: pass the pipeline generator');
 
@@ -128,7 +130,18 @@ export class LcmScheduler implements Scheduler {
     this.timesteps = new Float64Array(numInferenceSteps).map((_, i) => (origin - Math.floor(i * spacing)) * skip - 1);
     this.numInferenceSteps = numInferenceSteps;
     this.stepIndex = null;
+    this.beginIndex = null;
     this.noise.reset();
+  }
+
+  /** diffusers' `set_begin_index` (Scheduler.setBeginIndex). */
+  setBeginIndex(index: number): void {
+    this.beginIndex = index;
+  }
+
+  /** √ᾱ_t·x + √(1 − ᾱ_t)·ε (add-noise.ts); LCM's add_noise reads the timestep itself, not the begin index. */
+  addNoise(original: Float32Array, noise: Float32Array, timestep: number): Float32Array {
+    return addNoiseOverAlphas(this.alphasCumprod, timestep, original, noise);
   }
 
   /** LCM feeds the UNet the sample as it is; the step index is fixed here so `prepareStep` knows the step. */
@@ -139,7 +152,7 @@ export class LcmScheduler implements Scheduler {
 
   private currentIndex(timestep: number): number {
     if (this.numInferenceSteps === 0) throw new Error('call setTimesteps before step');
-    if (this.stepIndex === null) this.stepIndex = initialStepIndex(this.timesteps, timestep);
+    if (this.stepIndex === null) this.stepIndex = this.beginIndex ?? initialStepIndex(this.timesteps, timestep);
     return this.stepIndex;
   }
 

@@ -136,17 +136,20 @@ export class LmsScheduler extends SigmaScheduler implements Scheduler {
     const coefficients = this.coefficients;
     for (let j = 0; j < order; j++) coefficients[j] = fround(this.lmsCoefficient(order, index, j));
     // x + Σ coeff_j · derivative_j, derivative_0 the newest.
+    // diffusers zips the coefficients with the derivatives it has: after an img2img start mid-schedule (step index
+    // above 0, fewer derivatives than the order) only the first coefficients are used, still of order `order`.
+    const terms = Math.min(order, this.derivativeCount);
     const out = this.outputs.next(count);
     const derivativeAt = (age: number): Float32Array => this.derivatives[(this.newestDerivative - age + LMS_ORDER) % LMS_ORDER]!;
     const d0 = derivativeAt(0);
     const c0 = coefficients[0]!;
-    if (order === 1) {
+    if (terms === 1) {
       for (let i = 0; i < count; i++) out[i] = sample[i]! + c0 * d0[i]!;
-    } else if (order === 2) {
+    } else if (terms === 2) {
       const d1 = derivativeAt(1);
       const c1 = coefficients[1]!;
       for (let i = 0; i < count; i++) out[i] = sample[i]! + (c0 * d0[i]! + c1 * d1[i]!);
-    } else if (order === 3) {
+    } else if (terms === 3) {
       const [d1, d2] = [derivativeAt(1), derivativeAt(2)];
       const [c1, c2] = [coefficients[1]!, coefficients[2]!];
       for (let i = 0; i < count; i++) out[i] = sample[i]! + (c0 * d0[i]! + c1 * d1[i]! + c2 * d2[i]!);

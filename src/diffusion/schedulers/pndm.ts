@@ -5,6 +5,7 @@
  * (PRK) rounds of 4 evaluations come first. Every update goes through the same transfer formula
  * `_get_prev_sample` between two training timesteps.
  */
+import { addNoiseOverAlphas } from './add-noise.js';
 import type { NoiseGenerator } from '../rng/types.js';
 import { alphasCumprodFrom, BETA_DEFAULTS, type BetaConfig, makeBetas } from './betas.js';
 import { AlternatingBuffers, assertSameLength, sized } from './buffers.js';
@@ -122,6 +123,11 @@ export class PndmScheduler implements Scheduler {
 
   scaleModelInput(sample: Float32Array, _timestep: number): Float32Array {
     return sample;
+  }
+
+  /** √ᾱ_t·x + √(1 − ᾱ_t)·ε at the training timestep itself (add-noise.ts); diffusers has no begin index here. */
+  addNoise(original: Float32Array, noise: Float32Array, timestep: number): Float32Array {
+    return addNoiseOverAlphas(this.alphasCumprod, timestep, original, noise);
   }
 
   step(modelOutput: Float32Array, timestep: number, sample: Float32Array, _generator?: NoiseGenerator): Float32Array {

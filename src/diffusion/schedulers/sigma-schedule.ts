@@ -5,6 +5,7 @@
  * keeps diffusers' float32 rounding order, so the tables still match diffusers' to the last bit.
  */
 import type { NoiseGenerator } from '../rng/types.js';
+import { addNoiseOverSigma } from './add-noise.js';
 import { alphasCumprodFrom, type BetaConfig, makeBetas, rescaleZeroTerminalSnr, trainingSigmas } from './betas.js';
 import { AlternatingBuffers, sized } from './buffers.js';
 import { type PredictionType, requireBoolean, requireOneSigmaSchedule } from './config.js';
@@ -130,6 +131,7 @@ export abstract class SigmaScheduler {
   initNoiseSigma = 1;
 
   protected stepIndex: number | null = null;
+  private beginIndex: number | null = null;
   protected readonly outputs = new AlternatingBuffers();
   private scaled: Float32Array | null = null;
 
@@ -143,11 +145,32 @@ export abstract class SigmaScheduler {
     this.timesteps = timesteps;
     this.initNoiseSigma = initNoiseSigmaFor(sigmas, this.timestepSpacing);
     this.stepIndex = null;
+    this.beginIndex = null;
   }
 
+  /** diffusers' `set_begin_index` (Scheduler.setBeginIndex). */
+  setBeginIndex(index: number): void {
+    this.beginIndex = index;
+  }
+
+  /** diffusers' `_init_step_index`: the begin index when one is set, else the first timestep's place. */
   protected currentIndex(timestep: number): number {
-    if (this.stepIndex === null) this.stepIndex = initialStepIndex(this.timesteps, timestep);
+    if (this.stepIndex === null) this.stepIndex = this.beginIndex ?? initialStepIndex(this.timesteps, timestep);
     return this.stepIndex;
+  }
+
+  /**
+   * The σ `add_noise` uses: at the begin index when set (img2img), at the current step once stepping (inpainting),
+   * else at the timestep's place in the schedule.
+   */
+  protected addNoiseSigma(timestep: number): number {
+    const index = this.beginIndex === null ? initialStepIndex(this.timesteps, timestep) : (this.stepIndex ?? this.beginIndex);
+    return this.sigmas[index]!;
+  }
+
+  /** x + ε·σ (add-noise.ts); Euler, Euler a, LMS and Heun all noise this way. */
+  addNoise(original: Float32Array, noise: Float32Array, timestep: number): Float32Array {
+    return addNoiseOverSigma(this.addNoiseSigma(timestep), original, noise);
   }
 
   scaleModelInput(sample: Float32Array, timestep: number): Float32Array {

@@ -102,6 +102,22 @@ export interface Scheduler {
   readonly initNoiseSigma: number;
   /** Resets the per-generation state and computes the schedule for `numInferenceSteps` (1 … num_train_timesteps). */
   setTimesteps(numInferenceSteps: number): void;
+  /**
+   * diffusers' `scheduler.order` where it is not 1: how many entries of `timesteps` one step takes (Heun: 2), so that
+   * img2img's tail of the schedule starts at `t_start · order`. Absent means 1.
+   */
+  readonly timestepsPerStep?: number;
+  /**
+   * diffusers' `set_begin_index`, on the schedulers that have it: the first step of this generation is at
+   * `timesteps[index]` (img2img starts mid-schedule), instead of looking its timestep up. Call after `setTimesteps`
+   * (which clears it) and before `addNoise` and the first step.
+   */
+  setBeginIndex?(index: number): void;
+  /**
+   * diffusers' `add_noise(original, noise, timesteps[:1])` as img2img calls it before the first step: `original`
+   * (the image latents) noised to the level of `timestep`, the first timestep of the run. A new array.
+   */
+  addNoise(original: Float32Array, noise: Float32Array, timestep: number): Float32Array;
   /** Returns the UNet input for timestep `t`; may return `sample` itself when no scaling applies. */
   scaleModelInput(sample: Float32Array, timestep: number): Float32Array;
   /**

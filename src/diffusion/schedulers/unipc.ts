@@ -12,6 +12,7 @@
  * step with lower_order_final). Timesteps and sigmas follow DPM-Solver's rules (linspace/leading/trailing over
  * n + 1 points, Karras or exponential sigmas), sharing its helpers.
  */
+import { addNoiseOverAlphaSigma } from './add-noise.js';
 import type { NoiseGenerator } from '../rng/types.js';
 import { BETA_DEFAULTS, type BetaConfig } from './betas.js';
 import { AlternatingBuffers, assertSameLength, sized } from './buffers.js';
@@ -134,6 +135,7 @@ export class UniPcScheduler implements Scheduler {
   private readonly disableCorrector: ReadonlySet<number>;
   private readonly trainSigmas: Float32Array;
   private stepIndex: number | null = null;
+  private beginIndex: number | null = null;
   private lowerOrderNums = 0;
   /** The order of the last prediction (the corrector of the next step uses it). */
   private lastOrder = 0;
@@ -205,6 +207,7 @@ export class UniPcScheduler implements Scheduler {
     this.sigmas = withFinalSigma(sigmas, finalSigma);
     this.timesteps = Float64Array.from(timesteps);
     this.stepIndex = null;
+    this.beginIndex = null;
     this.lowerOrderNums = 0;
     this.lastOrder = 0;
     this.history = [];
@@ -215,9 +218,20 @@ export class UniPcScheduler implements Scheduler {
     return sample;
   }
 
+  /** diffusers' `set_begin_index` (Scheduler.setBeginIndex). */
+  setBeginIndex(index: number): void {
+    this.beginIndex = index;
+  }
+
   private currentIndex(timestep: number): number {
-    if (this.stepIndex === null) this.stepIndex = multistepStepIndex(this.timesteps, timestep);
+    if (this.stepIndex === null) this.stepIndex = this.beginIndex ?? multistepStepIndex(this.timesteps, timestep);
     return this.stepIndex;
+  }
+
+  /** α_t·x + σ_t·ε at the begin index when set (img2img), else at the timestep's place (add-noise.ts). */
+  addNoise(original: Float32Array, noise: Float32Array, timestep: number): Float32Array {
+    const index = this.beginIndex === null ? multistepStepIndex(this.timesteps, timestep) : (this.stepIndex ?? this.beginIndex);
+    return addNoiseOverAlphaSigma(this.sigmas[index]!, original, noise);
   }
 
   step(modelOutput: Float32Array, timestep: number, sample: Float32Array, _generator?: NoiseGenerator): Float32Array {

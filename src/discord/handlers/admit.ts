@@ -1,9 +1,9 @@
 /**
- * The two steps /imagine and the re-roll buttons share: admit within Discord's 3-second deadline, then queue the
- * job with the reply that becomes its message.
+ * The two steps /imagine, the job buttons (re-roll, same seed, upscale, vary) and the Remix form share: admit within
+ * Discord's 3-second deadline, then queue the job with the reply that becomes its message.
  */
-import { MessageFlags, type ButtonInteraction, type ChatInputCommandInteraction } from 'discord.js';
-import type { JobParams } from '../../queue/index.js';
+import { MessageFlags, type ButtonInteraction, type ChatInputCommandInteraction, type ModalSubmitInteraction } from 'discord.js';
+import { lineageOf, type JobLineage, type JobParams } from '../../queue/index.js';
 import type { Requester } from '../backend.js';
 import { loggableError } from '../errors.js';
 import { replyTargetFor, replyTargetToJson } from '../interaction.js';
@@ -12,7 +12,7 @@ import type { HandlerContext } from './context.js';
 /** A check that takes longer than this is answered with a deferred reply first (Discord allows 3 s). */
 const ACK_BUDGET_MS = 1500;
 
-type JobInteraction = ChatInputCommandInteraction | ButtonInteraction;
+type JobInteraction = ChatInputCommandInteraction | ButtonInteraction | ModalSubmitInteraction;
 
 /**
  * Runs the admission check, persists the request (delivery outbox: reply target with its token and time, who asks, the
@@ -24,9 +24,9 @@ type JobInteraction = ChatInputCommandInteraction | ButtonInteraction;
 export async function admitThenDefer<T extends { params: JobParams }>(
   interaction: JobInteraction,
   context: HandlerContext,
-  admission: { check: Promise<T>; requester: Requester; receivedAt: number; parentId?: string },
+  admission: { check: Promise<T>; requester: Requester; receivedAt: number; lineage?: JobLineage },
 ): Promise<{ value: T; replyMessageId?: string }> {
-  const { check, requester, receivedAt, parentId } = admission;
+  const { check, requester, receivedAt } = admission;
   const settled = check.then(
     (value) => ({ ok: true as const, value }),
     (error: unknown) => ({ ok: false as const, error }),
@@ -34,7 +34,7 @@ export async function admitThenDefer<T extends { params: JobParams }>(
   const early = await Promise.race([settled, new Promise<'late'>((resolve) => setTimeout(() => resolve('late'), ACK_BUDGET_MS).unref())]);
   const persistThenDefer = async (params: JobParams | undefined): Promise<string | undefined> => {
     const reply = replyTargetFor(interaction, receivedAt);
-    const persistMs = await context.outbox.accept(interaction.id, { reply, requester, ...(params ? { params } : {}), ...(parentId ? { parentId } : {}) });
+    const persistMs = await context.outbox.accept(interaction.id, { reply, requester, ...(params ? { params } : {}), ...lineageOf(admission.lineage ?? {}) });
     const response = await interaction.deferReply({ withResponse: true });
     context.log.debug({ interactionId: interaction.id, persistMs: Math.round(persistMs * 100) / 100, ackMs: Date.now() - receivedAt }, 'request persisted, then acknowledged');
     return response.resource?.message?.id;
@@ -61,18 +61,19 @@ export interface AdmittedJob {
   replyMessageId: string | undefined;
   /** Told to the requester privately, e.g. "Steps lowered to 30". */
   notes: string[];
-  /** The job a re-roll was made from. */
-  parentId?: string;
+  /** The job this one was made from (re-roll, variation, upscale, remix) and how. */
+  lineage?: JobLineage;
 }
 
 /** Queues an admitted job (checked again and counted against the rate limits as one step) with its reply target. */
 export async function enqueueJob(interaction: JobInteraction, context: HandlerContext, job: AdmittedJob): Promise<void> {
-  const { requester, receivedAt, parentId } = job;
+  const { requester, receivedAt } = job;
+  const lineage = lineageOf(job.lineage ?? {});
   const reply = replyTargetFor(interaction, receivedAt, job.replyMessageId);
   let standing;
   try {
     standing = await context.rules.submit(requester, job.params, {
-      ...(parentId ? { parentId } : {}),
+      ...lineage,
       meta: { reply: replyTargetToJson(reply), channelNsfw: requester.channelNsfw, interactionId: interaction.id },
     });
   } catch (error) {
@@ -81,7 +82,7 @@ export async function enqueueJob(interaction: JobInteraction, context: HandlerCo
   }
   await context.outbox.linked(interaction.id, standing.job.id, job.replyMessageId);
   context.log.info(
-    { jobId: standing.job.id, guildId: requester.guildId, userId: requester.userId, position: standing.position, parentId, ms: Date.now() - receivedAt },
+    { jobId: standing.job.id, guildId: requester.guildId, userId: requester.userId, position: standing.position, ...lineage, ms: Date.now() - receivedAt },
     'job queued',
   );
   if (job.notes.length > 0) {

@@ -3,10 +3,10 @@
  * `Refusal`, an admission error, …) becomes an ephemeral reply with its message, anything else a logged internal
  * error (src/discord/router.ts). No handler catches errors to answer them itself.
  */
-import type { ButtonInteraction, ChatInputCommandInteraction } from 'discord.js';
+import type { ButtonInteraction, ChatInputCommandInteraction, ModalSubmitInteraction } from 'discord.js';
 import type { ImagineCommands } from '../../../commands/index.js';
 import type { Logger } from '../../log.js';
-import type { JobQueue, ShardInfo } from '../../queue/index.js';
+import type { InputImageStore, JobQueue, ShardInfo } from '../../queue/index.js';
 import type { GuildRules } from '../backend.js';
 import type { DeliveryOutbox } from '../delivery.js';
 
@@ -16,6 +16,8 @@ export interface HandlerContext {
   rules: GuildRules;
   /** Persists a request before it is acknowledged, and answers it once its job ends. */
   outbox: DeliveryOutbox;
+  /** Where img2img starting images go (attachments, and the images Upscale and Vary start from). */
+  inputImages: InputImageStore;
   /** The definitions the commands were registered from: handlers read their options through them. */
   commands: ImagineCommands;
   /** One line: model, provider, queue lengths, what runs, uptime. */
@@ -26,3 +28,4 @@ export interface HandlerContext {
 
 export type CommandHandler = (interaction: ChatInputCommandInteraction, context: HandlerContext) => Promise<void>;
 export type ButtonHandler = (interaction: ButtonInteraction, context: HandlerContext) => Promise<void>;
+export type ModalHandler = (interaction: ModalSubmitInteraction, context: HandlerContext) => Promise<void>;

@@ -29,6 +29,8 @@ export function redisKeys(prefix: string) {
     shards: `${prefix}:shards`,
     /** One image of a finished job, base64 PNG, kept for RESULT_TTL_MS. */
     result: (jobId: string, index: number) => `${prefix}:result:${jobId}:${index}`,
+    /** An img2img job's starting image, base64 PNG, by its SHA-256 (src/queue/inputs.ts). */
+    input: (ref: string) => `${prefix}:input:${ref}`,
     /** Set once (SET NX) by the bot process that delivers a job's end: the exactly-once claim. */
     delivered: (jobId: string) => `${prefix}:delivered:${jobId}`,
     /** Set by cancel(): who cancelled; the worker running (or about to run) the job stops. */

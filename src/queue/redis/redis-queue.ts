@@ -23,6 +23,7 @@ import { JobNotActiveError, JobNotFoundError, NotYourJobError, QueueClosedError 
 import type { SchedulableJob } from '../fair-scheduler.js';
 import type { JobStore } from '../job-store.js';
 import { canActOn } from '../local-queue.js';
+import { RedisInputImageStore, type InputImageStore } from '../inputs.js';
 import { KeyedSerializer } from '../serial.js';
 import type {
   CancelActor,
@@ -90,6 +91,8 @@ export class RedisJobQueue implements JobQueue {
   private readonly options: RedisJobQueueOptions;
   private readonly timings: Required<RedisTimings>;
   private readonly keys: RedisKeys;
+  /** Where the bot stores img2img starting images for the workers (keys on this Redis). */
+  readonly inputImages: InputImageStore;
   private readonly store: JobStore;
   private readonly logger: Logger | undefined;
   private readonly clock: () => number;
@@ -116,6 +119,7 @@ export class RedisJobQueue implements JobQueue {
     this.options = options;
     this.timings = resolveTimings(options);
     this.keys = redisKeys(options.prefix ?? DEFAULT_KEY_PREFIX);
+    this.inputImages = new RedisInputImageStore(() => this.requireClient(), this.keys.input);
     this.store = options.store;
     this.logger = options.logger;
     this.clock = options.clock ?? Date.now;

@@ -13,6 +13,7 @@ import { Queue, WaitingError, Worker, type Job, type RedisClient } from 'bullmq'
 import type { Logger } from 'pino';
 import { CancelledError, isImagineError } from '../../errors.js';
 import { describeFailure, toGenerationRequest } from '../local-queue.js';
+import { RedisInputImageStore, withInputImages } from '../inputs.js';
 import type { GenerationProgress, ImageGenerator, JobError } from '../types.js';
 import { Dispatcher, readWorkers } from './dispatcher.js';
 import { RedisFairStore } from './fair-store.js';
@@ -87,11 +88,17 @@ export class RedisWorker {
   private jobsDone = 0;
   private current: { jobId: string; controller: AbortController; cancelledBy?: string } | undefined;
   private closing = false;
+  private readonly generator: ImageGenerator;
 
   constructor(options: RedisWorkerOptions) {
     this.options = options;
     this.timings = resolveTimings(options);
     this.keys = redisKeys(options.prefix ?? DEFAULT_KEY_PREFIX);
+    // img2img jobs name their starting image; the bot stored it on this Redis (src/queue/inputs.ts).
+    this.generator = withInputImages(options.generator, new RedisInputImageStore(() => {
+      if (!this.client) throw new Error('the worker is not connected to Redis');
+      return this.client;
+    }, this.keys.input));
     this.logger = options.logger;
     this.id = `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
   }
@@ -204,7 +211,7 @@ export class RedisWorker {
     let lastProgressAt = -Infinity;
     const progressEvery = this.options.progressIntervalMs ?? 250;
     try {
-      const output = await this.options.generator.generate(toGenerationRequest({ params: data.params }), {
+      const output = await this.generator.generate(toGenerationRequest({ params: data.params }), {
         signal: current.controller.signal,
         onProgress: (progress: GenerationProgress) => {
           const now = performance.now();

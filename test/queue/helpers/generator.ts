@@ -41,10 +41,12 @@ export class StepGenerator implements ImageGenerator {
       options.onProgress?.({ step, totalSteps: request.steps });
     }
     const images = [];
+    // img2img: this generator paints nothing over a starting image; it returns its bytes, so a test sees what arrived.
+    const initImage = (request as { initImage?: { data: Uint8Array } }).initImage;
     for (let i = 0; i < request.count; i++) {
       const seed = request.seed + BigInt(i);
       const shade = Number(seed % 256n);
-      const png = await sharp({ create: { width: 8, height: 8, channels: 3, background: { r: shade, g: 64, b: 128 } } }).png().toBuffer();
+      const png = initImage ? Buffer.from(initImage.data) : await sharp({ create: { width: 8, height: 8, channels: 3, background: { r: shade, g: 64, b: 128 } } }).png().toBuffer();
       images.push({ png, seed, nsfw: false });
     }
     this.finished.push(request.prompt);
