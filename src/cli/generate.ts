@@ -19,6 +19,7 @@ import { parseSeedOrRandom, randomSeed } from '../diffusion/rng/index.js';
 import { RNG_DEVICES, type RngDevice } from '../diffusion/rng/types.js';
 import { SCHEDULER_NAMES, TIMESTEP_SPACINGS } from '../diffusion/schedulers/types.js';
 import { parseProviderChoice, type ProviderChoice } from '../diffusion/providers.js';
+import { embeddingsFolderFor } from '../diffusion/textual-inversion.js';
 import { resolveModelPath } from '../hub/cache.js';
 import { ensureWritableFolder } from '../util/fs.js';
 import { ProgressBar } from './progress.js';
@@ -52,6 +53,7 @@ interface GenerateOptions extends Pick<GenerationRequest, 'prompt' | 'steps' | '
   provider: ProviderChoice;
   safety: boolean;
   fuseAttention?: boolean;
+  embeddings?: string;
   out: string;
 }
 
@@ -62,6 +64,8 @@ export interface GenerateCommandDefaults {
   provider?: () => ProviderChoice;
   /** The configured model.fuseAttention, used when --fuse-attention is not given. */
   fuseAttention?: () => boolean;
+  /** The configured model.embeddingsDir, used when --embeddings is not given ("" = the model folder's embeddings/). */
+  embeddingsDir?: () => string;
 }
 
 export function registerGenerateCommand(program: Command, defaults: GenerateCommandDefaults = {}): void {
@@ -105,6 +109,7 @@ export function registerGenerateCommand(program: Command, defaults: GenerateComm
     })
     .option('--no-safety', "skip the model's safety checker")
     .option('--fuse-attention', 'run attention as ONNX Runtime\'s fused MultiHeadAttention (default: model.fuseAttention from the config)')
+    .option('--embeddings <dir>', "textual-inversion embeddings folder (default: model.embeddingsDir from the config, else the model folder's embeddings/)")
     .requiredOption('--out <dir>', 'output folder')
     .action(async (options: GenerateOptions) => {
       await runGenerate(options, defaults);
@@ -166,11 +171,12 @@ async function runGenerate(options: GenerateOptions, defaults: GenerateCommandDe
     provider: options.provider ?? defaults.provider?.() ?? 'auto',
     safetyChecker: options.safety,
     fuseAttention: options.fuseAttention ?? defaults.fuseAttention?.() ?? false,
+    embeddingsDir: embeddingsFolderFor(options.embeddings ?? defaults.embeddingsDir?.(), modelPath),
     log: (line) => process.stderr.write(`${line}\n`),
   });
   try {
     // "92/150 tokens"; under plain, a warning that names the words diffusers' truncation drops.
-    const tokens = countTokens(pipeline.model.tokenizer, options.prompt, options.promptSyntax);
+    const tokens = countTokens(pipeline.model.tokenizer, options.prompt, options.promptSyntax, pipeline.model.embeddings);
     const tokenLine = formatTokenCount(tokens);
     process.stderr.write(tokens.droppedTokenCount > 0 ? `warning: prompt ${tokenLine} (try --prompt-syntax a1111)\n` : `prompt: ${tokenLine}\n`);
     const bar = new ProgressBar('generating', options.steps);
@@ -182,7 +188,7 @@ async function runGenerate(options: GenerateOptions, defaults: GenerateCommandDe
 
     const sampler = result.sampler;
     for (const image of result.images) {
-      const infotext = generationInfotext(request, sampler, image, pipeline.model.name);
+      const infotext = generationInfotext(request, sampler, image, pipeline.model.name, result.textualInversions);
       const path = join(options.out, `${image.index}.png`);
       await writeFile(path, await encodePng(image.rgb, image.width, image.height, infotext));
       const flag = image.nsfw ? ' (flagged by the safety checker)' : '';

@@ -88,6 +88,8 @@ export const configSchema = z.strictObject({
     pinUnetShapes: bool(),
     /** Fuse the UNet's and VAE decoder's attention into ORT's MultiHeadAttention (fuse-attention.ts, docs/gpu.md). */
     fuseAttention: bool(),
+    /** Textual-inversion embeddings (.safetensors/.pt/.bin); "" = the model folder's embeddings/ when it has one. */
+    embeddingsDir: text(),
   }),
   engine: z.strictObject({
     isolation: oneOf(ENGINE_ISOLATIONS),

@@ -1,0 +1,78 @@
+#!/usr/bin/python3
+"""Tiny random textual-inversion embeddings for the tiny fixture model (hidden size 32), one per file layout people
+download, written by the libraries that write them in the wild (torch.save for .pt/.bin) or byte by byte to the
+safetensors format (an 8-byte little-endian header length, a JSON header, the raw tensors).
+
+Run by hand from the repository root with Debian's python3-torch (1.13) and numpy:
+
+    /usr/bin/python3 scripts/make-embedding-fixtures.py
+
+It writes test/fixtures/embeddings/ (files the engine must load) and test/fixtures/embeddings-broken/ (files it must
+skip with a warning); see test/fixtures/README.md. The values are seeded, so a rerun writes the same files.
+"""
+import json
+import os
+import struct
+import zipfile
+
+import numpy as np
+import torch
+
+WIDTH = 32  # the tiny text encoder's hidden size
+OUT = 'test/fixtures/embeddings'
+BROKEN = 'test/fixtures/embeddings-broken'
+
+
+def write_safetensors(path: str, tensors: dict, metadata: dict | None = None) -> None:
+    header = {}
+    data = b''
+    for name, array in tensors.items():
+        raw = np.ascontiguousarray(array).tobytes()
+        dtype = {np.float32: 'F32', np.float16: 'F16'}[array.dtype.type]
+        header[name] = {'dtype': dtype, 'shape': list(array.shape), 'data_offsets': [len(data), len(data) + len(raw)]}
+        data += raw
+    if metadata:
+        header['__metadata__'] = metadata
+    encoded = json.dumps(header).encode()
+    encoded += b' ' * (-len(encoded) % 8)  # the format pads the header with spaces to 8-byte alignment
+    with open(path, 'wb') as f:
+        f.write(struct.pack('<Q', len(encoded)) + encoded + data)
+
+
+def main() -> None:
+    os.makedirs(OUT, exist_ok=True)
+    os.makedirs(BROKEN, exist_ok=True)
+    rng = np.random.default_rng(14)
+    vectors = lambda n: rng.standard_normal((n, WIDTH)).astype(np.float32) * 0.5
+
+    # A1111's safetensors layout (what Civitai serves): one tensor named emb_params, [vectors, width].
+    write_safetensors(f'{OUT}/glowy.safetensors', {'emb_params': vectors(1)})
+    write_safetensors(f'{OUT}/moody.safetensors', {'emb_params': vectors(3)}, {'note': 'three vectors'})
+
+    # A1111's .pt layout (modules/textual_inversion Embedding.save): string_to_param {'*': vectors} plus metadata;
+    # the vectors as an nn.Parameter (torch pickles it through torch._utils._rebuild_parameter).
+    inky = torch.nn.Parameter(torch.from_numpy(vectors(2)))
+    torch.save({'string_to_token': {'*': 265}, 'string_to_param': {'*': inky}, 'name': 'inky', 'step': 1500,
+                'sd_checkpoint': 'a9263745', 'sd_checkpoint_name': 'tiny'}, f'{OUT}/inky.pt')
+    # The same layout with float16 vectors, saved as a plain tensor.
+    papery = torch.from_numpy(vectors(1)).half()
+    torch.save({'string_to_token': {'*': 265}, 'string_to_param': {'*': papery}, 'name': 'papery', 'step': 10}, f'{OUT}/papery.pt')
+
+    # diffusers' layout (learned_embeds.bin of textual_inversion.py): {token: vector}, one 1-D vector.
+    torch.save({'<crafty>': torch.from_numpy(vectors(1)[0])}, f'{OUT}/crafty.bin')
+    # diffusers' safetensors layout with a multi-vector embedding: {token: [vectors, width]}.
+    write_safetensors(f'{OUT}/learned.safetensors', {'<learned>': vectors(2)})
+
+    # Files to skip with a warning: not a safetensors file, an embedding for another model (width 768), and a .pt
+    # whose pickle calls os.system (it must be refused, never run).
+    with open(f'{BROKEN}/garbage.safetensors', 'wb') as f:
+        f.write(b'this is not a safetensors file')
+    write_safetensors(f'{BROKEN}/wide.safetensors', {'emb_params': rng.standard_normal((1, 768)).astype(np.float32)})
+    with zipfile.ZipFile(f'{BROKEN}/evil.pt', 'w') as archive:
+        archive.writestr('evil/data.pkl', b'\x80\x02cos\nsystem\nX\x04\x00\x00\x00trueq\x00\x85R.')
+    # And one good file beside them, so the test sees the folder still loads.
+    write_safetensors(f'{BROKEN}/fine.safetensors', {'emb_params': vectors(1)})
+
+
+if __name__ == '__main__':
+    main()
