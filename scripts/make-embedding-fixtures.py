@@ -7,8 +7,9 @@ Run by hand from the repository root with Debian's python3-torch (1.13) and nump
 
     /usr/bin/python3 scripts/make-embedding-fixtures.py
 
-It writes test/fixtures/embeddings/ (files the engine must load) and test/fixtures/embeddings-broken/ (files it must
-skip with a warning); see test/fixtures/README.md. The values are seeded, so a rerun writes the same files.
+It writes test/fixtures/embeddings/ (files the engine must load), test/fixtures/embeddings-broken/ (files it must
+skip with a warning) and test/fixtures/reference/token-embedding-fp16.onnx (a float16 token-embedding table); see
+test/fixtures/README.md. The values are seeded, so a rerun writes the same files.
 """
 import json
 import os
@@ -16,7 +17,9 @@ import struct
 import zipfile
 
 import numpy as np
+import onnx
 import torch
+from onnx import TensorProto, helper, numpy_helper
 
 WIDTH = 32  # the tiny text encoder's hidden size
 OUT = 'test/fixtures/embeddings'
@@ -69,9 +72,26 @@ def main() -> None:
         f.write(b'this is not a safetensors file')
     write_safetensors(f'{BROKEN}/wide.safetensors', {'emb_params': rng.standard_normal((1, 768)).astype(np.float32)})
     with zipfile.ZipFile(f'{BROKEN}/evil.pt', 'w') as archive:
-        archive.writestr('evil/data.pkl', b'\x80\x02cos\nsystem\nX\x04\x00\x00\x00trueq\x00\x85R.')
+        # (A fixed date, so a rerun writes the same bytes.)
+        archive.writestr(zipfile.ZipInfo('evil/data.pkl', date_time=(1980, 1, 1, 0, 0, 0)), b'\x80\x02cos\nsystem\nX\x04\x00\x00\x00trueq\x00\x85R.')
     # And one good file beside them, so the test sees the folder still loads.
     write_safetensors(f'{BROKEN}/fine.safetensors', {'emb_params': vectors(1)})
+
+    # A float16 token-embedding table (some exports keep the text encoder in fp16): the token-embedding Gather of a
+    # CLIP text encoder alone, named as the exporter names it, over a 5 × 4 table, its output cast to float32.
+    table = numpy_helper.from_array(rng.standard_normal((5, 4)).astype(np.float16), 'embeddings.token_embedding.weight')
+    graph = helper.make_graph(
+        [helper.make_node('Gather', ['embeddings.token_embedding.weight', 'input_ids'], ['gathered'], name='/embeddings/token_embedding/Gather'),
+         helper.make_node('Cast', ['gathered'], ['embeddings'], name='/embeddings/Cast', to=TensorProto.FLOAT)],
+        'token_embedding_fp16',
+        [helper.make_tensor_value_info('input_ids', TensorProto.INT32, ['batch', 'sequence'])],
+        [helper.make_tensor_value_info('embeddings', TensorProto.FLOAT, ['batch', 'sequence', 4])],
+        [table],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', 14)], producer_name='scripts/make-embedding-fixtures.py')
+    model.ir_version = 7
+    onnx.checker.check_model(model)
+    onnx.save(model, 'test/fixtures/reference/token-embedding-fp16.onnx')
 
 
 if __name__ == '__main__':

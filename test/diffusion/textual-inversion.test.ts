@@ -10,6 +10,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import * as ort from 'onnxruntime-node';
 import { loadPipeline } from '../../src/diffusion/load.js';
 import type { StableDiffusionPipeline } from '../../src/diffusion/pipeline.js';
 import { chunkFragments, tokenizePrompt, type ChunkLayout } from '../../src/diffusion/prompt/index.js';
@@ -95,6 +96,25 @@ test('appendTokenEmbeddings adds rows after the vocabulary and keeps the table a
   assert.deepEqual(tokenEmbeddingTable(rewritten), { ...before, rows: 49408 + 3 });
   // The rows, and at most a few more bytes where the lengths' varints grow.
   assert.ok(rewritten.length - model.length - 3 * 32 * 4 <= 6 && rewritten.length - model.length >= 3 * 32 * 4);
+});
+
+test('a float16 token-embedding table gets float16 rows: ids past the vocabulary read them, earlier ids are unchanged', async () => {
+  const model = new Uint8Array(readFileSync(join(REFERENCE, 'token-embedding-fp16.onnx')));
+  assert.deepEqual(tokenEmbeddingTable(model), { initializer: 'embeddings.token_embedding.weight', rows: 5, width: 4, dtype: 'float16' });
+  // Values a float16 holds exactly, so the expected output does not depend on the conversion under test.
+  const rows = Float32Array.from([0.5, -1.25, 2, 0.125, -0.375, 3.5, -8, 0.0625]);
+  const run = async (bytes: Uint8Array, ids: number[]) => {
+    const session = await ort.InferenceSession.create(bytes);
+    try {
+      const output = await session.run({ input_ids: new ort.Tensor('int32', Int32Array.from(ids), [1, ids.length]) });
+      return Array.from(output['embeddings']!.data as Float32Array);
+    } finally {
+      await session.release();
+    }
+  };
+  const rewritten = appendTokenEmbeddings(model, rows).model;
+  assert.deepEqual(await run(rewritten, [5, 6]), Array.from(rows));
+  assert.deepEqual(await run(rewritten, [0, 4]), await run(model, [0, 4]));
 });
 
 /** A matcher with one embedding: the token 900 followed by 901 is a 3-vector embedding with ids 50000–50002. */
