@@ -61,6 +61,11 @@ def main() -> None:
     papery = torch.from_numpy(vectors(1)).half()
     torch.save({'string_to_token': {'*': 265}, 'string_to_param': {'*': papery}, 'name': 'papery', 'step': 10}, f'{OUT}/papery.pt')
 
+    # A view into a larger tensor: torch.save writes the whole storage and the view's offset into it.
+    # (Its own generator, so the files after it keep their values.)
+    base = torch.from_numpy(np.random.default_rng(15).standard_normal((5, WIDTH)).astype(np.float32) * 0.5)
+    torch.save({'string_to_param': {'*': base[2:4]}, 'name': 'sliced', 'step': 1}, f'{OUT}/sliced.pt')
+
     # diffusers' layout (learned_embeds.bin of textual_inversion.py): {token: vector}, one 1-D vector.
     torch.save({'<crafty>': torch.from_numpy(vectors(1)[0])}, f'{OUT}/crafty.bin')
     # diffusers' safetensors layout with a multi-vector embedding: {token: [vectors, width]}.
