@@ -63,14 +63,18 @@ export function engineSetupFromConfig(config: Config, modelFolder: string, warmU
   };
 }
 
-/** Loads and warms up the pipeline in this thread. `log` gets the loader's and the pipeline's lines. */
-export async function openEngine(setup: EngineSetup, log: (line: string) => void): Promise<Engine> {
+/**
+ * Loads and warms up the pipeline in this thread. `log` gets the loader's and the pipeline's lines, `warn` what the
+ * loader could not use (embedding files skipped); default `log`.
+ */
+export async function openEngine(setup: EngineSetup, log: (line: string) => void, warn: (line: string) => void = log): Promise<Engine> {
   const pipeline = await loadPipeline(setup.modelFolder, {
     provider: setup.provider,
     safetyChecker: setup.safetyChecker,
     pinUnetShapes: setup.pinUnetShapes,
     fuseAttention: setup.fuseAttention,
     embeddingsDir: embeddingsFolderFor(setup.embeddingsDir, setup.modelFolder),
+    warn,
     ...(setup.deviceId !== undefined ? { deviceId: setup.deviceId } : {}),
     ...(setup.intraOpNumThreads !== undefined ? { intraOpNumThreads: setup.intraOpNumThreads } : {}),
     log,

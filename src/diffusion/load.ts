@@ -24,6 +24,8 @@ export interface LoadPipelineOptions {
    * encoder; a file that cannot be used is skipped with a log line. Absent: none.
    */
   embeddingsDir?: string;
+  /** Lines about what could not be used (an embedding file skipped, a rewrite that does not apply); default `log`. */
+  warn?: (line: string) => void;
   /** One line per event: provider chosen (and why others failed), each part loaded, total load time. */
   log?: (line: string) => void;
 }
@@ -45,7 +47,8 @@ export async function loadPipeline(folder: string, options: LoadPipelineOptions)
   // to feed to the step graph; the JS stepper reads it back each step (steppers.ts, unet-runner.ts). Other parts return to the CPU.
   const unetOutputsOnDevice = keepsOutputsOnDevice(provider) && deviceLoop !== 'never';
   const partOf = (file: string): string => basename(dirname(file));
-  const { embeddings } = options.embeddingsDir ? await loadEmbeddingsFolder(options.embeddingsDir, log) : { embeddings: [] };
+  const warn = options.warn ?? log;
+  const { embeddings } = options.embeddingsDir ? await loadEmbeddingsFolder(options.embeddingsDir, warn) : { embeddings: [] };
   const model = await loadStableDiffusionModel(folder, {
     createSession: (file, pinnedShapes, edit) =>
       openSession(file, provider, {
@@ -60,7 +63,7 @@ export async function loadPipeline(folder: string, options: LoadPipelineOptions)
       }),
     safetyChecker: options.safetyChecker,
     textualInversions: embeddings,
-    warn: (line) => log(`text_encoder: ${line}`),
+    warn: (line) => warn(`text_encoder: ${line}`),
     onProgress: ({ part, index, total }) => log(`loading ${part} (${index + 1}/${total}) on ${provider}`),
   });
   if (model.embeddings.embeddings.length > 0) {

@@ -66,3 +66,24 @@ describe('textual-inversion embeddings through the bot', () => {
     assert.equal((cli.toString('latin1').match(/TI hashes: "[^"]*"/) ?? [])[0], `TI hashes: "moody: ${hashes['moody']}, inky: ${hashes['inky']}"`);
   });
 });
+
+describe('a folder with broken embedding files', () => {
+  let sb: Sandbox;
+
+  before(async () => {
+    sb = await Sandbox.start({ config: { model: { embeddingsDir: join(FIXTURES, 'embeddings-broken') } } });
+  });
+  after(async () => {
+    await sb?.stop();
+  });
+
+  test('the bot starts, logs a warning per file it skips, and uses the good one', async () => {
+    for (const file of ['evil.pt', 'garbage.safetensors', 'wide.safetensors']) {
+      const line = await sb.waitForLog((l) => typeof l.msg === 'string' && l.msg.includes(`embedding ${file} skipped`));
+      assert.equal(line.level, 40, `${file}: a warning`);
+    }
+    const view = await sb.waitForResult(sb.imagine(sb.people.bruno, { prompt: 'a fine house', ...SETTINGS }), 120_000);
+    const [parameters] = await pngParameters(view.original!);
+    assert.match(parameters ?? '', /, TI hashes: "fine: [0-9a-f]{12}"$/m);
+  });
+});
