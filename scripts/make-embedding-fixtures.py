@@ -66,6 +66,11 @@ def main() -> None:
     base = torch.from_numpy(np.random.default_rng(15).standard_normal((5, WIDTH)).astype(np.float32) * 0.5)
     torch.save({'string_to_param': {'*': base[2:4]}, 'name': 'sliced', 'step': 1}, f'{OUT}/sliced.pt')
 
+    # The original textual-inversion code's layout (rinongal/textual_inversion, which A1111 also reads):
+    # string_to_param as a torch.nn.ParameterDict, pickled as a module object with its state. Its own generator too.
+    dicty = torch.nn.ParameterDict({'*': torch.nn.Parameter(torch.from_numpy(np.random.default_rng(16).standard_normal((2, WIDTH)).astype(np.float32) * 0.5))})
+    torch.save({'string_to_token': {'*': 265}, 'string_to_param': dicty}, f'{OUT}/dicty.pt')
+
     # diffusers' layout (learned_embeds.bin of textual_inversion.py): {token: vector}, one 1-D vector.
     torch.save({'<crafty>': torch.from_numpy(vectors(1)[0])}, f'{OUT}/crafty.bin')
     # diffusers' safetensors layout with a multi-vector embedding: {token: [vectors, width]}.

@@ -165,6 +165,10 @@ const STORAGE_TYPES: Record<string, ElementType> = {
   DoubleStorage: 'float64',
 };
 
+function isPlainDict(value: StackValue): value is { [key: string]: FileValue } {
+  return typeof value === 'object' && value !== null && !Array.isArray(value) && !(value instanceof PickleGlobal) && !(value instanceof Storage) && !isFileTensor(value as FileValue);
+}
+
 /** Values on the pickle machine's stack that are not file values: the allow-listed callables and persistent storages. */
 class PickleGlobal {
   constructor(readonly name: string) {}
@@ -178,11 +182,17 @@ class Storage {
 const MARK = Symbol('mark');
 type StackValue = FileValue | PickleGlobal | Storage | typeof MARK | StackValue[];
 
-/** The callables a saved dict of tensors may name; anything else is refused. */
+/**
+ * The callables a saved dict of tensors may name; anything else is refused. `ParameterDict` (and the `set` in its
+ * state) is how the original textual-inversion code saved `string_to_param`; it becomes a plain dict of its state.
+ */
 const ALLOWED_GLOBALS = new Set([
   'collections OrderedDict',
   'torch._utils _rebuild_tensor_v2',
   'torch._utils _rebuild_parameter',
+  'torch.nn.modules.container ParameterDict',
+  '__builtin__ set',
+  'builtins set',
   ...Object.keys(STORAGE_TYPES).map((name) => `torch ${name}`),
 ]);
 
@@ -230,6 +240,9 @@ function unpickle(pickle: Uint8Array, loadStorage: (storage: Storage) => Uint8Ar
     switch (callable.name) {
       case 'collections OrderedDict':
         return {};
+      case '__builtin__ set':
+      case 'builtins set':
+        return Array.isArray(args[0]) ? [...(args[0] as StackValue[])] : [];
       case 'torch._utils _rebuild_parameter':
         return args[0] as StackValue; // (data, requires_grad, backward_hooks): the data is the tensor
       case 'torch._utils _rebuild_tensor_v2': {
@@ -447,9 +460,22 @@ function unpickle(pickle: Uint8Array, loadStorage: (storage: Storage) => Uint8Ar
         stack.push(new Storage(type, id[2]));
         break;
       }
-      case 0x62: {
-        // BUILD: state for an object; an OrderedDict's state is empty, and tensors carry none we need
+      case 0x81: {
+        // NEWOBJ: cls.__new__(cls, *args), for the one class allowed (ParameterDict): a dict its BUILD fills
         pop();
+        const cls = pop();
+        if (!(cls instanceof PickleGlobal) || cls.name !== 'torch.nn.modules.container ParameterDict') {
+          throw new TensorFileError('pickle NEWOBJ of a class that is not allowed');
+        }
+        stack.push({});
+        break;
+      }
+      case 0x62: {
+        // BUILD: an object's state. A ParameterDict's (its __dict__, `_parameters` among it) is kept as the dict's
+        // entries; an OrderedDict's is empty, and tensors carry none we need.
+        const state = pop();
+        const target = top();
+        if (isPlainDict(state) && isPlainDict(target)) Object.assign(target, state);
         break;
       }
       default:

@@ -7,11 +7,18 @@
  * computes by overwriting the token embeddings at those positions.
  *
  * Files (A1111's `create_embedding_from_data`, modules/textual_inversion/textual_inversion.py):
- * - `string_to_param: {'*': [vectors, width]}` — A1111's own `.pt` (and the original textual-inversion repo's);
+ * - `string_to_param: {'*': [vectors, width]}` — A1111's own `.pt`, and the original textual-inversion code's (there a
+ *   `ParameterDict`, whose tensors are in its `_parameters`);
  * - one tensor alone in the file — `emb_params` (A1111/Civitai `.safetensors`) or diffusers' `{'<token>': vector(s)}`
  *   (`learned_embeds.bin` / `.safetensors`); a 1-D vector is one vector.
  * The name is the file's stem, as A1111 names it; the hash is the sha256 of the file, of which A1111 writes the first
  * 12 hex digits in `TI hashes` (`Embedding.set_hash`: `hashes.sha256(filename, "textual_inversion/" + name)`).
+ *
+ * Names are matched as A1111 matches them under both prompt syntaxes (the name's CLIP tokens in the prompt's), not as
+ * diffusers' added tokens (an exact string such as `<cat-toy>`); under `plain` the vectors then take slots before the
+ * 77-token truncation, as diffusers' `maybe_convert_prompt` expansion does. The encoder's `pooler_output` (the hidden
+ * state at the largest id, meant to be EOS) is not meaningful for a prompt with an embedding; SD does not read it.
+ * The set is read when the model loads: a file added later needs a restart.
  */
 import { createHash } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
@@ -57,8 +64,10 @@ function embeddingTensor(value: FileValue): FileTensor {
   if (typeof value !== 'object' || value === null || Array.isArray(value) || isFileTensor(value)) {
     throw new EmbeddingFileError('the file does not hold a dict of tensors');
   }
-  const params = value['string_to_param'];
-  if (params !== undefined) {
+  const saved = value['string_to_param'];
+  if (saved !== undefined) {
+    // A ParameterDict (the original textual-inversion code) holds its tensors in `_parameters`, as A1111 reads it.
+    const params = typeof saved === 'object' && saved !== null && !Array.isArray(saved) && !isFileTensor(saved) && '_parameters' in saved ? saved['_parameters'] : saved;
     if (typeof params !== 'object' || params === null || Array.isArray(params) || isFileTensor(params)) {
       throw new EmbeddingFileError('string_to_param is not a dict');
     }
