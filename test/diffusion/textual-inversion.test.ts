@@ -231,3 +231,21 @@ test('an embedding file in a subfolder is found; a second file with a taken name
     await rm(folder, { recursive: true, force: true });
   }
 });
+
+test("optimum's layout (tokenizer.json only) matches the names and gives the same conditioning as tiny-sd's", async () => {
+  const open = (folder: string) => loadPipeline(folder, { provider: 'cpu', safetyChecker: false, embeddingsDir: EMBEDDINGS });
+  const [slow, fast] = [await open(TINY_MODEL), await open(join(FIXTURES, 'variants', 'optimum-layout'))];
+  try {
+    const prompt = 'a (moody:1.2) dog, inky';
+    const a = await encodeText(slow.model, prompt, 'glowy', 1, true, 'a1111');
+    const b = await encodeText(fast.model, prompt, 'glowy', 1, true, 'a1111');
+    assert.deepEqual(b.textualInversions.map(({ name }) => name), ['moody', 'inky', 'glowy']);
+    assert.deepEqual(b.textualInversions, a.textualInversions);
+    assert.deepEqual(b.embeddings, a.embeddings);
+  } finally {
+    for (const pipeline of [slow, fast]) {
+      await pipeline.release();
+      await pipeline.model.release();
+    }
+  }
+});
