@@ -89,7 +89,7 @@ export function imagineCommand(limits: CommandLimits) {
       {
         type: ApplicationCommandOptionType.Integer,
         name: 'clip-skip',
-        description: 'Clip skip: 1 = the text encoder’s last layer, 2 = the one before it (some anime models want 2)',
+        description: 'Clip skip: 1 = the text encoder’s last layer, 2 = the one before it (default: this server’s)',
         choices: CLIP_SKIP_CHOICES(),
       },
     ],
