@@ -54,6 +54,12 @@ const GUILD_ONLY: Pick<CommandDefinition, 'contexts' | 'integration_types'> = {
 const MANAGE_GUILD = PermissionFlagsBits.ManageGuild.toString();
 
 
+/** Clip skip 1 or 2, for /imagine's option and the server default of /imagine-settings. */
+const CLIP_SKIP_CHOICES = () => [
+  { name: '1', value: 1 },
+  { name: '2', value: 2 },
+];
+
 export function imagineCommand(limits: CommandLimits) {
   return {
     type: ApplicationCommandType.ChatInput,
@@ -88,11 +94,8 @@ export function imagineCommand(limits: CommandLimits) {
       {
         type: ApplicationCommandOptionType.Integer,
         name: 'clip-skip',
-        description: 'Clip skip: 1 = the text encoder’s last layer, 2 = the one before it (some anime models want 2)',
-        choices: [
-          { name: '1', value: 1 },
-          { name: '2', value: 2 },
-        ],
+        description: 'Clip skip: 1 = the text encoder’s last layer, 2 = the one before it (default: this server’s)',
+        choices: CLIP_SKIP_CHOICES(),
       },
       { type: ApplicationCommandOptionType.Attachment, name: 'image', description: 'Start from this image (PNG, JPEG or WebP, up to 10 MiB): img2img' },
       {
@@ -212,6 +215,20 @@ export function settingsCommand() {
         name: 'negative',
         description: 'A negative prompt added to every job (leave empty to remove it)',
         options: [{ type: ApplicationCommandOptionType.String, name: 'text', description: 'The default negative prompt', max_length: 1000 }],
+      },
+      {
+        type: sub,
+        name: 'clip-skip',
+        description: 'The clip skip of jobs that do not choose one (/imagine’s clip-skip option overrides it)',
+        options: [
+          {
+            type: int,
+            name: 'value',
+            description: '1 = the text encoder’s last layer, 2 = the one before it (some anime models want 2)',
+            required: true,
+            choices: CLIP_SKIP_CHOICES(),
+          },
+        ],
       },
       {
         type: sub,

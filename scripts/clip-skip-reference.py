@@ -33,8 +33,11 @@ MODEL = 'test/fixtures/tiny-sd/text_encoder/model.onnx'
 PROMPTS = ['dog in batman costume', 'a red house by a river under a blue sky']
 
 
-def main() -> None:
-    model = onnx.load(MODEL)
+def clip_text_model(path: str = MODEL):
+    """The numpy CLIP text transformer of an exported text encoder: (hidden_states(ids or embeddings), final layer
+    norm, token-embedding table, layer count, width). `hidden_states` takes token ids, or token embeddings
+    [tokens, width] to stand for them (textual inversion: scripts/textual-inversion-reference.py)."""
+    model = onnx.load(path)
     graph = model.graph
     initializers = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
     producers = {out: node for node in graph.node for out in node.output}
@@ -90,8 +93,9 @@ def main() -> None:
         probs = scores / scores.sum(-1, keepdims=True)
         return linear((probs @ v).transpose(1, 0, 2).reshape(tokens, width), f'{path}/out_proj')
 
-    def hidden_states(ids: list) -> list:
-        x = token_embedding[ids] + position_embedding[: len(ids)]
+    def hidden_states(ids) -> list:
+        tokens = np.asarray(ids)
+        x = (token_embedding[tokens] if tokens.ndim == 1 else tokens.astype(np.float64)) + position_embedding[: len(tokens)]
         states = [x]
         for i in range(layers):
             path = f'/encoder/layers.{i}'
@@ -102,6 +106,11 @@ def main() -> None:
             states.append(x)
         return states
 
+    return hidden_states, lambda x: layer_norm(x, '/final_layer_norm'), token_embedding, layers, width
+
+
+def main() -> None:
+    hidden_states, final_layer_norm, _, layers, width = clip_text_model()
     vocab = json.load(open('test/fixtures/tiny-sd/tokenizer/vocab.json'))
     bos, eos = vocab['<|startoftext|>'], vocab['<|endoftext|>']
     cases = []
@@ -110,7 +119,7 @@ def main() -> None:
         ids = [bos] + [vocab[f'{word}</w>'] for word in prompt.split()] + [eos]
         ids += [eos] * (77 - len(ids))
         states = hidden_states(ids)
-        outputs = {str(k): layer_norm(states[-k], '/final_layer_norm').astype(np.float32).ravel().tolist() for k in (1, 2)}
+        outputs = {str(k): final_layer_norm(states[-k]).astype(np.float32).ravel().tolist() for k in (1, 2)}
         cases.append({'prompt': prompt, 'input_ids': ids, 'clip_skip': outputs})
     json.dump({'generator': 'scripts/clip-skip-reference.py (numpy, float64, from ' + MODEL + ')', 'layers': layers, 'dims': [77, width], 'cases': cases}, sys.stdout)
     sys.stdout.write('\n')

@@ -65,8 +65,11 @@ export {
 // Seeds and torch-compatible noise.
 export { MAX_SEED, RNG_DEVICES, createImageNoise, createNoiseGenerator, PerImageGenerators, parseSeed, randomSeed, type NoiseGenerator, type RngDevice } from './diffusion/rng/index.js';
 
+// Textual-inversion embeddings (loadPipeline's `embeddingsDir` loads a folder of them into the text encoder).
+export { loadEmbeddingsFolder, shortHash, type EmbeddingsFolder, type TextualInversion } from './diffusion/textual-inversion.js';
+
 // PNG output with A1111's `parameters` chunk, and latent previews.
-export { encodePng, formatInfotext, generationInfotext, readTextChunks, type InfotextFields } from './diffusion/png.js';
+export { encodePng, formatInfotext, generationInfotext, readTextChunks, tiHashesInfotext, type InfotextFields } from './diffusion/png.js';
 export { encodeBatchPreview, encodeLatentPreview, latentsToRgb, LatentPreviewRenderer, type PreviewOptions, type PreviewRendererOptions } from './diffusion/preview.js';
 export { TaesdDecoder, type RgbImage } from './diffusion/taesd.js';
 

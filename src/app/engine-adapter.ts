@@ -9,7 +9,7 @@
  * GPU costs little more than one image, and each image still equals its seed made alone (rounding aside).
  */
 import { MAX_SEED } from '../diffusion/rng/index.js';
-import { clipSkipInfotext, denoisingStrengthInfotext, encodePng, formatInfotext } from '../diffusion/png.js';
+import { clipSkipInfotext, denoisingStrengthInfotext, encodePng, formatInfotext, tiHashesInfotext } from '../diffusion/png.js';
 import { formatTokenCount, requestedStepOf, type StableDiffusionPipeline } from '../diffusion/pipeline.js';
 import type { GenerateOptions, GeneratedImage, GeneratedImages, GenerationRequest, ImageGenerator } from '../queue/index.js';
 
@@ -96,7 +96,7 @@ export class PipelineImageGenerator implements ImageGenerator {
         width: image.width,
         height: image.height,
         model: this.pipeline.model.name,
-        extra: { ...clipSkipInfotext(request.clipSkip), ...denoisingStrengthInfotext(request.initImage) },
+        extra: { ...clipSkipInfotext(request.clipSkip), ...denoisingStrengthInfotext(request.initImage), ...tiHashesInfotext(result.textualInversions) },
       });
       images.push({
         png: await encodePng(image.rgb, image.width, image.height, infotext),

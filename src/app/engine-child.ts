@@ -48,7 +48,7 @@ async function handle(message: ParentMessage): Promise<void> {
   switch (message.type) {
     case 'start': {
       try {
-        engine = await openEngine(message.setup, (line) => lineLog.info(line));
+        engine = await openEngine(message.setup, (line) => lineLog.info(line), (line) => lineLog.warn(line));
         void send({ type: 'ready', info: engine.info });
       } catch (error) {
         await send({ type: 'startFailed', error: toWireError(error) });

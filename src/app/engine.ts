@@ -6,6 +6,7 @@
 import type { Config } from '../config/index.js';
 import { loadPipeline } from '../diffusion/load.js';
 import type { ProviderChoice } from '../diffusion/providers.js';
+import { embeddingsFolderFor } from '../diffusion/textual-inversion.js';
 import { schedulerNameForClass } from '../diffusion/schedulers/index.js';
 import type { PromptSyntax } from '../diffusion/pipeline.js';
 import type { SchedulerName } from '../diffusion/schedulers/types.js';
@@ -22,6 +23,8 @@ export interface EngineSetup {
   safetyChecker: boolean;
   pinUnetShapes: boolean;
   fuseAttention: boolean;
+  /** model.embeddingsDir; "" or absent = the model folder's embeddings/. */
+  embeddingsDir?: string;
   previewIntervalMs: number;
   /** GPU index for CUDA (`imagine-bot worker --device N`); undefined = the provider's default (0). */
   deviceId?: number;
@@ -54,18 +57,24 @@ export function engineSetupFromConfig(config: Config, modelFolder: string, warmU
     safetyChecker: config.model.safetyChecker,
     pinUnetShapes: config.model.pinUnetShapes,
     fuseAttention: config.model.fuseAttention,
+    embeddingsDir: config.model.embeddingsDir,
     previewIntervalMs: config.preview.minIntervalMs,
     warmUp,
   };
 }
 
-/** Loads and warms up the pipeline in this thread. `log` gets the loader's and the pipeline's lines. */
-export async function openEngine(setup: EngineSetup, log: (line: string) => void): Promise<Engine> {
+/**
+ * Loads and warms up the pipeline in this thread. `log` gets the loader's and the pipeline's lines, `warn` what the
+ * loader could not use (embedding files skipped); default `log`.
+ */
+export async function openEngine(setup: EngineSetup, log: (line: string) => void, warn: (line: string) => void = log): Promise<Engine> {
   const pipeline = await loadPipeline(setup.modelFolder, {
     provider: setup.provider,
     safetyChecker: setup.safetyChecker,
     pinUnetShapes: setup.pinUnetShapes,
     fuseAttention: setup.fuseAttention,
+    embeddingsDir: embeddingsFolderFor(setup.embeddingsDir, setup.modelFolder),
+    warn,
     ...(setup.deviceId !== undefined ? { deviceId: setup.deviceId } : {}),
     ...(setup.intraOpNumThreads !== undefined ? { intraOpNumThreads: setup.intraOpNumThreads } : {}),
     log,

@@ -62,7 +62,9 @@ export function engineSetupFor(config: Config, modelFolder: string, extra: Pick<
 /** Loads the model in a child process of the bot, or on this thread with `engine.isolation: "inline"`. */
 export async function startEngine(config: Config, log: Logger, modelFolder: string): Promise<Engine> {
   const setup = engineSetupFor(config, modelFolder);
-  if (config.engine.isolation === 'inline') return openEngine(setup, (line) => log.info({ module: 'engine' }, line));
+  if (config.engine.isolation === 'inline') {
+    return openEngine(setup, (line) => log.info({ module: 'engine' }, line), (line) => log.warn({ module: 'engine' }, line));
+  }
   return EngineProcess.start({
     setup,
     log,

@@ -20,6 +20,7 @@ import { parseSeedOrRandom, randomSeed } from '../diffusion/rng/index.js';
 import { RNG_DEVICES, type RngDevice } from '../diffusion/rng/types.js';
 import { SCHEDULER_NAMES, TIMESTEP_SPACINGS } from '../diffusion/schedulers/types.js';
 import { parseProviderChoice, type ProviderChoice } from '../diffusion/providers.js';
+import { embeddingsFolderFor } from '../diffusion/textual-inversion.js';
 import { resolveModelPath } from '../hub/cache.js';
 import { ensureWritableFolder } from '../util/fs.js';
 import { ProgressBar } from './progress.js';
@@ -55,6 +56,7 @@ interface GenerateOptions extends Pick<GenerationRequest, 'prompt' | 'steps' | '
   fuseAttention?: boolean;
   initImage?: string;
   strength?: number;
+  embeddings?: string;
   out: string;
 }
 
@@ -65,6 +67,8 @@ export interface GenerateCommandDefaults {
   provider?: () => ProviderChoice;
   /** The configured model.fuseAttention, used when --fuse-attention is not given. */
   fuseAttention?: () => boolean;
+  /** The configured model.embeddingsDir, used when --embeddings is not given ("" = the model folder's embeddings/). */
+  embeddingsDir?: () => string;
 }
 
 export function registerGenerateCommand(program: Command, defaults: GenerateCommandDefaults = {}): void {
@@ -110,6 +114,7 @@ export function registerGenerateCommand(program: Command, defaults: GenerateComm
     .option('--fuse-attention', 'run attention as ONNX Runtime\'s fused MultiHeadAttention (default: model.fuseAttention from the config)')
     .option('--init-image <file>', 'start from this image (img2img: PNG, JPEG, WebP …); resized to --width × --height when given, else its own size rounded down to multiples of 8')
     .option('--strength <x>', `with --init-image: how much of it to repaint, greater than 0 and at most 1 (default ${DEFAULT_STRENGTH})`, decimal('strength'))
+    .option('--embeddings <dir>', "textual-inversion embeddings folder (default: model.embeddingsDir from the config, else the model folder's embeddings/)")
     .requiredOption('--out <dir>', 'output folder')
     .action(async (options: GenerateOptions, command: Command) => {
       const given = (name: string) => command.getOptionValueSource(name) !== 'default';
@@ -196,11 +201,12 @@ async function runGenerate(options: GenerateOptions, defaults: GenerateCommandDe
     provider: options.provider ?? defaults.provider?.() ?? 'auto',
     safetyChecker: options.safety,
     fuseAttention: options.fuseAttention ?? defaults.fuseAttention?.() ?? false,
+    embeddingsDir: embeddingsFolderFor(options.embeddings ?? defaults.embeddingsDir?.(), modelPath),
     log: (line) => process.stderr.write(`${line}\n`),
   });
   try {
     // "92/150 tokens"; under plain, a warning that names the words diffusers' truncation drops.
-    const tokens = countTokens(pipeline.model.tokenizer, options.prompt, options.promptSyntax);
+    const tokens = countTokens(pipeline.model.tokenizer, options.prompt, options.promptSyntax, pipeline.model.embeddings);
     const tokenLine = formatTokenCount(tokens);
     process.stderr.write(tokens.droppedTokenCount > 0 ? `warning: prompt ${tokenLine} (try --prompt-syntax a1111)\n` : `prompt: ${tokenLine}\n`);
     const bar = new ProgressBar('generating', options.steps);
@@ -212,7 +218,7 @@ async function runGenerate(options: GenerateOptions, defaults: GenerateCommandDe
 
     const sampler = result.sampler;
     for (const image of result.images) {
-      const infotext = generationInfotext(request, sampler, image, pipeline.model.name);
+      const infotext = generationInfotext(request, sampler, image, pipeline.model.name, result.textualInversions);
       const path = join(options.out, `${image.index}.png`);
       await writeFile(path, await encodePng(image.rgb, image.width, image.height, infotext));
       const flag = image.nsfw ? ' (flagged by the safety checker)' : '';

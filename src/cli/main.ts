@@ -27,6 +27,7 @@ export function buildProgram(): Command {
     modelPath: () => configured().model.path || undefined,
     provider: () => configured().model.provider,
     fuseAttention: () => configured().model.fuseAttention,
+    embeddingsDir: () => configured().model.embeddingsDir,
   });
   registerStartCommand(program);
   registerWorkerCommand(program);

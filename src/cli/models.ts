@@ -1,6 +1,6 @@
 /**
- * `imagine-bot models pull <owner/name>[@revision]` and `imagine-bot models list`: getting SD ONNX models into the
- * Hugging Face cache and seeing what is there. Settings (HF_ENDPOINT, HF_TOKEN, HF_HOME / HF_HUB_CACHE) come through
+ * `imagine-bot models pull <owner/name>[@revision]`, `imagine-bot models list` and `imagine-bot models embeddings`:
+ * getting SD ONNX models into the Hugging Face cache and seeing what is there (and which embeddings the bot loads). Settings (HF_ENDPOINT, HF_TOKEN, HF_HOME / HF_HUB_CACHE) come through
  * the configuration loader, so .env applies here as it does to the bot.
  */
 import type { Command } from 'commander';
@@ -10,7 +10,9 @@ import { listCachedModels, resolveModelPath } from '../hub/cache.js';
 import { createProgressReporter, type ProgressOutput } from '../hub/progress.js';
 import { formatBytes, pullModel, type PullResult } from '../hub/pull.js';
 import { formatRepoRef, parseRepoRef } from '../hub/repo.js';
-import { resolve } from 'node:path';
+import { readFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { embeddingsFolderFor, loadEmbeddingsFolder, shortHash, tokenEmbeddingTable } from '../diffusion/textual-inversion.js';
 
 export interface ModelsCommandIO {
   stdout: ProgressOutput;
@@ -77,6 +79,48 @@ export function runModelsList(options: { cacheDir?: string; config: Config; io?:
   io.stdout.write(`${lines.join('\n')}\n`);
 }
 
+/**
+ * Runs `models embeddings`: the textual-inversion embeddings the bot would load (model.embeddingsDir, else the model
+ * folder's embeddings/), with their vector counts and TI hashes, and the files it would skip and why. With the model
+ * at hand, an embedding whose width is not the text encoder's is marked as skipped too, as loading skips it.
+ */
+export async function runModelsEmbeddings(options: { dir?: string; config: Config; io?: ModelsCommandIO }): Promise<void> {
+  const io = options.io ?? defaultIO();
+  let modelFolder: string | undefined;
+  let modelProblem: string | undefined;
+  if (options.config.model.path) {
+    try {
+      modelFolder = resolveModelPath(options.config.model.path, { cacheDir: options.config.hub.cacheDir });
+    } catch (error) {
+      modelProblem = (error as Error).message;
+    }
+  }
+  const configured = options.dir ? resolve(options.dir) : options.config.model.embeddingsDir;
+  if (!configured && modelFolder === undefined) {
+    io.stdout.write(`No embeddings folder: set model.embeddingsDir, or model.path to a model folder (its embeddings/ is read)${modelProblem ? ` (${modelProblem})` : ''}.\n`);
+    return;
+  }
+  const folder = embeddingsFolderFor(configured, modelFolder ?? '');
+  const { embeddings, skipped } = await loadEmbeddingsFolder(folder);
+  let width: number | undefined;
+  if (modelFolder !== undefined) {
+    try {
+      width = tokenEmbeddingTable(new Uint8Array(await readFile(join(modelFolder, 'text_encoder/model.onnx')))).width;
+    } catch {
+      // No readable text encoder: the widths are shown, not checked.
+    }
+  }
+  const lines = [`Textual-inversion embeddings in ${folder}${width !== undefined ? ` (the model's text encoder takes width ${width})` : ''}:`];
+  if (embeddings.length === 0 && skipped.length === 0) lines.push('  none');
+  for (const embedding of embeddings) {
+    const fits = width === undefined || embedding.width === width;
+    const what = `${embedding.vectorCount} vector(s) × ${embedding.width}  TI hash ${shortHash(embedding)}  ${embedding.file}`;
+    lines.push(`  ${embedding.name}  ${what}${fits ? '' : '  (skipped: made for another model)'}`);
+  }
+  for (const { file, reason } of skipped) lines.push(`  ${file}  skipped: ${reason}`);
+  io.stdout.write(`${lines.join('\n')}\n`);
+}
+
 export function registerModelsCommand(program: Command): Command {
   const models = program.command('models').description('Get Stable Diffusion ONNX models from the Hugging Face Hub, and list them.');
 
@@ -102,6 +146,17 @@ export function registerModelsCommand(program: Command): Command {
     const configPath = configPathOf(self);
     const config = loadConfig(configPath ? { configPath } : {});
     runModelsList({ config, ...(options.cache ? { cacheDir: options.cache } : {}) });
+  });
+
+  const embeddings = models
+    .command('embeddings')
+    .description("List the textual-inversion embeddings the bot loads (model.embeddingsDir, else the model folder's embeddings/) and the files it skips.")
+    .option('--dir <dir>', 'embeddings folder (default: as the bot finds it)');
+  addConfigOption(program, embeddings);
+  embeddings.action(async (options: { dir?: string }, self: Command) => {
+    const configPath = configPathOf(self);
+    const config = loadConfig(configPath ? { configPath } : {});
+    await runModelsEmbeddings({ config, ...(options.dir ? { dir: options.dir } : {}) });
   });
   return models;
 }

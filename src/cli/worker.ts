@@ -60,6 +60,7 @@ export function registerWorkerCommand(program: Command): void {
           ...(options.threads !== undefined ? { intraOpNumThreads: options.threads } : {}),
         }),
         (line) => log.info({ module: 'engine' }, line),
+        (line) => log.warn({ module: 'engine' }, line),
       );
       const worker = new RedisWorker({
         url,

@@ -284,6 +284,7 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
   const dataDir = resolve(cwd, parsed.storage.dataDir);
   return {
     ...parsed,
+    model: { ...parsed.model, embeddingsDir: parsed.model.embeddingsDir ? resolve(cwd, parsed.model.embeddingsDir) : '' },
     storage: {
       ...parsed.storage,
       dataDir,

@@ -103,6 +103,8 @@ export const configSchema = z.strictObject({
     fuseAttention: bool(),
     /** A TAESD decoder (ONNX file, or a folder holding one) for live previews; "" = the colour map (preview.ts, taesd.ts). */
     previewDecoder: text(),
+    /** Textual-inversion embeddings (.safetensors/.pt/.bin); "" = the model folder's embeddings/ when it has one. */
+    embeddingsDir: text(),
   }),
   engine: z.strictObject({
     isolation: oneOf(ENGINE_ISOLATIONS),

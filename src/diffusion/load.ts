@@ -3,6 +3,7 @@ import { basename, dirname } from 'node:path';
 import { ModelFileError } from './errors.js';
 import { loadStableDiffusionModel } from './model.js';
 import { StableDiffusionPipeline, type DeviceLoopMode } from './pipeline.js';
+import { loadEmbeddingsFolder } from './textual-inversion.js';
 import { keepsOutputsOnDevice, openSession, resolveProvider, type ProviderChoice } from './providers.js';
 
 export interface LoadPipelineOptions {
@@ -18,6 +19,13 @@ export interface LoadPipelineOptions {
   deviceId?: number;
   /** ORT's CPU threads per session; default every CPU the process may use (the workers benchmark sets 1). */
   intraOpNumThreads?: number;
+  /**
+   * A folder of textual-inversion embeddings (`.safetensors`, `.pt`, `.bin`; textual-inversion.ts) to add to the text
+   * encoder; a file that cannot be used is skipped with a log line. Absent: none.
+   */
+  embeddingsDir?: string;
+  /** Lines about what could not be used (an embedding file skipped, a rewrite that does not apply); default `log`. */
+  warn?: (line: string) => void;
   /** One line per event: provider chosen (and why others failed), each part loaded, total load time. */
   log?: (line: string) => void;
 }
@@ -39,9 +47,12 @@ export async function loadPipeline(folder: string, options: LoadPipelineOptions)
   // to feed to the step graph; the JS stepper reads it back each step (steppers.ts, unet-runner.ts). Other parts return to the CPU.
   const unetOutputsOnDevice = keepsOutputsOnDevice(provider) && deviceLoop !== 'never';
   const partOf = (file: string): string => basename(dirname(file));
+  const warn = options.warn ?? log;
+  const { embeddings } = options.embeddingsDir ? await loadEmbeddingsFolder(options.embeddingsDir, warn) : { embeddings: [] };
   const model = await loadStableDiffusionModel(folder, {
-    createSession: (file, pinnedShapes) =>
+    createSession: (file, pinnedShapes, edit) =>
       openSession(file, provider, {
+        edit,
         ...device,
         ...(options.intraOpNumThreads !== undefined ? { intraOpNumThreads: options.intraOpNumThreads } : {}),
         preferGpuOutputs: unetOutputsOnDevice && partOf(file) === 'unet' ? true : undefined,
@@ -52,8 +63,13 @@ export async function loadPipeline(folder: string, options: LoadPipelineOptions)
         log: (line) => log(`${partOf(file)}: ${line}`),
       }),
     safetyChecker: options.safetyChecker,
+    textualInversions: embeddings,
+    warn: (line) => warn(`text_encoder: ${line}`),
     onProgress: ({ part, index, total }) => log(`loading ${part} (${index + 1}/${total}) on ${provider}`),
   });
+  if (model.embeddings.embeddings.length > 0) {
+    log(`textual-inversion embeddings: ${model.embeddings.embeddings.map((embedding) => `${embedding.name} (${embedding.vectorCount})`).join(', ')}`);
+  }
   log(`model ${model.name} loaded on ${provider} in ${((performance.now() - started) / 1000).toFixed(1)}s`);
   return new StableDiffusionPipeline(model, { provider, deviceLoop, log, pinUnetShapes: options.pinUnetShapes ?? false });
 }

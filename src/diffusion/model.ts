@@ -5,6 +5,7 @@ import { isFile } from '../util/fs.js';
 import { isClipSkipOutput } from './clip-skip.js';
 import { InvalidRequestError, ModelFileError } from './errors.js';
 import { readModelJson } from './model-json.js';
+import { EmbeddingVocabulary, placeTextualInversions, TokenEmbeddingRewriteError, type TextualInversion } from './textual-inversion.js';
 import { loadClipTokenizer, type ClipTokenizer } from './tokenizer.js';
 import { parseSchedulerConfig } from './schedulers/index.js';
 import type { SchedulerConfig } from './schedulers/types.js';
@@ -48,6 +49,11 @@ export interface StableDiffusionModel {
   readonly name: string;
   readonly modelIndex: Record<string, unknown>;
   readonly tokenizer: ClipTokenizer;
+  /**
+   * The textual-inversion embeddings the text encoder was given at load (textual-inversion.ts), matched in prompts by
+   * the tokenizer path; empty without an embeddings folder.
+   */
+  readonly embeddings: EmbeddingVocabulary;
   readonly schedulerConfig: SchedulerConfig;
   readonly textEncoder: ModelPart;
   readonly unet: ModelPart;
@@ -82,7 +88,11 @@ export interface StableDiffusionModel {
 export type SessionFactory = (
   modelFile: string,
   pinnedShapes?: Readonly<Record<string, readonly number[]>>,
+  edit?: ModelEdit,
 ) => Promise<InferenceSession>;
+
+/** A load-time rewrite of a model's bytes (providers.ts' `openSession` option `edit`). */
+export type ModelEdit = (model: Uint8Array) => Uint8Array;
 
 export interface LoadModelOptions {
   createSession: SessionFactory;
@@ -92,6 +102,10 @@ export interface LoadModelOptions {
   vaeEncoder?: boolean;
   /** Called as each part starts loading, for progress output. */
   onProgress?: (event: { part: string; index: number; total: number }) => void;
+  /** Textual-inversion embeddings to add to the text encoder (loadEmbeddingsFolder); none by default. */
+  textualInversions?: readonly TextualInversion[];
+  /** Where to say what could not be used (an embedding for another model, a graph the rewrite does not know). */
+  warn?: (line: string) => void;
 }
 
 const SD15_VAE_SCALING_FACTOR = 0.18215;
@@ -139,12 +153,13 @@ async function openPart(
   file: string,
   createSession: SessionFactory,
   pinnedShapes?: Readonly<Record<string, readonly number[]>>,
+  edit?: ModelEdit,
 ): Promise<ModelPart> {
   const path = join(folder, file);
   if (!(await isFile(path))) throw new ModelFileError(file, 'file is missing');
   let session: InferenceSession;
   try {
-    session = await createSession(path, pinnedShapes);
+    session = await createSession(path, pinnedShapes, edit);
   } catch (error) {
     throw new ModelFileError(file, describeLoadFailure(error), { cause: error });
   }
@@ -216,10 +231,23 @@ export async function loadStableDiffusionModel(folder: string, options: LoadMode
   const wantEncoder = (options.vaeEncoder ?? false) && hasEncoder;
   const plan = ['text_encoder', 'unet', 'vae_decoder', ...(wantEncoder ? ['vae_encoder'] : []), ...(wantSafety ? ['safety_checker'] : [])];
   const parts = new Map<string, ModelPart>();
+  const warn = options.warn ?? (() => {});
+  const textualInversions = options.textualInversions?.length ? placeTextualInversions(options.textualInversions, warn) : null;
+  const textEncoderEdit: ModelEdit | undefined = textualInversions
+    ? (bytes) => {
+        try {
+          return textualInversions.edit(bytes);
+        } catch (error) {
+          if (!(error instanceof TokenEmbeddingRewriteError)) throw error;
+          warn(`textual-inversion embeddings are unavailable for this model: ${error.message}`);
+          return bytes;
+        }
+      }
+    : undefined;
   try {
     for (const [index, name] of plan.entries()) {
       options.onProgress?.({ part: name, index, total: plan.length });
-      parts.set(name, await openPart(root, `${name}/model.onnx`, options.createSession));
+      parts.set(name, await openPart(root, `${name}/model.onnx`, options.createSession, undefined, name === 'text_encoder' ? textEncoderEdit : undefined));
     }
   } catch (error) {
     await Promise.allSettled([...parts.values()].map((part) => part.session.release()));
@@ -265,6 +293,7 @@ export async function loadStableDiffusionModel(folder: string, options: LoadMode
     name,
     modelIndex,
     tokenizer,
+    embeddings: textualInversions ? textualInversions.vocabulary((text) => tokenizer.tokenize(text)) : EmbeddingVocabulary.empty,
     schedulerConfig,
     textEncoder,
     get unet() {

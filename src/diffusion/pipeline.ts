@@ -132,6 +132,8 @@ export interface GenerationResult {
   truncatedTokens: number;
   /** The prompt's length under the request's syntax, for "92/150 tokens" (formatTokenCount). */
   promptTokens: PromptTokenCount;
+  /** The textual-inversion embeddings the prompts used, with their short hashes (png.ts `tiHashesInfotext`). */
+  textualInversions: { name: string; hash: string }[];
   timings: GenerationTimings;
 }
 
@@ -281,6 +283,7 @@ export class StableDiffusionPipeline {
       timesteps: Float64Array.from(start.timesteps),
       truncatedTokens: text.promptTokens.droppedTokenCount,
       promptTokens: text.promptTokens,
+      textualInversions: text.textualInversions,
       timings: timings.result(),
     };
   }

@@ -49,6 +49,16 @@ export function denoisingStrengthInfotext(initImage: Pick<InitImage, 'strength'>
 }
 
 /**
+ * A1111's `TI hashes` field: `name: hash` for each textual-inversion embedding used (its file's sha256, first 12 hex
+ * digits), joined by ", ", names without `:` and `,` (modules/sd_hijack_clip.py `forward`). A1111 writes the prompt's
+ * embeddings, then the negative prompt's, and nothing when none was used; one used in both is written once here.
+ */
+export function tiHashesInfotext(used: readonly { name: string; hash: string }[] | undefined): Record<string, string> {
+  if (!used || used.length === 0) return {};
+  return { 'TI hashes': used.map(({ name, hash }) => `${name.replaceAll(':', '').replaceAll(',', '')}: ${hash}`).join(', ') };
+}
+
+/**
  * The infotext of one image of a generation, as `imagine-bot generate` writes it: A1111's fields from the request,
  * the sampler that ran (`GenerationResult.sampler`), the model's name, the RNG (A1111's `CPU` or `NV`) and, for a
  * batch, the image's position in it.
@@ -58,6 +68,7 @@ export function generationInfotext(
   sampler: string,
   image: { index: number; width: number; height: number },
   model: string,
+  textualInversions: readonly { name: string; hash: string }[] = [],
 ): string {
   const batch = imageCountOf(request);
   // With a seed per image, each image is its seed's image alone: no batch position to give.
@@ -77,6 +88,7 @@ export function generationInfotext(
       ...(sharesGenerator ? { 'Batch size': batch, 'Batch pos': image.index } : {}),
       ...clipSkipInfotext(request.clipSkip),
       ...denoisingStrengthInfotext(request.initImage),
+      ...tiHashesInfotext(textualInversions),
     },
   });
 }

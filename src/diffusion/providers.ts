@@ -125,6 +125,11 @@ export interface OpenSessionOptions {
    * `log` (img2img then fails with a clear error).
    */
   latentParameters?: boolean;
+  /**
+   * The caller's own load-time rewrite of the model's bytes (textual-inversion rows in the text encoder, see
+   * textual-inversion.ts), applied after the rewrites above and before shape pinning.
+   */
+  edit?: (model: Uint8Array) => Uint8Array;
   /** Where to say what a rewrite did (fuseAttention: how many blocks it fused). */
   log?: (line: string) => void;
 }
@@ -179,7 +184,7 @@ export async function openSession(
   if (provider !== 'cpu') await checkProviderPrerequisites(provider);
   const sessionOptions = sessionOptionsFor(provider, options);
   let source: string | Uint8Array = model;
-  if (options.pinnedShapes || options.fuseAttention || options.clipSkipOutputs || options.latentParameters) {
+  if (options.pinnedShapes || options.fuseAttention || options.clipSkipOutputs || options.latentParameters || options.edit) {
     let bytes: Uint8Array;
     if (typeof model === 'string') {
       // Rewritten bytes have no file path: ORT looks for external weights (weights.pb) in the folder this entry names.
@@ -209,6 +214,7 @@ export async function openSession(
         options.log?.(`img2img is unavailable for this model: ${error.message}`);
       }
     }
+    if (options.edit) bytes = options.edit(bytes);
     source = options.pinnedShapes ? pinInputShapes(bytes, options.pinnedShapes) : bytes;
   }
   try {

@@ -7,7 +7,6 @@ import { clipSkipOutputName } from './clip-skip.js';
 import { InvalidRequestError } from './errors.js';
 import type { ModelPart, StableDiffusionModel } from './model.js';
 import {
-  countTokens,
   encodePromptChunks,
   encodeWeightedChunks,
   tokenizePrompt,
@@ -16,6 +15,7 @@ import {
   type RunTextEncoder,
 } from './prompt/index.js';
 import { readFloats, TensorFeeder } from './tensors.js';
+import { EmbeddingVocabulary, shortHash } from './textual-inversion.js';
 
 /** What the user is told about the prompt's length: "92/150 tokens", and what `plain` dropped. */
 export type PromptTokenCount = Pick<PromptTokens, 'tokenCount' | 'capacity' | 'droppedTokenCount' | 'droppedText'>;
@@ -27,6 +27,8 @@ export interface TextConditioning {
   dims: number[];
   /** The prompt's token count under the syntax used. */
   promptTokens: PromptTokenCount;
+  /** The textual-inversion embeddings used (the prompt's, then the negative prompt's), for `TI hashes`. */
+  textualInversions: { name: string; hash: string }[];
 }
 
 /**
@@ -51,7 +53,7 @@ export function textEncoderRunner(textEncoder: ModelPart, clipSkip = 1): RunText
 
 /** Text embeddings for [negative × n, prompt × n] (or prompt × n without guidance), flat, plus their dims. */
 export async function encodeText(
-  model: Pick<StableDiffusionModel, 'tokenizer' | 'textEncoder'>,
+  model: Pick<StableDiffusionModel, 'tokenizer' | 'textEncoder'> & Partial<Pick<StableDiffusionModel, 'embeddings'>>,
   prompt: string,
   negativePrompt: string,
   batch: number,
@@ -60,6 +62,8 @@ export async function encodeText(
   clipSkip = 1,
 ): Promise<TextConditioning> {
   const { tokenizer } = model;
+  const vocabulary = model.embeddings ?? EmbeddingVocabulary.empty;
+  const used: string[] = [];
   const runTextEncoder = textEncoderRunner(model.textEncoder, clipSkip);
   let encoded: Float32Array;
   let rowCount: number;
@@ -68,17 +72,24 @@ export async function encodeText(
   let promptTokens: PromptTokenCount;
   if (syntax === 'plain') {
     // diffusers: each prompt as one row of 77 ids, both rows in one text-encoder call.
-    const rows = withGuidance ? [tokenizer.encode(negativePrompt), tokenizer.encode(prompt)] : [tokenizer.encode(prompt)];
+    // (tokenizer.encode(text), with the embeddings' ids in place of their names.)
+    const positive = tokenizePrompt(tokenizer, prompt, syntax, vocabulary);
+    const halves = withGuidance ? [tokenizePrompt(tokenizer, negativePrompt, syntax, vocabulary), positive] : [positive];
+    const rows = halves.map((half) => half.chunks[0]!.ids);
     const flatIds = new Int32Array(rows.length * tokenizer.maxLength);
     rows.forEach((row, r) => flatIds.set(row, r * tokenizer.maxLength));
     const { hidden, dim } = await runTextEncoder(flatIds, rows.length);
     [encoded, rowCount, sequence, width] = [hidden, rows.length, tokenizer.maxLength, dim];
-    promptTokens = countTokens(tokenizer, prompt, syntax);
+    const { tokenCount, capacity, droppedTokenCount, droppedText } = positive;
+    promptTokens = { tokenCount, capacity, droppedTokenCount, droppedText };
+    used.push(...positive.embeddings, ...(halves.length > 1 ? halves[0]!.embeddings : []));
   } else {
     // A1111: the negative prompt padded to the prompt's chunk count (and the other way round) so both halves have
     // the same sequence length; all chunks of both go through the encoder in one call. The emphasis works chunk by
     // chunk, so the negative prompt's chunks followed by the prompt's read as two rows of chunks × 77 tokens.
-    const tokens = withGuidance ? encodePromptChunks(tokenizer, prompt, negativePrompt, syntax) : { prompt: tokenizePrompt(tokenizer, prompt, syntax) };
+    const tokens = withGuidance
+      ? encodePromptChunks(tokenizer, prompt, negativePrompt, syntax, vocabulary)
+      : { prompt: tokenizePrompt(tokenizer, prompt, syntax, vocabulary) };
     const halves = 'negative' in tokens ? [tokens.negative, tokens.prompt] : [tokens.prompt];
     const { embeddings, dims } = await encodeWeightedChunks(
       runTextEncoder,
@@ -87,6 +98,7 @@ export async function encodeText(
     [encoded, rowCount, sequence, width] = [embeddings, halves.length, dims[1] / halves.length, dims[2]];
     const { tokenCount, capacity, droppedTokenCount, droppedText } = tokens.prompt;
     promptTokens = { tokenCount, capacity, droppedTokenCount, droppedText };
+    used.push(...tokens.prompt.embeddings, ...('negative' in tokens ? tokens.negative.embeddings : []));
   }
   const perRow = sequence * width;
   // Repeat each row n times: [neg × n, prompt × n], the order diffusers concatenates for guidance.
@@ -95,5 +107,6 @@ export async function encodeText(
     const row = encoded.subarray(r * perRow, (r + 1) * perRow);
     for (let i = 0; i < batch; i++) embeddings.set(row, (r * batch + i) * perRow);
   }
-  return { embeddings, dims: [rowCount * batch, sequence, width], promptTokens };
+  const textualInversions = [...new Set(used)].map((name) => ({ name, hash: shortHash(vocabulary.get(name)!) }));
+  return { embeddings, dims: [rowCount * batch, sequence, width], promptTokens, textualInversions };
 }

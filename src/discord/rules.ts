@@ -77,6 +77,7 @@ export function settingsFromConfig(config: Config): GuildSettings {
     channels: [],
     nsfw: { policy: config.safety.nsfwPolicy, skipCheckerInNsfwChannels: !config.safety.checkInNsfwChannels },
     negative: defaults.negative,
+    clipSkip: config.generation.clipSkip,
     blocklist: [],
     exemptRoles: [],
   };
@@ -150,6 +151,7 @@ export function describeSettings(settings: GuildSettings, only?: keyof GuildSett
     channels: `**Channels:** ${settings.channels.length === 0 ? 'everywhere' : settings.channels.map((id) => `<#${id}>`).join(', ')}.`,
     nsfw: `**NSFW:** flagged images in non-NSFW channels are ${nsfw.policy === 'withhold' ? 'withheld' : nsfw.policy === 'blur' ? 'blurred' : 'spoilered'}; NSFW channels ${nsfw.skipCheckerInNsfwChannels ? 'skip the checker' : 'are checked too'}.`,
     negative: `**Default negative prompt:** ${settings.negative ? `\`${settings.negative}\`` : 'none'}.`,
+    clipSkip: `**Default clip skip:** ${settings.clipSkip}${settings.clipSkip === 1 ? " (the text encoder's last layer)" : ` (the last ${settings.clipSkip - 1} layer(s) skipped)`}; /imagine's clip-skip option overrides it.`,
     blocklist: `**Blocklist:** ${settings.blocklist.length === 0 ? 'empty' : settings.blocklist.map((e) => `\`${e}\``).join(', ')}.`,
     exemptRoles: `**Roles exempt from rate limits:** ${settings.exemptRoles.length === 0 ? 'none' : settings.exemptRoles.map((id) => `<@&${id}>`).join(', ')}.`,
   };
@@ -212,7 +214,8 @@ export function createGuildRules(options: GuildRulesOptions): GuildRules {
   return {
     async check(requester, request): Promise<Admitted> {
       const settings = await store.get(requester.guildId);
-      const params = resolveRequest(request, defaults, settings.limits.sizes);
+      // The guild's default clip skip (config generation.clipSkip unless an admin set one); the member's option wins.
+      const params = resolveRequest(request, { ...defaults, clipSkip: settings.clipSkip }, settings.limits.sizes);
       const result = await admission.check(params, context(requester));
       return { params: result.params, notes: result.notes };
     },
@@ -255,6 +258,8 @@ export function createGuildRules(options: GuildRulesOptions): GuildRules {
         }
         case 'negative':
           return update(guildId, actor, { negative: str(values, 'text') ?? '' }, 'negative');
+        case 'clip-skip':
+          return update(guildId, actor, { clipSkip: num(values, 'value') }, 'clipSkip');
         case 'blocklist':
           return editList(guildId, actor, 'blocklist', values, 'pattern');
         case 'roles':

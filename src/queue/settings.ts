@@ -5,6 +5,7 @@ import { SettingsValidationError } from './errors.js';
 import { KeyedSerializer } from './serial.js';
 
 import { NSFW_POLICIES, type NsfwPolicy } from '../config/schema.js';
+import { MAX_CLIP_SKIP } from '../diffusion/clip-skip.js';
 
 export { NSFW_POLICIES, type NsfwPolicy };
 
@@ -44,6 +45,8 @@ export interface GuildSettings {
   };
   /** A default negative prompt added to every job ('' for none). */
   negative: string;
+  /** The clip skip of jobs that do not choose one (1 = the text encoder's last layer, 2 = the one before it). */
+  clipSkip: number;
   /** Words/phrases or /regexes/ refused in prompts (see blocklist.ts). */
   blocklist: string[];
   /** Role ids exempt from rate limits. */
@@ -64,6 +67,7 @@ export const FALLBACK_GUILD_SETTINGS: GuildSettings = {
   channels: [],
   nsfw: { policy: 'spoiler', skipCheckerInNsfwChannels: true },
   negative: '',
+  clipSkip: 1,
   blocklist: [],
   exemptRoles: [],
 };
@@ -177,6 +181,9 @@ function validateGroup(group: keyof GuildSettings, s: GuildSettings): void {
         throw new SettingsValidationError('negative', 'The default negative prompt can be at most 1000 characters long.');
       }
       return;
+    case 'clipSkip':
+      wholeNumber('clipSkip', s.clipSkip, 1, MAX_CLIP_SKIP, 'The default clip skip');
+      return;
     case 'blocklist':
       if (!Array.isArray(s.blocklist) || s.blocklist.length > LIST_MAX.blocklist) {
         throw new SettingsValidationError('blocklist', `At most ${LIST_MAX.blocklist} blocklist entries are allowed.`);
@@ -191,7 +198,7 @@ function validateGroup(group: keyof GuildSettings, s: GuildSettings): void {
   }
 }
 
-const GROUPS: ReadonlyArray<keyof GuildSettings> = ['rateLimit', 'queue', 'limits', 'channels', 'nsfw', 'negative', 'blocklist', 'exemptRoles'];
+const GROUPS: ReadonlyArray<keyof GuildSettings> = ['rateLimit', 'queue', 'limits', 'channels', 'nsfw', 'negative', 'clipSkip', 'blocklist', 'exemptRoles'];
 
 /** Throws SettingsValidationError for the first invalid field. */
 export function validateSettings(settings: GuildSettings): void {

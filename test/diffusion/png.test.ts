@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { inflateSync } from 'node:zlib';
 import sharp from 'sharp';
-import { crc32, encodePng, formatInfotext, readTextChunks } from '../../src/diffusion/png.js';
+import { crc32, encodePng, formatInfotext, readTextChunks, tiHashesInfotext } from '../../src/diffusion/png.js';
 
 /** Walks every chunk and recomputes its CRC, so a wrong CRC in an inserted chunk fails here. */
 function chunks(png: Buffer): { type: string; data: Buffer; crcOk: boolean }[] {
@@ -70,4 +70,17 @@ test('non-Latin-1 prompts are written as UTF-8 iTXt and read back unchanged', as
   const all = chunks(png);
   assert.ok(all.some((c) => c.type === 'iTXt' && c.crcOk));
   assert.equal(readTextChunks(png).parameters, `${prompt}\nSteps: 1`);
+});
+
+test("TI hashes as A1111's sd_hijack_clip.py writes them: names without ':' and ',', one quoted field, none when unused", () => {
+  assert.deepEqual(tiHashesInfotext([]), {});
+  assert.deepEqual(tiHashesInfotext(undefined), {});
+  const extra = tiHashesInfotext([
+    { name: 'EasyNegative', hash: 'c74b4e810b03' },
+    { name: 'bad:name,v2', hash: '0123456789ab' },
+  ]);
+  assert.deepEqual(extra, { 'TI hashes': 'EasyNegative: c74b4e810b03, badnamev2: 0123456789ab' });
+  const text = formatInfotext({ prompt: 'a cat', steps: 20, sampler: 'Euler', cfg: 7, seed: 1n, width: 512, height: 512, model: 'sd15', extra });
+  // A1111 quotes a value holding its separators (infotext_utils.quote: json.dumps).
+  assert.match(text, /, Model: sd15, TI hashes: "EasyNegative: c74b4e810b03, badnamev2: 0123456789ab"$/);
 });

@@ -39,7 +39,7 @@ describe('command definitions', () => {
     const settings = byName('imagine-settings');
     assert.equal(settings.default_member_permissions, PermissionFlagsBits.ManageGuild.toString());
     const sub = (name: string) => (settings.options as Option[]).find((o) => o.name === name)!;
-    assert.deepEqual((settings.options as Option[]).map((o) => o.name), ['show', 'rate-limit', 'queue', 'limits', 'channels', 'nsfw', 'negative', 'blocklist', 'roles', 'reset']);
+    assert.deepEqual((settings.options as Option[]).map((o) => o.name), ['show', 'rate-limit', 'queue', 'limits', 'channels', 'nsfw', 'negative', 'clip-skip', 'blocklist', 'roles', 'reset']);
     assert.deepEqual(sub('rate-limit').options!.map((o) => o.name), ['jobs', 'minutes', 'cooldown', 'daily']);
     assert.deepEqual(sub('channels').options!.map((o) => o.name), ['action', 'channel']);
     assert.deepEqual(sub('channels').options![0]!.choices!.map((c) => c.value), ['add', 'remove', 'clear']);
@@ -132,7 +132,7 @@ describe('request resolution and settings text', () => {
     const settings = settingsFromConfig(config);
     assert.equal(settings.nsfw.policy, config.safety.nsfwPolicy);
     const text = describeSettings(settings);
-    assert.equal(text.split('\n').length, 8);
+    assert.equal(text.split('\n').length, 9);
     assert.match(describeSettings({ ...settings, channels: ['123'] }, 'channels'), /<#123>/);
   });
 });

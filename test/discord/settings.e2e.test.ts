@@ -98,6 +98,17 @@ describe('/imagine-settings end to end', () => {
     await sb.waitForInteraction(long, (v) => (v.original?.content ?? '').includes('Cancelled'));
   });
 
+  test("a server's default clip skip reaches the engine and the PNG; the member's clip-skip option overrides it", async () => {
+    const { admin, bruno } = sb.people;
+    assert.match(await settings(admin, 'show'), /\*\*Default clip skip:\*\* 1 /);
+    assert.match(await settings(admin, 'clip-skip', { value: 2 }), /^Saved\. \*\*Default clip skip:\*\* 2 /);
+    const byDefault = await sb.waitForResult(sb.imagine(bruno, { prompt: 'a lighthouse at dusk', seed: '5' }));
+    assert.match((await pngParameters(byDefault.original!))[0]!, /, Clip skip: 2(,|$)/m);
+    const overridden = await sb.waitForResult(sb.imagine(bruno, { prompt: 'a lighthouse at dusk', seed: '5', 'clip-skip': 1 }));
+    assert.doesNotMatch((await pngParameters(overridden.original!))[0]!, /Clip skip/, 'clip skip 1: A1111 writes no field');
+    // reset (afterEach) puts it back to the configured 1.
+  });
+
   test('NSFW policy is set and shown', async () => {
     const { admin } = sb.people;
     assert.match(await settings(admin, 'nsfw', { policy: 'withhold', 'check-nsfw-channels': true }), /withheld; NSFW channels are checked too/);

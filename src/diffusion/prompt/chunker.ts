@@ -1,3 +1,4 @@
+import type { EmbeddingMatcher } from '../textual-inversion.js';
 import { isBreakMarker, type WeightedFragment } from './a1111-parser.js';
 
 /**
@@ -23,6 +24,8 @@ export interface ChunkedPrompt {
    * tokens of the last chunk. The "92/150" display shows it over the chunks' capacity.
    */
   tokenCount: number;
+  /** The textual-inversion embeddings the prompt uses, by name, in order of first use. */
+  embeddings: string[];
 }
 
 export interface ChunkLayout {
@@ -40,13 +43,23 @@ export interface ChunkLayout {
 /** Text → token ids without BOS/EOS or truncation (ClipTokenizer.tokenize). */
 export type Tokenize = (text: string) => number[];
 
-/** Lays weighted fragments into chunks exactly as A1111's `tokenize_line` does (textual inversion aside). */
-export function chunkFragments(fragments: readonly WeightedFragment[], tokenize: Tokenize, layout: ChunkLayout): ChunkedPrompt {
+/**
+ * Lays weighted fragments into chunks exactly as A1111's `tokenize_line` does. Where `embeddings` finds a
+ * textual-inversion embedding at a token, its vector ids take that many slots, all with the fragment's weight, and an
+ * embedding that does not fit in what is left of the chunk starts the next one: A1111 never splits an embedding.
+ */
+export function chunkFragments(
+  fragments: readonly WeightedFragment[],
+  tokenize: Tokenize,
+  layout: ChunkLayout,
+  embeddings?: EmbeddingMatcher,
+): ChunkedPrompt {
   const { chunkLength, bosTokenId, eosTokenId, commaTokenId, commaPaddingBacktrack } = layout;
   const chunks: PromptChunk[] = [];
   let ids: number[] = [];
   let weights: number[] = [];
   let tokenCount = 0;
+  const used = new Set<string>();
   // Position in the current chunk of its last comma, or -1.
   let lastComma = -1;
 
@@ -68,7 +81,9 @@ export function chunkFragments(fragments: readonly WeightedFragment[], tokenize:
       closeChunk(false);
       continue;
     }
-    for (const token of tokenize(fragment.text)) {
+    const tokens = tokenize(fragment.text);
+    for (let position = 0; position < tokens.length; ) {
+      const token = tokens[position]!;
       if (token === commaTokenId) {
         lastComma = ids.length;
       } else if (
@@ -89,12 +104,24 @@ export function chunkFragments(fragments: readonly WeightedFragment[], tokenize:
         weights = carriedWeights;
       }
       if (ids.length === chunkLength) closeChunk(false);
-      ids.push(token);
-      weights.push(fragment.weight);
+      const found = embeddings?.findAt(tokens, position) ?? null;
+      // An embedding longer than a whole chunk cannot be placed (A1111 would overflow the chunk): its name stays words.
+      const embedding = found !== null && found.ids.length <= chunkLength ? found : null;
+      if (embedding === null) {
+        ids.push(token);
+        weights.push(fragment.weight);
+        position++;
+        continue;
+      }
+      if (ids.length + embedding.ids.length > chunkLength) closeChunk(false);
+      used.add(embedding.name);
+      ids.push(...embedding.ids);
+      weights.push(...embedding.ids.map(() => fragment.weight));
+      position += embedding.tokenLength;
     }
   }
   if (ids.length > 0 || chunks.length === 0) closeChunk(true);
-  return { chunks, tokenCount };
+  return { chunks, tokenCount, embeddings: [...used] };
 }
 
 /**

@@ -1,3 +1,4 @@
+import type { EmbeddingMatcher } from '../textual-inversion.js';
 import type { ClipTokenizer } from '../tokenizer.js';
 import { parsePromptAttention } from './a1111-parser.js';
 import { chunkCapacity, chunkFragments, COMMA_PADDING_BACKTRACK, type ChunkLayout, type PromptChunk } from './chunker.js';
@@ -27,6 +28,8 @@ export interface PromptTokens {
   droppedTokenCount: number;
   /** Those tokens as text, as diffusers' truncation warning shows them ('' when none). */
   droppedText: string;
+  /** The textual-inversion embeddings used, by name, in order of first use (under `plain`, those the truncation left in). */
+  embeddings: string[];
 }
 
 function chunkLayout(tokenizer: ClipTokenizer): ChunkLayout {
@@ -39,22 +42,65 @@ function chunkLayout(tokenizer: ClipTokenizer): ChunkLayout {
   };
 }
 
-/** Tokenizes one prompt under a syntax into text-encoder rows and its token count. */
-export function tokenizePrompt(tokenizer: ClipTokenizer, prompt: string, syntax: PromptSyntax): PromptTokens {
+/**
+ * The prompt's tokens under `plain` with embeddings in place: each name found (`EmbeddingMatcher`) replaced by its
+ * vector ids, as diffusers' `maybe_convert_prompt` expands a multi-vector token before tokenizing.
+ */
+function plainTokensWithEmbeddings(tokens: readonly number[], embeddings: EmbeddingMatcher): { ids: number[]; used: { name: string; start: number }[] } {
+  const ids: number[] = [];
+  const used: { name: string; start: number }[] = [];
+  for (let position = 0; position < tokens.length; ) {
+    const embedding = embeddings.findAt(tokens, position);
+    if (embedding === null) {
+      ids.push(tokens[position]!);
+      position++;
+      continue;
+    }
+    used.push({ name: embedding.name, start: ids.length });
+    ids.push(...embedding.ids);
+    position += embedding.tokenLength;
+  }
+  return { ids, used };
+}
+
+/**
+ * Tokenizes one prompt under a syntax into text-encoder rows and its token count. With `embeddings`, a
+ * textual-inversion embedding's name takes its vectors' slots under both syntaxes (A1111's rule under `a1111`; under
+ * `plain`, diffusers' `load_textual_inversion` behaviour: the vectors count as tokens and are truncated like them).
+ */
+export function tokenizePrompt(tokenizer: ClipTokenizer, prompt: string, syntax: PromptSyntax, embeddings?: EmbeddingMatcher): PromptTokens {
   const chunkLength = tokenizer.maxLength - 2;
   if (syntax === 'plain') {
-    const promptIds = tokenizer.tokenize(prompt);
+    const textIds = tokenizer.tokenize(prompt);
+    const { ids: promptIds, used } = embeddings ? plainTokensWithEmbeddings(textIds, embeddings) : { ids: textIds, used: [] };
     const dropped = promptIds.slice(chunkLength);
+    // Embedding ids are not in the vocabulary: the dropped text shows only the words among them.
+    const droppedWords = dropped.filter((id) => textIds.includes(id));
+    let row: Int32Array;
+    if (used.length === 0) row = tokenizer.encode(prompt);
+    else {
+      // tokenizer.encode's layout (BOS, the first 75 tokens, EOS, padding) with the embeddings' ids in place.
+      row = new Int32Array(tokenizer.maxLength).fill(tokenizer.padTokenId);
+      row[0] = tokenizer.bosTokenId;
+      row.set(promptIds.slice(0, chunkLength), 1);
+      row[Math.min(promptIds.length, chunkLength) + 1] = tokenizer.eosTokenId;
+    }
     return {
-      chunks: [{ ids: tokenizer.encode(prompt), weights: new Float32Array(tokenizer.maxLength).fill(1) }],
+      chunks: [{ ids: row, weights: new Float32Array(tokenizer.maxLength).fill(1) }],
       tokenCount: promptIds.length,
       capacity: chunkLength,
       droppedTokenCount: dropped.length,
-      droppedText: dropped.length > 0 ? tokenizer.decode(dropped) : '',
+      droppedText: droppedWords.length > 0 ? tokenizer.decode(droppedWords) : '',
+      embeddings: [...new Set(used.filter(({ start }) => start < chunkLength).map(({ name }) => name))],
     };
   }
-  const { chunks, tokenCount } = chunkFragments(parsePromptAttention(prompt), (text) => tokenizer.tokenize(text), chunkLayout(tokenizer));
-  return { chunks, tokenCount, capacity: chunkCapacity(tokenCount, chunkLength), droppedTokenCount: 0, droppedText: '' };
+  const { chunks, tokenCount, embeddings: used } = chunkFragments(
+    parsePromptAttention(prompt),
+    (text) => tokenizer.tokenize(text),
+    chunkLayout(tokenizer),
+    embeddings,
+  );
+  return { chunks, tokenCount, capacity: chunkCapacity(tokenCount, chunkLength), droppedTokenCount: 0, droppedText: '', embeddings: used };
 }
 
 /**
@@ -67,9 +113,10 @@ export function encodePromptChunks(
   prompt: string,
   negativePrompt: string,
   syntax: PromptSyntax,
+  embeddings?: EmbeddingMatcher,
 ): { prompt: PromptTokens; negative: PromptTokens } {
-  const positive = tokenizePrompt(tokenizer, prompt, syntax);
-  const negative = tokenizePrompt(tokenizer, negativePrompt, syntax);
+  const positive = tokenizePrompt(tokenizer, prompt, syntax, embeddings);
+  const negative = tokenizePrompt(tokenizer, negativePrompt, syntax, embeddings);
   const chunkCount = Math.max(positive.chunks.length, negative.chunks.length);
   const emptyChunk = tokenizePrompt(tokenizer, '', syntax).chunks[0]!;
   const padded = (tokens: PromptTokens): PromptTokens => ({
@@ -125,7 +172,8 @@ export function countTokens(
   tokenizer: ClipTokenizer,
   prompt: string,
   syntax: PromptSyntax,
+  embeddings?: EmbeddingMatcher,
 ): Pick<PromptTokens, 'tokenCount' | 'capacity' | 'droppedTokenCount' | 'droppedText'> {
-  const { tokenCount, capacity, droppedTokenCount, droppedText } = tokenizePrompt(tokenizer, prompt, syntax);
+  const { tokenCount, capacity, droppedTokenCount, droppedText } = tokenizePrompt(tokenizer, prompt, syntax, embeddings);
   return { tokenCount, capacity, droppedTokenCount, droppedText };
 }
