@@ -11,6 +11,7 @@ import { createScheduler } from './schedulers/index.js';
 import { supportsLinearStep, type Scheduler, type SchedulerName } from './schedulers/types.js';
 import { checkSafety } from './safety.js';
 import { CancelledError } from './errors.js';
+import { BatchedDenoiser } from './batched-denoiser.js';
 import { DeviceStepper } from './device-step.js';
 import type { StableDiffusionModel } from './model.js';
 import { GpuTensorReader, GpuTensorUploader, keepsOutputsOnDevice, type ProviderName } from './providers.js';
@@ -73,6 +74,13 @@ export interface PipelineOptions {
    * away (pin-shapes.ts). Worth it where sizes rarely change; measured by `npm run bench:gpu` (default false).
    */
   pinUnetShapes?: boolean;
+  /**
+   * Continuous batching (batched-denoiser.ts): above 1, generations that overlap share one UNet batch of up to this
+   * many rows (two per image with guidance, one without), each at its own step, on the JS stepper; `generate` calls
+   * may then overlap. Not with `pinUnetShapes` (the batch size changes from step to step). Default 1: each
+   * generation runs its own loop.
+   */
+  maxBatchRows?: number;
 }
 
 export interface StepInfo {
@@ -142,6 +150,25 @@ function initialLatents(generator: NoiseGenerator, scheduler: Scheduler, count: 
 }
 
 /**
+ * Tells the caller about step `step` after it ran: `onStep` always, `onProgress` with the latents when `wantsLatents`
+ * says so (only then are they fetched). The caller's errors come out marked as theirs (CallbackFailure).
+ */
+async function reportStep(
+  options: GenerateOptions,
+  info: StepInfo,
+  shape: LatentShape,
+  currentLatents: () => Promise<Float32Array>,
+): Promise<void> {
+  const { onStep, onProgress } = options;
+  const wantsLatents = options.wantsLatents ?? (() => true);
+  await CallbackFailure.wrap(() => onStep?.(info));
+  if (onProgress && (await CallbackFailure.wrap(() => wantsLatents(info.step, info.totalSteps)))) {
+    const latents = await currentLatents();
+    await CallbackFailure.wrap(() => onProgress({ ...info, latents, shape }));
+  }
+}
+
+/**
  * The denoising loop, as in diffusers: for each timestep, scale the latents for the UNet, predict the noise (both
  * guidance halves in one batch), combine the halves (guidance) and let the scheduler step, then tell the caller.
  * The stepper decides where guidance and the step run (steppers.ts); the caller's errors are marked as theirs, so
@@ -155,8 +182,7 @@ async function denoisingLoop(
   options: GenerateOptions,
   timings: LoopTimings,
 ): Promise<Float32Array> {
-  const { signal, onStep, onProgress } = options;
-  const wantsLatents = options.wantsLatents ?? (() => true);
+  const { signal } = options;
   const totalSteps = timesteps.length;
   for (const [index, t] of timesteps.entries()) {
     throwIfAborted(signal);
@@ -167,12 +193,7 @@ async function denoisingLoop(
     await stepper.step(run.output, t); // guidance + scheduler.step
     timings.endStep();
 
-    const step = index + 1;
-    await CallbackFailure.wrap(() => onStep?.({ step, totalSteps, timestep: t }));
-    if (onProgress && (await CallbackFailure.wrap(() => wantsLatents(step, totalSteps)))) {
-      const latents = await stepper.currentLatents();
-      await CallbackFailure.wrap(() => onProgress({ step, totalSteps, timestep: t, latents, shape }));
-    }
+    await reportStep(options, { step: index + 1, totalSteps, timestep: t }, shape, () => stepper.currentLatents());
   }
   return stepper.finalLatents();
 }
@@ -180,7 +201,8 @@ async function denoisingLoop(
 /**
  * Stable Diffusion text-to-image exactly as diffusers' StableDiffusionPipeline computes it, over ONNX Runtime.
  * One instance holds one loaded model and is shared by every job; `generate` calls must not overlap (the queue's
- * single worker guarantees that).
+ * single worker guarantees that) unless the pipeline batches continuously (`maxBatchRows` > 1), when overlapping
+ * calls share the UNet batch.
  */
 export class StableDiffusionPipeline {
   readonly provider: ProviderName;
@@ -192,6 +214,8 @@ export class StableDiffusionPipeline {
   private readonly log: (line: string) => void;
   private deviceLoopError: string | null = null;
   private readonly pinUnetShapes: boolean;
+  /** The shared running batch when `maxBatchRows` > 1, else null. */
+  readonly batcher: BatchedDenoiser | null;
 
   constructor(
     readonly model: StableDiffusionModel,
@@ -203,6 +227,9 @@ export class StableDiffusionPipeline {
     this.pinUnetShapes = options.pinUnetShapes ?? false;
     this.reader = new GpuTensorReader(this.provider);
     this.uploader = new GpuTensorUploader(this.provider);
+    const maxBatchRows = options.maxBatchRows ?? 1;
+    if (maxBatchRows > 1 && this.pinUnetShapes) this.log(`continuous batching is off: pinUnetShapes pins the UNet batch (maxBatchRows ${maxBatchRows} ignored)`);
+    this.batcher = maxBatchRows > 1 && !this.pinUnetShapes ? new BatchedDenoiser(model.unet, maxBatchRows, this.reader) : null;
   }
 
   async generate(request: GenerationRequest, options: GenerateOptions = {}): Promise<GenerationResult> {
@@ -224,13 +251,11 @@ export class StableDiffusionPipeline {
       this.encodeText(request.prompt, request.negativePrompt ?? '', batch, guidance, request.promptSyntax ?? 'plain', request.clipSkip ?? 1),
     );
 
-    // 4. Prepare the UNet's feeds (pinning its input shapes first when asked to)
-    const sampleDims = unetSampleDims(latentShape, guidance);
-    if (this.pinUnetShapes) await this.pinUnetTo({ sample: sampleDims, timestep: [sampleDims[0]!], encoder_hidden_states: text.dims });
-    const unet = new UnetRunner(this.model.unet, latentCount, guidance, sampleDims, text);
-
-    // 5. Denoising loop, on the device stepper or the JS one (see DeviceLoopMode)
-    const denoised = await timings.time('denoiseMs', () => this.denoise(request, start, unet, latentShape, options, timings));
+    // 4-5. With continuous batching, the denoising loop is the shared batch's (batched-denoiser.ts), on the JS stepper
+    const batched = this.batcher !== null && (options.deviceLoop ?? this.deviceLoop) !== 'always';
+    const denoised = batched
+      ? await timings.time('denoiseMs', () => this.denoiseInBatch(request, start, text, latentShape, options, timings))
+      : await this.denoiseAlone(request, start, text, latentShape, options, timings);
 
     // 6. Decode the latents with the VAE, one image at a time
     throwIfAborted(signal);
@@ -262,6 +287,52 @@ export class StableDiffusionPipeline {
       promptTokens: text.promptTokens,
       timings: timings.result(),
     };
+  }
+
+  /** Sections 4 and 5 of `generate` for a generation with its own loop. */
+  private async denoiseAlone(
+    request: GenerationRequest,
+    start: DenoiseStart,
+    text: TextConditioning,
+    latentShape: LatentShape,
+    options: GenerateOptions,
+    timings: TimingRecorder,
+  ): Promise<{ latents: Float32Array; loop: 'js' | 'device' }> {
+    const guidance = request.cfg > 1;
+    const latentCount = start.latents.length;
+    // 4. Prepare the UNet's feeds (pinning its input shapes first when asked to)
+    const sampleDims = unetSampleDims(latentShape, guidance);
+    if (this.pinUnetShapes) await this.pinUnetTo({ sample: sampleDims, timestep: [sampleDims[0]!], encoder_hidden_states: text.dims });
+    const unet = new UnetRunner(this.model.unet, latentCount, guidance, sampleDims, text);
+
+    // 5. Denoising loop, on the device stepper or the JS one (see DeviceLoopMode)
+    return timings.time('denoiseMs', () => this.denoise(request, start, unet, latentShape, options, timings));
+  }
+
+  /**
+   * Section 5 in the shared running batch: this generation joins it as one row group at the next step boundary and
+   * leaves it after its last step; its guidance, scheduler and callbacks stay its own.
+   */
+  private async denoiseInBatch(
+    request: GenerationRequest,
+    start: DenoiseStart,
+    text: TextConditioning,
+    shape: LatentShape,
+    options: GenerateOptions,
+    timings: TimingRecorder,
+  ): Promise<{ latents: Float32Array; loop: 'js' }> {
+    const latents = await CallbackFailure.unwrap(() =>
+      this.batcher!.denoise({
+        start,
+        text,
+        cfg: request.cfg,
+        shape,
+        timings: timings.startLoop(),
+        ...(options.signal ? { signal: options.signal } : {}),
+        afterStep: (step, totalSteps, timestep, current) => reportStep(options, { step, totalSteps, timestep }, shape, async () => current),
+      }),
+    );
+    return { latents, loop: 'js' };
   }
 
   /**

@@ -85,7 +85,7 @@ export class UnetRunner {
 }
 
 /** noise = uncond + cfg · (cond − uncond); the first half of the UNet batch is the unconditional one. */
-function applyGuidance(noise: Float32Array, into: Float32Array, count: number, cfg: number): void {
+export function applyGuidance(noise: Float32Array, into: Float32Array, count: number, cfg: number): void {
   for (let i = 0; i < count; i++) {
     const uncond = noise[i]!;
     into[i] = uncond + cfg * (noise[count + i]! - uncond);
