@@ -18,6 +18,8 @@ export interface LoadPipelineOptions {
   deviceId?: number;
   /** ORT's CPU threads per session; default every CPU the process may use (the workers benchmark sets 1). */
   intraOpNumThreads?: number;
+  /** Continuous batching: the most UNet rows overlapping generations share (PipelineOptions.maxBatchRows; default 1). */
+  maxBatchRows?: number;
   /** One line per event: provider chosen (and why others failed), each part loaded, total load time. */
   log?: (line: string) => void;
 }
@@ -54,5 +56,5 @@ export async function loadPipeline(folder: string, options: LoadPipelineOptions)
     onProgress: ({ part, index, total }) => log(`loading ${part} (${index + 1}/${total}) on ${provider}`),
   });
   log(`model ${model.name} loaded on ${provider} in ${((performance.now() - started) / 1000).toFixed(1)}s`);
-  return new StableDiffusionPipeline(model, { provider, deviceLoop, log, pinUnetShapes: options.pinUnetShapes ?? false });
+  return new StableDiffusionPipeline(model, { provider, deviceLoop, log, pinUnetShapes: options.pinUnetShapes ?? false, maxBatchRows: options.maxBatchRows ?? 1 });
 }
