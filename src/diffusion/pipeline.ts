@@ -251,11 +251,17 @@ export class StableDiffusionPipeline {
       this.encodeText(request.prompt, request.negativePrompt ?? '', batch, guidance, request.promptSyntax ?? 'plain', request.clipSkip ?? 1),
     );
 
-    // 4-5. With continuous batching, the denoising loop is the shared batch's (batched-denoiser.ts), on the JS stepper
-    const batched = this.batcher !== null && (options.deviceLoop ?? this.deviceLoop) !== 'always';
-    const denoised = batched
-      ? await timings.time('denoiseMs', () => this.denoiseInBatch(request, start, text, latentShape, options, timings))
-      : await this.denoiseAlone(request, start, text, latentShape, options, timings);
+    // 4. Prepare the UNet's feeds (pinning its input shapes first when asked to)
+    const sampleDims = unetSampleDims(latentShape, guidance);
+    if (this.pinUnetShapes) await this.pinUnetTo({ sample: sampleDims, timestep: [sampleDims[0]!], encoder_hidden_states: text.dims });
+    const unet = new UnetRunner(this.model.unet, latentCount, guidance, sampleDims, text);
+
+    // 5. Denoising loop, on the device stepper or the JS one (see DeviceLoopMode), or, batching continuously, as one
+    // row group of the shared running batch (batched-denoiser.ts)
+    const inBatch = this.batcher !== null && (options.deviceLoop ?? this.deviceLoop) !== 'always';
+    const denoised = await timings.time('denoiseMs', () =>
+      inBatch ? this.denoiseInBatch(request, start, text, latentShape, options, timings) : this.denoise(request, start, unet, latentShape, options, timings),
+    );
 
     // 6. Decode the latents with the VAE, one image at a time
     throwIfAborted(signal);
@@ -287,26 +293,6 @@ export class StableDiffusionPipeline {
       promptTokens: text.promptTokens,
       timings: timings.result(),
     };
-  }
-
-  /** Sections 4 and 5 of `generate` for a generation with its own loop. */
-  private async denoiseAlone(
-    request: GenerationRequest,
-    start: DenoiseStart,
-    text: TextConditioning,
-    latentShape: LatentShape,
-    options: GenerateOptions,
-    timings: TimingRecorder,
-  ): Promise<{ latents: Float32Array; loop: 'js' | 'device' }> {
-    const guidance = request.cfg > 1;
-    const latentCount = start.latents.length;
-    // 4. Prepare the UNet's feeds (pinning its input shapes first when asked to)
-    const sampleDims = unetSampleDims(latentShape, guidance);
-    if (this.pinUnetShapes) await this.pinUnetTo({ sample: sampleDims, timestep: [sampleDims[0]!], encoder_hidden_states: text.dims });
-    const unet = new UnetRunner(this.model.unet, latentCount, guidance, sampleDims, text);
-
-    // 5. Denoising loop, on the device stepper or the JS one (see DeviceLoopMode)
-    return timings.time('denoiseMs', () => this.denoise(request, start, unet, latentShape, options, timings));
   }
 
   /**

@@ -73,7 +73,7 @@ interface Run {
  * The job queue in this process: a FairScheduler of waiting jobs in front of one pipeline worker, with every job
  * persisted in a JobStore so the queue survives restarts (even SIGKILL).
  *
- * The worker is a p-queue with concurrency 1. The dispatcher hands it a job only when it is idle, so the choice of
+ * The worker is a p-queue (concurrency: one job per row at most). The dispatcher hands it a job only when it is idle, so the choice of
  * the next job is made at the last moment (a guild that joins while a job runs is considered for the very next
  * slot), and p-queue gives the shutdown path its `onIdle()`. With continuous batching (`maxBatchRows` > 1) the
  * dispatcher also hands over the next job in fair order while its rows fit beside the running jobs' (a job that
