@@ -6,12 +6,14 @@
  * row limit and the compatibility key.
  */
 import assert from 'node:assert/strict';
-import { describe, test } from 'node:test';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
 import { batchCompatibilityKey, rowsOf } from '../../src/diffusion/batched-denoiser.js';
 import { CancelledError } from '../../src/diffusion/errors.js';
+import { loadPipeline } from '../../src/diffusion/load.js';
 import { StableDiffusionPipeline, type GenerateOptions, type GenerationRequest, type GenerationResult } from '../../src/diffusion/pipeline.js';
 import type { TextConditioning } from '../../src/diffusion/text-conditioning.js';
-import { EXACT_BOUNDS, fractionWithin, maxAbs, maxAbsDiff, tinyPipelineForSuite } from '../helpers/reference.js';
+import { EXACT_BOUNDS, FIXTURES, FP16_BOUNDS, fractionWithin, maxAbs, maxAbsDiff, tinyPipelineForSuite } from '../helpers/reference.js';
 
 const job = (overrides: Partial<GenerationRequest> & Pick<GenerationRequest, 'seed' | 'scheduler'>): GenerationRequest => ({
   prompt: 'a lighthouse on a cliff',
@@ -23,15 +25,15 @@ const job = (overrides: Partial<GenerationRequest> & Pick<GenerationRequest, 'se
   ...overrides,
 });
 
-/** Holds every image of `batched` to the same job run alone, with the fp32 engine's reference bounds. */
-function assertSameAsAlone(batched: GenerationResult, alone: GenerationResult, label: string): void {
-  const tolerance = EXACT_BOUNDS.latentRelative * maxAbs(alone.latents);
+/** Holds every image of `batched` to the same job run alone, with the fp32 engine's reference bounds (or fp16's). */
+function assertSameAsAlone(batched: GenerationResult, alone: GenerationResult, label: string, bounds = EXACT_BOUNDS): void {
+  const tolerance = bounds.latentRelative * maxAbs(alone.latents);
   const diff = maxAbsDiff(batched.latents, alone.latents);
   assert.ok(diff <= tolerance, `${label}: latents differ by ${diff} (tolerance ${tolerance})`);
   assert.equal(batched.images.length, alone.images.length);
   for (const [index, image] of alone.images.entries()) {
     const within = fractionWithin(batched.images[index]!.rgb, image.rgb, 1);
-    assert.ok(within >= EXACT_BOUNDS.withinOne, `${label} image ${index}: only ${(within * 100).toFixed(3)}% of values within ±1`);
+    assert.ok(within >= bounds.withinOne, `${label} image ${index}: only ${(within * 100).toFixed(3)}% of values within ±1`);
   }
 }
 
@@ -160,6 +162,32 @@ describe('continuous batching reproduces each job run alone (tiny model, CPU)', 
     assert.ok(at('huge1') > at('after3'), 'a job larger than the batch runs when the batch is empty');
   });
 });
+
+for (const [variant, bounds] of [['fp16', FP16_BOUNDS], ['int64-timestep', EXACT_BOUNDS]] as const) {
+  describe(`continuous batching on the ${variant} export (feeds in the dtypes its metadata declares)`, () => {
+    let pipeline: StableDiffusionPipeline | undefined;
+    before(async () => {
+      pipeline = await loadPipeline(join(FIXTURES, 'variants', variant), { provider: 'cpu', safetyChecker: false });
+    });
+    after(async () => {
+      await pipeline?.release();
+      await pipeline?.model.release();
+    });
+
+    test('two jobs at different steps (one timestep per row) each equal the job run alone', async () => {
+      const a = job({ seed: [51n, 52n], scheduler: 'euler_a', steps: 10, cfg: 7 });
+      const b = job({ seed: [53n], scheduler: 'dpmpp_2m', steps: 4, cfg: 1 });
+      const batched = new StableDiffusionPipeline(pipeline!.model, { maxBatchRows: 8 });
+      const log = stepLog();
+      let joined: Promise<GenerationResult> | undefined;
+      const resultA = await batched.generate(a, log.options('a', { onStep: ({ step }) => void (step === 2 && (joined = batched.generate(b, log.options('b')))) }));
+      const resultB = await joined!;
+      assert.ok(log.events.indexOf('b1') < log.events.indexOf('a10'), `b ran beside a: ${log.events.join(' ')}`);
+      assertSameAsAlone(resultA, await pipeline!.generate(a), `${variant} a`, bounds);
+      assertSameAsAlone(resultB, await pipeline!.generate(b), `${variant} b`, bounds);
+    });
+  });
+}
 
 describe('batch bookkeeping', () => {
   const text = (sequence: number, rows = 2): TextConditioning => ({
