@@ -13,10 +13,12 @@
  *    so 128² is the size the tests use; 256² shows the growth).
  * 3. Seconds per upscale ×2 on the tiny model (A1111's hires fix as the bot's Upscale buttons run it: `hiresFixRequest`,
  *    Lanczos ×2, VAE encode, 15 of 30 steps at strength 0.5 at twice the size, decode), median of 3.
- * 4. Images per minute for a fixed mixed workload of jobs (1–4 images, 2 sizes, 3 schedulers) on the tiny model, run
- *    sequentially (each image its own generation at UNet batch 2, as the bot did before job batching) and job-batched
- *    (each job one generation, one generator per image, UNet batch 2N), and their ratio. The CPU gains little from
- *    bigger batches (its kernels are already busy at batch 2); a GPU is where the batch is nearly free.
+ * 4. Images per minute for a fixed mixed workload of 12 jobs (1–4 images, 2 sizes, 3 schedulers, cfg on and off)
+ *    arriving on a fixed schedule, on the tiny model, run sequentially (each image its own generation at UNet batch 2,
+ *    as the bot did before job batching), job-batched (each job one generation, one generator per image, UNet batch
+ *    2N) and continuously batched (jobs of one size share a running UNet batch of up to `worker.maxBatch` rows, each
+ *    at its own step: batched-denoiser.ts), and their ratios. The CPU gains little from bigger batches (its kernels
+ *    are already busy at batch 2); a GPU is where the batch is nearly free.
  */
 import { availableParallelism, cpus } from 'node:os';
 import { join } from 'node:path';
@@ -112,11 +114,15 @@ for (const size of [64, 128]) {
   console.log(`  ${size}x${size} → ${2 * size}x${2 * size}: ${(runs[1]! / 1000).toFixed(2)} s per upscale (median of 3)`);
 }
 
-/** The fixed workload: job i has 1–4 images, one of 2 sizes and one of 3 schedulers (all combinations met). */
-const JOBS: { count: number; size: number; scheduler: SchedulerName }[] = [1, 2, 3, 4, 2, 4, 1, 3].map((count, i) => ({
+/**
+ * The fixed workload: 12 jobs of 1–4 images, two sizes, three schedulers, two of them without guidance (one UNet row
+ * per image), arriving one every `arrivalMs` in this order.
+ */
+const JOBS: { count: number; size: number; scheduler: SchedulerName; cfg: number }[] = [1, 2, 3, 4, 2, 4, 1, 3, 2, 1, 4, 2].map((count, i) => ({
   count,
-  size: i % 2 === 0 ? 64 : 96,
+  size: i % 4 === 3 ? 96 : 64,
   scheduler: (['euler', 'euler_a', 'dpmpp_2m'] as const)[i % 3]!,
+  cfg: i === 4 || i === 9 ? 1 : base.cfg,
 }));
 const WORKLOAD_STEPS = 8;
 const workloadImages = JOBS.reduce((sum, job) => sum + job.count, 0);
@@ -124,37 +130,66 @@ const jobRequest = (job: (typeof JOBS)[number], index: number): GenerationReques
   ...base,
   seed: 1000n + BigInt(index) * 10n,
   steps: WORKLOAD_STEPS,
+  cfg: job.cfg,
   width: job.size,
   height: job.size,
   scheduler: job.scheduler,
 });
-/** Runs the workload one way; resolves to images per minute. */
-async function imagesPerMinute(runJob: (request: GenerationRequest, count: number) => Promise<unknown>): Promise<number> {
+const seedsOf = (request: GenerationRequest, count: number) => Array.from({ length: count }, (_, i) => (request.seed as bigint) + BigInt(i));
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Runs the workload with job i handed over at `i × arrivalMs` (not before): one job at a time in arrival order
+ * (`runJob` awaited), or all as they arrive (`overlap`, for the continuously batching pipeline, which admits them at
+ * step boundaries). Resolves to images per minute from the first arrival to the last image.
+ */
+async function imagesPerMinute(arrivalMs: number, runJob: (request: GenerationRequest, count: number) => Promise<unknown>, overlap = false): Promise<number> {
   const started = performance.now();
-  for (const [index, job] of JOBS.entries()) await runJob(jobRequest(job, index), job.count);
+  const running: Promise<unknown>[] = [];
+  for (const [index, job] of JOBS.entries()) {
+    const wait = started + index * arrivalMs - performance.now();
+    if (wait > 0) await sleep(wait);
+    const run = runJob(jobRequest(job, index), job.count);
+    if (overlap) running.push(run);
+    else await run;
+  }
+  await Promise.all(running);
   return workloadImages / ((performance.now() - started) / 60_000);
 }
-const seedsOf = (request: GenerationRequest, count: number) => Array.from({ length: count }, (_, i) => (request.seed as bigint) + BigInt(i));
 const sequentially = async (request: GenerationRequest, count: number) => {
   for (const seed of seedsOf(request, count)) await tiny.generate({ ...request, seed });
 };
 const jobBatched = (request: GenerationRequest, count: number) => tiny.generate({ ...request, seed: seedsOf(request, count) });
 
-console.log(
-  `\nTiny model, a fixed workload of ${JOBS.length} jobs, ${workloadImages} images (1–4 per job, 64² and 96², euler / euler_a / dpmpp_2m, ` +
-    `${WORKLOAD_STEPS} steps, cfg ${base.cfg}), CPU:`,
-);
-// One untimed 1-step run at every shape first (each job's batch, and batch 1), so neither way pays for ORT's first run
-// at a shape.
+// One untimed 1-step run at every shape first (each job's batch, and batch 1), so no way pays for ORT's first run at
+// a shape; the continuous batches meet other batch sizes, whose first runs they do pay for.
 for (const [index, job] of JOBS.entries()) {
   const request = { ...jobRequest(job, index), steps: 1 };
   await jobBatched(request, job.count);
   await tiny.generate(request);
 }
-const sequential = await imagesPerMinute(sequentially);
-const batched = await imagesPerMinute(jobBatched);
-console.log(`  sequential (one image per generation, UNet batch 2):      ${sequential.toFixed(1)} images/min`);
-console.log(`  job-batched (one generation per job, UNet batch 2N):      ${batched.toFixed(1)} images/min`);
-console.log(`  job-batched / sequential: ${(batched / sequential).toFixed(2)}×`);
+// Jobs arrive faster than one worker finishes them (a queue builds up, as on a busy server): every quarter of a
+// 2-image 64² job's time, measured now.
+const probeStarted = performance.now();
+await jobBatched(jobRequest(JOBS[1]!, 1), 2);
+const arrivalMs = Math.round((performance.now() - probeStarted) / 4);
+console.log(
+  `\nTiny model, a fixed workload of ${JOBS.length} jobs, ${workloadImages} images (1–4 per job, 64² and 96², euler / euler_a / dpmpp_2m, ` +
+    `${WORKLOAD_STEPS} steps, cfg ${base.cfg} or 1), one job arriving every ${arrivalMs} ms, CPU:`,
+);
+const sequential = await imagesPerMinute(arrivalMs, sequentially);
+console.log(`  sequential (one image per generation, UNet batch 2):            ${sequential.toFixed(1)} images/min`);
+const batched = await imagesPerMinute(arrivalMs, jobBatched);
+console.log(`  job-batched (one generation per job, UNet batch 2N):            ${batched.toFixed(1)} images/min  (${(batched / sequential).toFixed(2)}× sequential)`);
+for (const maxBatchRows of [4, 8, 16]) {
+  const continuous = new StableDiffusionPipeline(tiny.model, { maxBatchRows });
+  const rate = await imagesPerMinute(arrivalMs, (request, count) => continuous.generate({ ...request, seed: seedsOf(request, count) }), true);
+  const { rowSteps, unetRuns } = continuous.batcher!;
+  console.log(
+    `  continuous (worker.maxBatch ${String(maxBatchRows).padStart(2)}, ${(rowSteps / unetRuns).toFixed(1)} rows per UNet run on average): ` +
+      `${rate.toFixed(1)} images/min  (${(rate / sequential).toFixed(2)}× sequential, ${(rate / batched).toFixed(2)}× job-batched)`,
+  );
+  await continuous.release();
+}
 
 await tiny.model.release();

@@ -1,7 +1,7 @@
 /**
  * The engine's process: started by EngineProcess (engine-process.ts) with an IPC channel, it loads and warms up the
- * pipeline (openEngine, as the inline engine does), answers `ready`, then runs one job at a time and streams each
- * step's progress back. Its log lines go to the bot over IPC, so they land in the bot's log under module 'engine'.
+ * pipeline (openEngine, as the inline engine does), answers `ready`, then runs jobs (one at a time, or overlapping
+ * ones in one UNet batch with continuous batching) and streams each step's progress back, by call id. Its log lines go to the bot over IPC, so they land in the bot's log under module 'engine'.
  *
  * Nothing here talks to Discord, and the bot's secrets are not in this process's environment.
  */
@@ -29,7 +29,7 @@ const log: Logger = createLogger({ pretty: false, destination: { write: (line: s
 const debugFaults = process.env['IMAGINE_ENGINE_DEBUG_FAULTS'] === '1';
 
 let engine: Engine | null = null;
-/** The job running now: its abort controller, by the parent's call id. */
+/** The jobs running now: their abort controllers, by the parent's call id. */
 const running = new Map<number, AbortController>();
 let pendingFault: EngineFault | null = null;
 /** Where the pipeline's own lines go: the running job's logger, so they carry its id. */
@@ -65,7 +65,8 @@ async function handle(message: ParentMessage): Promise<void> {
       }
       const controller = new AbortController();
       running.set(callId, controller);
-      lineLog = jobLog;
+      // With continuous batching several jobs run at once: the pipeline's lines then belong to none of them alone.
+      lineLog = running.size === 1 ? jobLog : log;
       const started = performance.now();
       try {
         const output = await engine.generator.generate(

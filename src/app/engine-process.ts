@@ -8,9 +8,11 @@
  * process can die alone and can be killed. docs/architecture.md ("The engine process") says more.
  *
  * - Start: fork engine-child.ts, send it the setup, wait for `ready` (model loaded and warmed up).
- * - One job at a time; progress (with latents for previews) arrives as messages; an AbortSignal becomes `cancel`.
- * - A crash (the process exits mid-job) or a hung job (no message for `stepTimeoutMs`: SIGKILL) rejects the job with
- *   EngineCrashedError, and a new process is started at once, so the next job finds the model loaded again.
+ * - One job at a time, or with continuous batching (`setup.maxBatch` > 1) as many as the queue hands over, which the
+ *   child runs in one UNet batch; progress (with latents for previews) arrives as messages, by call id; an AbortSignal
+ *   becomes `cancel` for that call.
+ * - A crash (the process exits mid-job) or a hung job (no message for `stepTimeoutMs`: SIGKILL) rejects every job it
+ *   ran with EngineCrashedError, and a new process is started at once, so the next job finds the model loaded again.
  * - The child's log lines arrive as pino JSON over IPC and are logged again here under module 'engine'.
  */
 import { fork, type ChildProcess } from 'node:child_process';
@@ -64,7 +66,8 @@ interface Call {
 
 interface LiveChild {
   proc: ChildProcess;
-  call: Call | null;
+  /** The jobs it runs now, by call id: one, or several with continuous batching. */
+  calls: Map<number, Call>;
   watchdog: NodeJS.Timeout | undefined;
   stderrTail: string[];
   /** Set when this side killed the child, saying why (hung job). */
@@ -119,6 +122,8 @@ export class EngineProcess implements Engine, ImageGenerator {
   }
 
   async generate(request: GenerationRequest, options: GenerateOptions): Promise<GeneratedImages> {
+    // With continuous batching the child takes overlapping jobs (the queue limits them by rows).
+    if ((this.options.setup.maxBatch ?? 1) > 1) return this.run(request, options);
     // One job at a time (the queue's single worker already guarantees it; this keeps the child's contract anyway).
     const previous = this.jobTail;
     let finished!: () => void;
@@ -158,11 +163,11 @@ export class EngineProcess implements Engine, ImageGenerator {
     return new Promise<GeneratedImages>((resolve, reject) => {
       const onAbort = () => this.post(ready, { type: 'cancel', callId });
       const settle = () => {
-        clearTimeout(ready.watchdog);
         options.signal.removeEventListener('abort', onAbort);
-        ready.call = null;
+        ready.calls.delete(callId);
+        if (ready.calls.size === 0) clearTimeout(ready.watchdog);
       };
-      ready.call = {
+      ready.calls.set(callId, {
         callId,
         jobId: options.jobId,
         onProgress: options.onProgress,
@@ -174,7 +179,7 @@ export class EngineProcess implements Engine, ImageGenerator {
           settle();
           reject(error);
         },
-      };
+      });
       options.signal.addEventListener('abort', onAbort, { once: true });
       this.armWatchdog(ready);
       this.post(ready, { type: 'generate', callId, ...(options.jobId ? { jobId: options.jobId } : {}), request: { ...request, seed: request.seed.toString() } });
@@ -204,7 +209,7 @@ export class EngineProcess implements Engine, ImageGenerator {
     let exitedResolve!: () => void;
     const live: LiveChild = {
       proc,
-      call: null,
+      calls: new Map(),
       watchdog: undefined,
       stderrTail: [],
       killedBecause: null,
@@ -275,8 +280,8 @@ export class EngineProcess implements Engine, ImageGenerator {
   }
 
   private onJobMessage(live: LiveChild, message: Exclude<ChildMessage, { type: 'log' | 'ready' | 'startFailed' }>): void {
-    const call = live.call;
-    if (!call || message.callId !== call.callId) return;
+    const call = live.calls.get(message.callId);
+    if (!call) return;
     switch (message.type) {
       case 'progress':
         this.armWatchdog(live);
@@ -306,8 +311,8 @@ export class EngineProcess implements Engine, ImageGenerator {
     clearTimeout(live.watchdog);
     const expected = live.stopping && live.killedBecause === null;
     const reason = live.killedBecause ?? describeExit(code, signal, live.stderrTail);
-    const call = live.call;
-    call?.reject(new EngineCrashedError(reason));
+    const calls = [...live.calls.values()];
+    for (const call of calls) call.reject(new EngineCrashedError(reason));
     if (this.live === live) this.live = null;
     if (expected) {
       this.log.info({ pid: live.proc.pid, code, signal }, 'engine process stopped');
@@ -315,7 +320,7 @@ export class EngineProcess implements Engine, ImageGenerator {
     }
     if (!live.ready) return; // a failed start: its error goes to whoever waited for it
     this.consecutiveCrashes += 1;
-    this.log.error({ pid: live.proc.pid, code, signal, reason, ...(call?.jobId ? { jobId: call.jobId } : {}), stderr: live.stderrTail.slice(-5) }, 'engine process crashed');
+    this.log.error({ pid: live.proc.pid, code, signal, reason, ...jobIdsOf(calls), stderr: live.stderrTail.slice(-5) }, 'engine process crashed');
     if (this.closed) return;
     // Start the next one now, so the next job finds the model loaded; wait longer each time it keeps crashing.
     const delayMs = this.consecutiveCrashes > 1 ? Math.min(MAX_RESTART_DELAY_MS, 1000 * 2 ** (this.consecutiveCrashes - 2)) : 0;
@@ -340,7 +345,7 @@ export class EngineProcess implements Engine, ImageGenerator {
     live.watchdog = setTimeout(() => {
       const seconds = this.options.stepTimeoutMs / 1000;
       live.killedBecause = `it stopped responding: no progress for ${seconds} s`;
-      this.log.error({ pid: live.proc.pid, jobId: live.call?.jobId, stepTimeoutSeconds: seconds }, 'engine process hung; killing it');
+      this.log.error({ pid: live.proc.pid, ...jobIdsOf([...live.calls.values()]), stepTimeoutSeconds: seconds }, 'engine process hung; killing it');
       live.proc.kill('SIGKILL');
     }, this.options.stepTimeoutMs);
   }
@@ -364,6 +369,13 @@ export class EngineProcess implements Engine, ImageGenerator {
     const method = (label in pino.levels.values ? label : 'info') as pino.Level;
     this.log[method](fields, typeof msg === 'string' ? msg : '');
   }
+}
+
+/** The job ids of the calls for a log line: `jobId` for one, `jobIds` for several, nothing for none. */
+function jobIdsOf(calls: readonly Call[]): { jobId?: string; jobIds?: string[] } {
+  const ids = calls.flatMap((call) => (call.jobId === undefined ? [] : [call.jobId]));
+  if (ids.length === 0) return {};
+  return ids.length === 1 ? { jobId: ids[0]! } : { jobIds: ids };
 }
 
 /** What ended a child, in words for the user-facing message. */

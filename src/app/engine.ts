@@ -30,6 +30,8 @@ export interface EngineSetup {
   deviceId?: number;
   /** ORT's CPU threads per session; undefined = every CPU the process may use (the workers benchmark sets 1). */
   intraOpNumThreads?: number;
+  /** Continuous batching: the most UNet rows overlapping jobs share (config worker.maxBatch; 1 = one job at a time). */
+  maxBatch?: number;
   /** The default job shape to warm up with; scheduler null = the model's own. Null: no warm-up. */
   warmUp: { width: number; height: number; cfg: number; scheduler: SchedulerName | null; promptSyntax?: PromptSyntax } | null;
 }
@@ -59,6 +61,7 @@ export function engineSetupFromConfig(config: Config, modelFolder: string, warmU
     fuseAttention: config.model.fuseAttention,
     embeddingsDir: config.model.embeddingsDir,
     previewIntervalMs: config.preview.minIntervalMs,
+    maxBatch: config.worker.maxBatch,
     warmUp,
   };
 }
@@ -77,6 +80,7 @@ export async function openEngine(setup: EngineSetup, log: (line: string) => void
     warn,
     ...(setup.deviceId !== undefined ? { deviceId: setup.deviceId } : {}),
     ...(setup.intraOpNumThreads !== undefined ? { intraOpNumThreads: setup.intraOpNumThreads } : {}),
+    ...(setup.maxBatch !== undefined ? { maxBatchRows: setup.maxBatch } : {}),
     log,
   });
   const release = async () => {

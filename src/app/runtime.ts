@@ -93,6 +93,7 @@ export function createQueue(config: Config, storage: Storage, engine: Engine | u
     identity: { model: engine.info.modelName, provider: engine.info.provider },
     logger,
     shutdownGraceMs: config.queue.shutdownGraceSeconds * 1000,
+    maxBatchRows: config.worker.maxBatch,
   });
   return { queue, inputImages };
 }

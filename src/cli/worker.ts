@@ -69,6 +69,7 @@ export function registerWorkerCommand(program: Command): void {
         ...timingsFromQueueConfig(config.queue),
         logger: log.child({ module: 'worker' }),
         progressIntervalMs: Math.min(1000, config.preview.minIntervalMs),
+        maxBatchRows: config.worker.maxBatch,
       });
       await worker.start();
       const signal = await stopSignal;

@@ -209,6 +209,9 @@ function crossChecks(config: z.infer<typeof configSchema>, origins: Map<string, 
     problems.push(`${at('generation.defaults.size')}: generation.defaults.size must be one of generation.limits.sizes (${limits.sizes.join(', ')}) (got "${defaults.size}")`);
   if (defaults.karras && !(KARRAS_SCHEDULERS as readonly (string | null)[]).includes(defaults.scheduler))
     problems.push(`${at('generation.defaults.karras')}: generation.defaults.karras needs generation.defaults.scheduler set to one of ${KARRAS_SCHEDULERS.join(', ')}, the schedulers with a Karras variant (got ${JSON.stringify(defaults.scheduler)})`);
+  // Pinned UNet shapes leave the pipeline without its batcher, and the queue would then overlap unbatched jobs.
+  if (config.worker.maxBatch > 1 && config.model.pinUnetShapes)
+    problems.push(`${at('worker.maxBatch')}: worker.maxBatch above 1 (continuous batching) cannot run with model.pinUnetShapes, which pins the UNet batch: set one of them back (got maxBatch ${config.worker.maxBatch})`);
   if (config.queue.backend === 'redis' && config.queue.redisUrl === '')
     problems.push(`${at('queue.backend')}: queue.backend "redis" needs queue.redisUrl: set REDIS_URL=redis://host:6379 (the Redis the workers use)`);
   return problems;

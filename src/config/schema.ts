@@ -115,6 +115,13 @@ export const configSchema = z.strictObject({
     /** Scheduling priority (nice value) of the engine process; above 0 the Discord thread wins the CPU; 0 = the bot's own. */
     niceness: intBetween(0, 19),
   }),
+  worker: z.strictObject({
+    /**
+     * Continuous batching: the most UNet rows (two per image with guidance, one without) that jobs of one size share
+     * in one running batch (batched-denoiser.ts); 1 = one job at a time.
+     */
+    maxBatch: intBetween(1, 64),
+  }),
   generation: z.strictObject({
     defaults: z.strictObject({
       steps: intBetween(1, 150),

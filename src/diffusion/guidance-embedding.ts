@@ -48,3 +48,11 @@ export function guidanceScaleEmbedding(guidanceScale: number, dim: number): Floa
   }
   return embedding;
 }
+
+/** The `timestep_cond` feed for `rows` UNet rows that share one guidance scale: the embedding repeated per row. */
+export function guidanceEmbeddingRows(guidanceScale: number, dim: number, rows: number): Float32Array {
+  const embedding = guidanceScaleEmbedding(guidanceScale, dim);
+  const feed = new Float32Array(rows * dim);
+  for (let row = 0; row < rows; row++) feed.set(embedding, row * dim);
+  return feed;
+}

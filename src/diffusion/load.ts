@@ -26,6 +26,8 @@ export interface LoadPipelineOptions {
   embeddingsDir?: string;
   /** Lines about what could not be used (an embedding file skipped, a rewrite that does not apply); default `log`. */
   warn?: (line: string) => void;
+  /** Continuous batching: the most UNet rows overlapping generations share (PipelineOptions.maxBatchRows; default 1). */
+  maxBatchRows?: number;
   /** One line per event: provider chosen (and why others failed), each part loaded, total load time. */
   log?: (line: string) => void;
 }
@@ -71,5 +73,5 @@ export async function loadPipeline(folder: string, options: LoadPipelineOptions)
     log(`textual-inversion embeddings: ${model.embeddings.embeddings.map((embedding) => `${embedding.name} (${embedding.vectorCount})`).join(', ')}`);
   }
   log(`model ${model.name} loaded on ${provider} in ${((performance.now() - started) / 1000).toFixed(1)}s`);
-  return new StableDiffusionPipeline(model, { provider, deviceLoop, log, pinUnetShapes: options.pinUnetShapes ?? false });
+  return new StableDiffusionPipeline(model, { provider, deviceLoop, log, pinUnetShapes: options.pinUnetShapes ?? false, maxBatchRows: options.maxBatchRows ?? 1 });
 }

@@ -11,6 +11,7 @@ import { createScheduler } from './schedulers/index.js';
 import { supportsLinearStep, type Scheduler, type SchedulerName } from './schedulers/types.js';
 import { checkSafety } from './safety.js';
 import { CancelledError } from './errors.js';
+import { BatchedDenoiser } from './batched-denoiser.js';
 import { DeviceStepper } from './device-step.js';
 import type { StableDiffusionModel } from './model.js';
 import { GpuTensorReader, GpuTensorUploader, keepsOutputsOnDevice, type ProviderName } from './providers.js';
@@ -30,7 +31,7 @@ import type { PromptSyntax } from './prompt/index.js';
 import { encodeText, type PromptTokenCount, type TextConditioning } from './text-conditioning.js';
 import { LoopTimings, TimingRecorder, type GenerationTimings } from './timings.js';
 import { CpuGuidance, UnetRunner, unetSampleDims } from './unet-runner.js';
-import { guidanceEmbeddingDim, TIMESTEP_COND_INPUT } from './guidance-embedding.js';
+import { guidanceEmbeddingDim, guidanceEmbeddingRows, TIMESTEP_COND_INPUT } from './guidance-embedding.js';
 import { decodeLatents, type DecodedImage } from './vae-decode.js';
 
 export {
@@ -82,6 +83,13 @@ export interface PipelineOptions {
    * away (pin-shapes.ts). Worth it where sizes rarely change; measured by `npm run bench:gpu` (default false).
    */
   pinUnetShapes?: boolean;
+  /**
+   * Continuous batching (batched-denoiser.ts): above 1, generations that overlap share one UNet batch of up to this
+   * many rows (two per image with guidance, one without), each at its own step, on the JS stepper; `generate` calls
+   * may then overlap. Not with `pinUnetShapes` (the batch size changes from step to step). Default 1: each
+   * generation runs its own loop.
+   */
+  maxBatchRows?: number;
 }
 
 export interface StepInfo {
@@ -153,6 +161,25 @@ function initialLatents(generator: NoiseGenerator, scheduler: Scheduler, count: 
 }
 
 /**
+ * Tells the caller about step `step` after it ran: `onStep` always, `onProgress` with the latents when `wantsLatents`
+ * says so (only then are they fetched). The caller's errors come out marked as theirs (CallbackFailure).
+ */
+async function reportStep(
+  options: GenerateOptions,
+  info: StepInfo,
+  shape: LatentShape,
+  currentLatents: () => Promise<Float32Array>,
+): Promise<void> {
+  const { onStep, onProgress } = options;
+  const wantsLatents = options.wantsLatents ?? (() => true);
+  await CallbackFailure.wrap(() => onStep?.(info));
+  if (onProgress && (await CallbackFailure.wrap(() => wantsLatents(info.step, info.totalSteps)))) {
+    const latents = await currentLatents();
+    await CallbackFailure.wrap(() => onProgress({ ...info, latents, shape }));
+  }
+}
+
+/**
  * The denoising loop, as in diffusers: for each timestep, scale the latents for the UNet, predict the noise (both
  * guidance halves in one batch), combine the halves (guidance) and let the scheduler step, then tell the caller.
  * The stepper decides where guidance and the step run (steppers.ts); the caller's errors are marked as theirs, so
@@ -166,8 +193,7 @@ async function denoisingLoop(
   options: GenerateOptions,
   timings: LoopTimings,
 ): Promise<Float32Array> {
-  const { signal, onStep, onProgress } = options;
-  const wantsLatents = options.wantsLatents ?? (() => true);
+  const { signal } = options;
   const totalSteps = timesteps.length;
   for (const [index, t] of timesteps.entries()) {
     throwIfAborted(signal);
@@ -178,12 +204,7 @@ async function denoisingLoop(
     await stepper.step(run.output, t); // guidance + scheduler.step
     timings.endStep();
 
-    const step = index + 1;
-    await CallbackFailure.wrap(() => onStep?.({ step, totalSteps, timestep: t }));
-    if (onProgress && (await CallbackFailure.wrap(() => wantsLatents(step, totalSteps)))) {
-      const latents = await stepper.currentLatents();
-      await CallbackFailure.wrap(() => onProgress({ step, totalSteps, timestep: t, latents, shape }));
-    }
+    await reportStep(options, { step: index + 1, totalSteps, timestep: t }, shape, () => stepper.currentLatents());
   }
   return stepper.finalLatents();
 }
@@ -191,7 +212,8 @@ async function denoisingLoop(
 /**
  * Stable Diffusion text-to-image exactly as diffusers' StableDiffusionPipeline computes it, over ONNX Runtime.
  * One instance holds one loaded model and is shared by every job; `generate` calls must not overlap (the queue's
- * single worker guarantees that).
+ * single worker guarantees that) unless the pipeline batches continuously (`maxBatchRows` > 1), when overlapping
+ * calls share the UNet batch.
  */
 export class StableDiffusionPipeline {
   readonly provider: ProviderName;
@@ -203,6 +225,8 @@ export class StableDiffusionPipeline {
   private readonly log: (line: string) => void;
   private deviceLoopError: string | null = null;
   private readonly pinUnetShapes: boolean;
+  /** The shared running batch when `maxBatchRows` > 1, else null. */
+  readonly batcher: BatchedDenoiser | null;
 
   constructor(
     readonly model: StableDiffusionModel,
@@ -214,6 +238,9 @@ export class StableDiffusionPipeline {
     this.pinUnetShapes = options.pinUnetShapes ?? false;
     this.reader = new GpuTensorReader(this.provider);
     this.uploader = new GpuTensorUploader(this.provider);
+    const maxBatchRows = options.maxBatchRows ?? 1;
+    if (maxBatchRows > 1 && this.pinUnetShapes) this.log(`continuous batching is off: pinUnetShapes pins the UNet batch (maxBatchRows ${maxBatchRows} ignored)`);
+    this.batcher = maxBatchRows > 1 && !this.pinUnetShapes ? new BatchedDenoiser(model.unet, maxBatchRows, this.reader) : null;
   }
 
   async generate(request: GenerationRequest, options: GenerateOptions = {}): Promise<GenerationResult> {
@@ -252,8 +279,12 @@ export class StableDiffusionPipeline {
     }
     const unet = new UnetRunner(this.model.unet, latentCount, guidance, sampleDims, text, request.cfg);
 
-    // 6. Denoising loop, on the device stepper or the JS one (see DeviceLoopMode)
-    const denoised = await timings.time('denoiseMs', () => this.denoise(request, start, image, unet, latentShape, options, timings));
+    // 6. Denoising loop, on the device stepper or the JS one (see DeviceLoopMode), or, batching continuously, as one
+    // row group of the shared running batch (batched-denoiser.ts)
+    const inBatch = this.batcher !== null && (options.deviceLoop ?? this.deviceLoop) !== 'always';
+    const denoised = await timings.time('denoiseMs', () =>
+      inBatch ? this.denoiseInBatch(request, start, text, latentShape, options, timings) : this.denoise(request, start, image, unet, latentShape, options, timings),
+    );
 
     // 7. Decode the latents with the VAE, one image at a time
     throwIfAborted(signal);
@@ -286,6 +317,36 @@ export class StableDiffusionPipeline {
       textualInversions: text.textualInversions,
       timings: timings.result(),
     };
+  }
+
+  /**
+   * Section 6 in the shared running batch: this generation joins it as one row group at the next step boundary and
+   * leaves it after its last step; its guidance, scheduler and callbacks stay its own.
+   */
+  private async denoiseInBatch(
+    request: GenerationRequest,
+    start: DenoiseStart,
+    text: TextConditioning,
+    shape: LatentShape,
+    options: GenerateOptions,
+    timings: TimingRecorder,
+  ): Promise<{ latents: Float32Array; loop: 'js' }> {
+    // An LCM UNet takes the CFG scale as its per-row guidance embedding and runs one row per image (no guidance halves).
+    const embeddingDim = guidanceEmbeddingDim(this.model.unet);
+    const rowInputs: Record<string, Float32Array> = embeddingDim === null ? {} : { [TIMESTEP_COND_INPUT]: guidanceEmbeddingRows(request.cfg, embeddingDim, shape[0]) };
+    const latents = await CallbackFailure.unwrap(() =>
+      this.batcher!.denoise({
+        start,
+        text,
+        cfg: embeddingDim === null ? request.cfg : 1,
+        shape,
+        rowInputs,
+        timings: timings.startLoop(),
+        ...(options.signal ? { signal: options.signal } : {}),
+        afterStep: (step, totalSteps, timestep, current) => reportStep(options, { step, totalSteps, timestep }, shape, async () => current),
+      }),
+    );
+    return { latents, loop: 'js' };
   }
 
   /**

@@ -4,7 +4,7 @@
  */
 import * as ort from 'onnxruntime-node';
 import { InvalidRequestError } from './errors.js';
-import { guidanceEmbeddingDim, guidanceScaleEmbedding, TIMESTEP_COND_INPUT } from './guidance-embedding.js';
+import { guidanceEmbeddingDim, guidanceEmbeddingRows, TIMESTEP_COND_INPUT } from './guidance-embedding.js';
 import { halfToFloatValues, toFloat16Into } from './fp16.js';
 import type { ModelPart } from './model.js';
 import type { GpuTensorReader } from './providers.js';
@@ -52,10 +52,7 @@ export class UnetRunner {
     const embeddingDim = guidanceEmbeddingDim(unet);
     if (embeddingDim !== null) {
       const rows = sampleDims[0]!;
-      const embedding = guidanceScaleEmbedding(guidanceScale, embeddingDim);
-      const feed = new Float32Array(rows * embeddingDim);
-      for (let row = 0; row < rows; row++) feed.set(embedding, row * embeddingDim);
-      this.timestepCond = TensorFeeder.forInput(unet.session, TIMESTEP_COND_INPUT, [rows, embeddingDim]).setFloats(feed);
+      this.timestepCond = TensorFeeder.forInput(unet.session, TIMESTEP_COND_INPUT, [rows, embeddingDim]).setFloats(guidanceEmbeddingRows(guidanceScale, embeddingDim, rows));
     }
   }
 
@@ -99,7 +96,7 @@ export class UnetRunner {
 }
 
 /** noise = uncond + cfg · (cond − uncond); the first half of the UNet batch is the unconditional one. */
-function applyGuidance(noise: Float32Array, into: Float32Array, count: number, cfg: number): void {
+export function applyGuidance(noise: Float32Array, into: Float32Array, count: number, cfg: number): void {
   for (let i = 0; i < count; i++) {
     const uncond = noise[i]!;
     into[i] = uncond + cfg * (noise[count + i]! - uncond);

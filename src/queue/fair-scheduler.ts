@@ -121,6 +121,12 @@ export class FairScheduler<T extends SchedulableJob> {
     return job;
   }
 
+  /** The job `next()` would take now, left waiting. */
+  peek(): T | undefined {
+    const id = this.priority[0] ?? this.peekRoundRobin();
+    return id === undefined ? undefined : this.jobs.get(id);
+  }
+
   /** Every waiting job in the order `next()` would hand them out if nothing else arrived. */
   order(): T[] {
     const ids: string[] = [...this.priority];
@@ -157,6 +163,14 @@ export class FairScheduler<T extends SchedulableJob> {
     const counts = new Map<string, number>();
     for (const job of this.jobs.values()) counts.set(job.guildId, (counts.get(job.guildId) ?? 0) + 1);
     return counts;
+  }
+
+  /** The id `takeRoundRobin` would take, without rotating anything. */
+  private peekRoundRobin(): string | undefined {
+    const guildId = this.guildRing[0];
+    if (guildId === undefined) return undefined;
+    const lane = this.lanes.get(guildId) as GuildLane;
+    return lane.jobsByUser.get(lane.userRing[0] as string)?.[0];
   }
 
   private takeRoundRobin(): string | undefined {

@@ -3,6 +3,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import PQueue from 'p-queue';
 import type { Logger } from 'pino';
+import { rowsOf } from '../diffusion/batched-denoiser.js';
 import { CancelledError, isImagineError } from '../errors.js';
 import { TypedEmitter } from './emitter.js';
 import { JobNotActiveError, JobNotFoundError, NotYourJobError, QueueClosedError } from './errors.js';
@@ -43,6 +44,11 @@ export interface LocalJobQueueOptions {
    * the next start.
    */
   shutdownGraceMs?: number;
+  /**
+   * Continuous batching (config worker.maxBatch): jobs run at once while their UNet rows (two per image with
+   * guidance, one without) fit in this many; the generator batches them. Default 1: one job at a time.
+   */
+  maxBatchRows?: number;
 }
 
 interface Waiting {
@@ -67,9 +73,11 @@ interface Run {
  * The job queue in this process: a FairScheduler of waiting jobs in front of one pipeline worker, with every job
  * persisted in a JobStore so the queue survives restarts (even SIGKILL).
  *
- * The worker is a p-queue with concurrency 1. The dispatcher hands it a job only when it is idle, so the choice of
+ * The worker is a p-queue (concurrency: one job per row at most). The dispatcher hands it a job only when it is idle, so the choice of
  * the next job is made at the last moment (a guild that joins while a job runs is considered for the very next
- * slot), and p-queue gives the shutdown path its `onIdle()`.
+ * slot), and p-queue gives the shutdown path its `onIdle()`. With continuous batching (`maxBatchRows` > 1) the
+ * dispatcher also hands over the next job in fair order while its rows fit beside the running jobs' (a job that
+ * does not fit waits, and so do the jobs behind it); the generator runs them in one UNet batch.
  */
 export class LocalJobQueue implements JobQueue {
   private readonly store: JobStore;
@@ -81,7 +89,8 @@ export class LocalJobQueue implements JobQueue {
   private readonly events: TypedEmitter<JobQueueEvents>;
   private readonly waiting = new FairScheduler<Waiting>();
   private readonly running = new Map<string, Run>();
-  private readonly worker = new PQueue({ concurrency: 1 });
+  private readonly maxBatchRows: number;
+  private readonly worker: PQueue;
   /** Positions last announced, so `position` events fire only on change. */
   private announced = new Map<string, number>();
   private state: 'new' | 'starting' | 'started' | 'closed' = 'new';
@@ -96,6 +105,9 @@ export class LocalJobQueue implements JobQueue {
     this.outputDir = options.outputDir;
     this.clock = options.clock ?? Date.now;
     this.shutdownGraceMs = options.shutdownGraceMs ?? 0;
+    this.maxBatchRows = options.maxBatchRows ?? 1;
+    // Every running job takes at least one row: as many jobs as rows at most.
+    this.worker = new PQueue({ concurrency: this.maxBatchRows });
     this.events = new TypedEmitter<JobQueueEvents>(options.logger);
   }
 
@@ -290,11 +302,12 @@ export class LocalJobQueue implements JobQueue {
     return undefined;
   }
 
-  /** Hands the next job to the worker whenever it is free. */
+  /** Hands the next job to the worker whenever it is free (or, batching, whenever its rows fit beside the running ones). */
   private dispatch(): void {
-    while (this.state === 'started' && this.running.size === 0) {
-      const next = this.waiting.next();
-      if (!next) break;
+    while (this.state === 'started') {
+      const head = this.waiting.peek();
+      if (!head || !this.fitsBesideRunning(head.job)) break;
+      const next = this.waiting.next()!;
       this.announced.delete(next.id);
       const job = next.job;
       job.status = 'running';
@@ -322,6 +335,14 @@ export class LocalJobQueue implements JobQueue {
       });
     }
     this.announcePositions();
+  }
+
+  /** Whether `job` may start now: nothing runs, or (continuous batching) its rows fit beside the running jobs'. */
+  private fitsBesideRunning(job: JobRecord): boolean {
+    if (this.running.size === 0) return true;
+    let rows = jobRows(job);
+    for (const run of this.running.values()) rows += jobRows(run.job);
+    return rows <= this.maxBatchRows;
   }
 
   private async execute(run: Run): Promise<void> {
@@ -440,4 +461,9 @@ export function toGenerationRequest(job: Pick<JobRecord, 'params'>): GenerationR
 export function describeFailure(error: unknown): JobError {
   if (isImagineError(error)) return { code: error.code, message: error.message };
   return { code: 'engine_failed', message: 'The image engine failed on this job.' };
+}
+
+/** The UNet rows a job takes in a continuous batch: two per image with guidance, one without. */
+function jobRows(job: JobRecord): number {
+  return rowsOf(Math.max(1, job.params.count), job.params.cfg);
 }

@@ -144,6 +144,78 @@ describe('EngineProcess', () => {
   });
 });
 
+describe('EngineProcess with continuous batching (maxBatch 6)', () => {
+  let engine: EngineProcess;
+  let inThread: Engine;
+  const { lines, log } = collectingLogger();
+
+  before(async () => {
+    engine = await EngineProcess.start({ setup: { ...setup, maxBatch: 6, warmUp: null }, log, stepTimeoutMs: 5_000, debugFaults: true });
+    inThread = await openEngine({ ...setup, warmUp: null }, () => undefined);
+  });
+  after(async () => {
+    await engine?.close();
+    await inThread?.close();
+  });
+
+  test('overlapping jobs run in the one child, each with its own progress and its own images; a cancel spares the others', async () => {
+    const steps = new Map<string, number[]>();
+    const order: string[] = [];
+    const progressOf = (name: string) => (p: GenerationProgress) => {
+      steps.set(name, [...(steps.get(name) ?? []), p.step]);
+      order.push(`${name}${p.step}`);
+    };
+    const cancel = new AbortController();
+    const jobs = {
+      a: { ...request, steps: 12 },
+      b: { ...request, seed: 7n, count: 1, cfg: 1, scheduler: 'dpmpp_2m' as const, steps: 5 },
+      c: { ...request, seed: 9n, count: 1, steps: 40 },
+    };
+    const a = engine.generate(jobs.a, { ...run(), jobId: 'a', onProgress: progressOf('a') });
+    const b = engine.generate(jobs.b, { ...run(), jobId: 'b', onProgress: progressOf('b') });
+    const c = engine.generate(jobs.c, {
+      signal: cancel.signal,
+      jobId: 'c',
+      onProgress: (p) => {
+        progressOf('c')(p);
+        if (p.step === 3) cancel.abort(new CancelledError());
+      },
+    });
+    await assert.rejects(c, CancelledError);
+    const [fromA, fromB] = await Promise.all([a, b]);
+    assert.deepEqual(steps.get('a'), Array.from({ length: 12 }, (_, i) => i + 1));
+    assert.deepEqual(steps.get('b'), [1, 2, 3, 4, 5]);
+    assert.ok((steps.get('c')?.length ?? 0) < 40);
+    assert.ok(order.indexOf('b5') < order.indexOf('a12'), `b ran beside a: ${order.join(' ')}`);
+    for (const [name, result] of [['a', fromA], ['b', fromB]] as const) {
+      const local = await inThread.generator.generate(jobs[name], run());
+      result.images.forEach((image, i) => {
+        assert.ok(Buffer.from(image.png).equals(Buffer.from(local.images[i]!.png)), `${name} image ${i} is the job's PNG made alone`);
+      });
+    }
+    assert.ok(!lines.some((line) => line.msg === 'engine process crashed'));
+  });
+
+  test('a crash fails every job the child ran, and the restarted child serves the next', async () => {
+    const before = engine.pid;
+    let crashed = false;
+    const crashOnce = () => {
+      if (crashed) return;
+      crashed = true;
+      process.kill(engine.pid!, 'SIGKILL');
+    };
+    const first = engine.generate({ ...request, steps: 40 }, { ...run(), jobId: 'x' });
+    const second = engine.generate({ ...request, seed: 3n, count: 1, steps: 40 }, { ...run(), jobId: 'y', onProgress: crashOnce });
+    await assert.rejects(first, EngineCrashedError);
+    await assert.rejects(second, EngineCrashedError);
+    const crashLine = lines.find((line) => line.msg === 'engine process crashed');
+    assert.deepEqual(crashLine?.['jobIds'], ['x', 'y']);
+    const next = await engine.generate({ ...request, count: 1 }, run());
+    assert.equal(next.images.length, 1);
+    assert.notEqual(engine.pid, before);
+  });
+});
+
 test('a model the engine cannot load: start rejects with the engine\'s own user-facing error, and no process is left', async () => {
   const { lines, log } = collectingLogger();
   await assert.rejects(EngineProcess.start({ setup: { ...setup, modelFolder: '/nonexistent/model' }, log, stepTimeoutMs: 1_000 }), (error: unknown) => {

@@ -107,6 +107,20 @@ test('generation.defaults.karras picks the Karras variant of a default scheduler
   ]);
 });
 
+test('worker.maxBatch: continuous batching is off by default, and refused with pinned UNet shapes', (t) => {
+  const dirs = [
+    workspace({ local: {} }),
+    workspace({ local: { worker: { maxBatch: 8 } } }),
+    workspace({ local: { worker: { maxBatch: 8 }, model: { pinUnetShapes: true } } }),
+  ] as const;
+  t.after(() => dirs.forEach((dir) => rmSync(dir, { recursive: true, force: true })));
+  assert.equal(loadConfig({ env: {}, cwd: dirs[0] }).worker.maxBatch, 1);
+  assert.equal(loadConfig({ env: {}, cwd: dirs[1] }).worker.maxBatch, 8);
+  assert.deepEqual(problemsOf(() => loadConfig({ env: {}, cwd: dirs[2] })), [
+    'config/local.json: worker.maxBatch above 1 (continuous batching) cannot run with model.pinUnetShapes, which pins the UNet batch: set one of them back (got maxBatch 8)',
+  ]);
+});
+
 test('one line per wrong value, naming the file and the key, and what it got', (t) => {
   const dir = workspace({
     local: {

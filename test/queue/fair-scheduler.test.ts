@@ -1,4 +1,4 @@
-// The scheduler on its own: positions (order()) always equal what next() hands out, and the rotation is fair.
+// The scheduler on its own: positions (order()) and peek() always equal what next() hands out, and the rotation is fair.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { FairScheduler, type SchedulableJob } from '../../src/queue/fair-scheduler.js';
@@ -48,7 +48,12 @@ test('order() predicts next() exactly, under random pushes, removals and dispatc
     const positions = s.positions();
     predicted.forEach((id, i) => assert.equal(positions.get(id), i + 1));
     const drained: string[] = [];
-    for (let job = s.next(); job; job = s.next()) drained.push(job.id);
+    // peek() names the job next() then takes, and changes nothing (continuous batching peeks to see if it fits).
+    for (let peeked = s.peek(), job = s.next(); job; peeked = s.peek(), job = s.next()) {
+      assert.equal(peeked?.id, job.id, `seed ${seed}: peek before next`);
+      drained.push(job.id);
+    }
+    assert.equal(s.peek(), undefined);
     assert.deepEqual(drained, predicted, `seed ${seed}`);
     assert.equal(s.size, 0);
   }

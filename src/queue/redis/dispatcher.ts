@@ -1,6 +1,7 @@
 /**
  * Promotes jobs from the fair waiting room into BullMQ, one at a time and only while a live worker is free to take
- * one: so the fair order decides which job runs next at the last moment, as the local queue's dispatcher does, and
+ * one (with continuous batching, while the live workers' job slots are not all taken: each worker's heartbeat says
+ * how many jobs it would hold now, its running jobs plus one while it has free UNet rows; 1 for a worker without): so the fair order decides which job runs next at the last moment, as the local queue's dispatcher does, and
  * BullMQ's wait list never holds more than the idle workers will take. Bot and worker processes all run it (on
  * enqueue, on job end, on a tick); a Redis lock lets one at a time promote.
  *
@@ -50,11 +51,11 @@ export class Dispatcher {
     try {
       for (;;) {
         const fleet = await readWorkers(client, keys, this.options.goneAfterMs);
-        const live = fleet.filter((w) => w.state !== 'gone').length;
+        const live = fleet.filter((w) => w.state !== 'gone').reduce((slots, w) => slots + w.jobSlots, 0);
         // A worker that vanished mid-job leaves its job active until BullMQ's stalled check hands it back; that job
         // holds no live worker, so it must not keep a live one idle meanwhile.
         const active = new Set((await queue.getActive()).map((job) => job.id));
-        const heldByGone = fleet.filter((w) => w.lastJobId !== undefined && active.has(w.lastJobId)).length;
+        const heldByGone = fleet.flatMap((w) => w.lastJobIds ?? []).filter((id) => active.has(id)).length;
         const counts = await queue.getJobCounts('wait', 'prioritized', 'paused');
         const taken = (counts.wait ?? 0) + (counts.prioritized ?? 0) + (counts.paused ?? 0) + active.size - heldByGone;
         if (taken >= live) return;
@@ -74,8 +75,11 @@ export class Dispatcher {
   }
 }
 
-/** A fleet entry with, for a worker that vanished (not closed) while busy, the job it had. */
-type FleetEntry = WorkerInfo & { lastJobId?: string };
+/**
+ * A fleet entry with the jobs it would hold now (`jobSlots`, see WorkerHeartbeat) and, for a worker that vanished
+ * (not closed) while busy, the jobs it had.
+ */
+type FleetEntry = WorkerInfo & { jobSlots: number; lastJobIds?: string[] };
 
 /** The fleet from the heartbeat hash, newest first; a heartbeat older than `goneAfterMs` reads as gone. */
 export async function readWorkers(client: RedisClient, keys: RedisKeys, goneAfterMs: number, now = Date.now()): Promise<FleetEntry[]> {
@@ -98,7 +102,8 @@ export async function readWorkers(client: RedisClient, keys: RedisKeys, goneAfte
       device: beat.device,
       state: gone ? 'gone' : beat.busy ? 'busy' : 'idle',
       ...(!gone && beat.busy && beat.jobId ? { jobId: beat.jobId } : {}),
-      ...(gone && !beat.closed && beat.busy && beat.jobId ? { lastJobId: beat.jobId } : {}),
+      ...(gone && !beat.closed && beat.busy && beat.jobId ? { lastJobIds: beat.jobIds ?? [beat.jobId] } : {}),
+      jobSlots: beat.jobSlots ?? 1,
       jobsDone: beat.jobsDone,
       lastHeartbeat: beat.lastHeartbeat,
     });

@@ -73,6 +73,12 @@ export type RedisOutcome =
  */
 export interface WorkerHeartbeat extends Omit<WorkerInfo, 'state'> {
   busy: boolean;
+  /**
+   * Continuous batching: every job it runs now (`jobId` is the first), and how many jobs it would hold now: those
+   * plus one while it has free UNet rows (docs/queue-redis.md). Absent (older workers, worker.maxBatch 1): one.
+   */
+  jobIds?: string[];
+  jobSlots?: number;
   startedAt: number;
   /** Set when the worker closed on purpose. */
   closed?: boolean;

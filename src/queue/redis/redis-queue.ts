@@ -290,7 +290,7 @@ export class RedisJobQueue implements JobQueue {
   }
 
   async workers(): Promise<WorkerInfo[]> {
-    return (await readWorkers(this.requireClient(), this.keys, this.timings.goneAfterMs)).map(({ lastJobId: _internal, ...info }) => info);
+    return (await readWorkers(this.requireClient(), this.keys, this.timings.goneAfterMs)).map(({ lastJobIds: _internal, jobSlots: _slots, ...info }) => info);
   }
 
   async reportShards(shards: readonly ShardReport[]): Promise<void> {

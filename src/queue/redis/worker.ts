@@ -1,5 +1,7 @@
 /**
- * One pipeline worker of the Redis backend: a BullMQ Worker (concurrency 1) running an ImageGenerator, with a
+ * One pipeline worker of the Redis backend: a BullMQ Worker (concurrency 1; with continuous batching up to
+ * worker.maxBatch jobs, while the dispatcher promotes one more job per worker whose running jobs leave UNet rows
+ * free: see `jobSlots`) running an ImageGenerator, with a
  * heartbeat record the bot shows in /imagine-status. BullMQ's lock renewal and stalled-job check are what find the
  * job of a worker that was killed (SIGKILL, machine gone): its lock expires, another worker's stalled check moves
  * the job back to wait, and it reruns there.
@@ -11,6 +13,7 @@ import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { Queue, WaitingError, Worker, type Job, type RedisClient } from 'bullmq';
 import type { Logger } from 'pino';
+import { rowsOf } from '../../diffusion/batched-denoiser.js';
 import { CancelledError, isImagineError } from '../../errors.js';
 import { describeFailure, toGenerationRequest } from '../local-queue.js';
 import { RedisInputImageStore, withInputImages } from '../inputs.js';
@@ -55,6 +58,18 @@ export interface RedisWorkerOptions extends RedisTimings {
   progressIntervalMs?: number;
   /** How often a running job checks whether it was cancelled. Default 250 ms. */
   cancelPollMs?: number;
+  /**
+   * Continuous batching (config worker.maxBatch): the UNet rows (two per image with guidance, one without) this
+   * worker's running jobs may fill; while some are free it takes one more job. Default 1: one job at a time.
+   */
+  maxBatchRows?: number;
+}
+
+interface RunningJob {
+  jobId: string;
+  controller: AbortController;
+  rows: number;
+  cancelledBy?: string;
 }
 
 /** The timings configured in `queue` (workerHeartbeatMs, lostJobAfterMs), for the bot and the workers alike. */
@@ -86,7 +101,8 @@ export class RedisWorker {
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private readonly startedAt = Date.now();
   private jobsDone = 0;
-  private current: { jobId: string; controller: AbortController; cancelledBy?: string } | undefined;
+  /** The jobs it runs now, in the order they started. */
+  private readonly running = new Map<string, RunningJob>();
   private closing = false;
   private readonly generator: ImageGenerator;
 
@@ -123,7 +139,8 @@ export class RedisWorker {
     this.worker = new Worker<RedisJobData, RedisOutcome>(BULL_QUEUE_NAME, (job, token) => this.process(job, token), {
       connection,
       prefix: this.keys.bullPrefix,
-      concurrency: 1,
+      // Every job takes at least one row: never more jobs than rows (the dispatcher promotes fewer: see jobSlots).
+      concurrency: this.options.maxBatchRows ?? 1,
       lockDuration: this.timings.lockDurationMs,
       stalledInterval: this.timings.stalledIntervalMs,
       // A job whose worker died this often is more likely the cause than the victim: it fails then.
@@ -150,7 +167,7 @@ export class RedisWorker {
     if (this.closing) return;
     this.closing = true;
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
-    this.current?.controller.abort(new Error('worker closing'));
+    for (const run of this.running.values()) run.controller.abort(new Error('worker closing'));
     await this.worker?.close();
     await this.beat({ closed: true }).catch(() => undefined);
     await this.queue?.close();
@@ -176,8 +193,10 @@ export class RedisWorker {
       host: hostname(),
       pid: process.pid,
       ...this.options.identity,
-      busy: this.current !== undefined,
-      ...(this.current ? { jobId: this.current.jobId } : {}),
+      busy: this.running.size > 0,
+      ...(this.running.size > 0 ? { jobId: [...this.running.keys()][0]! } : {}),
+      ...(this.running.size > 1 ? { jobIds: [...this.running.keys()] } : {}),
+      jobSlots: this.jobSlots(),
       jobsDone: this.jobsDone,
       startedAt: this.startedAt,
       lastHeartbeat: Date.now(),
@@ -186,15 +205,34 @@ export class RedisWorker {
     await this.client.hset(this.keys.workers, { [this.id]: JSON.stringify(beat) });
   }
 
+  /**
+   * How many jobs this worker would hold now: those it runs, plus one while they leave a UNet row free (the next job
+   * may need more rows than are free; it then waits in the engine's batch for them). The dispatcher promotes jobs
+   * only while the live workers' slots are not all taken. (BullMQ's own concurrency is fixed at worker.maxBatch:
+   * raising it while jobs run does not wake its fetch loop, so it cannot follow the slots.)
+   */
+  private jobSlots(): number {
+    let rows = 0;
+    for (const run of this.running.values()) rows += run.rows;
+    return this.running.size + (rows < (this.options.maxBatchRows ?? 1) || this.running.size === 0 ? 1 : 0);
+  }
+
+  /** Tells the fleet (heartbeat: `jobSlots`) after a job starts or ends. */
+  private async slotsChanged(): Promise<void> {
+    await this.beat().catch(() => undefined);
+    // A slot freed by a job start (batching) or end: promote the next job for it now, not at the next tick.
+    if (!this.closing && (this.options.maxBatchRows ?? 1) > 1) this.kick();
+  }
+
   private async process(job: Job<RedisJobData, RedisOutcome>, token: string | undefined): Promise<RedisOutcome> {
     const client = this.client as RedisClient;
     const data = job.data;
     const log = this.logger?.child({ jobId: data.id, attempt: job.attemptsStarted });
     const earlyCancel = await client.get(this.keys.cancel(data.id));
     if (earlyCancel) return { kind: 'cancelled', by: earlyCancel, worker: this.id };
-    const current: { jobId: string; controller: AbortController; cancelledBy?: string } = { jobId: data.id, controller: new AbortController() };
-    this.current = current;
-    await this.beat().catch(() => undefined);
+    const current: RunningJob = { jobId: data.id, controller: new AbortController(), rows: rowsOf(Math.max(1, data.params.count), data.params.cfg) };
+    this.running.set(data.id, current);
+    await this.slotsChanged();
     log?.info('job running on this worker');
     const poll = setInterval(() => {
       client
@@ -250,8 +288,8 @@ export class RedisWorker {
       return { kind: 'failed', error: describeFailure(error), worker: this.id };
     } finally {
       clearInterval(poll);
-      this.current = undefined;
-      await this.beat().catch(() => undefined);
+      this.running.delete(data.id);
+      await this.slotsChanged();
     }
   }
 }

@@ -20,9 +20,9 @@ export interface FleetWorker {
   kill(): Promise<void>;
 }
 
-/** Spawns a worker process and resolves once it takes jobs. */
-export function spawnWorker(url: string, stepMs: number): Promise<FleetWorker> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'test/queue/helpers/redis-worker-child.ts', url, PREFIX, String(stepMs)], {
+/** Spawns a worker process (with continuous batching when `maxBatchRows` > 1) and resolves once it takes jobs. */
+export function spawnWorker(url: string, stepMs: number, maxBatchRows = 1): Promise<FleetWorker> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'test/queue/helpers/redis-worker-child.ts', url, PREFIX, String(stepMs), String(maxBatchRows)], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stderr = '';
