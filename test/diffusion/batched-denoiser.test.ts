@@ -214,3 +214,27 @@ describe('batch bookkeeping', () => {
     assert.equal(rowsOf(1, 1.01), 2);
   });
 });
+
+describe('continuous batching of an LCM UNet (timestep_cond per row)', () => {
+  let lcm: StableDiffusionPipeline | undefined;
+  before(async () => {
+    lcm = await loadPipeline(join(FIXTURES, 'tiny-lcm'), { provider: 'cpu', safetyChecker: false });
+  });
+  after(async () => {
+    await lcm?.release();
+  });
+
+  test('two LCM jobs with different CFGs share the batch and each equals itself run alone', async () => {
+    // The guidance embedding differs per job (cfg − 1), so a row fed the other job's embedding would change its image.
+    const a = job({ seed: [51n, 52n], scheduler: 'lcm', steps: 4, cfg: 1.5 });
+    const b = job({ seed: [61n], scheduler: 'lcm', steps: 4, cfg: 8, prompt: 'a red bicycle' });
+    const batched = new StableDiffusionPipeline(lcm!.model, { maxBatchRows: 8 });
+    const log = stepLog();
+    let runB: Promise<GenerationResult> | undefined;
+    const resultA = await batched.generate(a, log.options('a', { onStep: ({ step }) => void (step === 1 && (runB = batched.generate(b, log.options('b')))) }));
+    const resultB = await runB!;
+    assert.ok(log.events.indexOf('b1') < log.events.indexOf('a4'), `b ran beside a: ${log.events.join(' ')}`);
+    assertSameAsAlone(resultA, await lcm!.generate(a), 'lcm a');
+    assertSameAsAlone(resultB, await lcm!.generate(b), 'lcm b');
+  });
+});
