@@ -12,7 +12,8 @@ Writes into test/fixtures/loras/:
   the older attention-processor layout (`unet.….attn2.processor.to_k_lora.down.weight`, `to_out_lora` = `to_out.0`).
 - `expected.json` + `expected.f32`: for each case (a LoRA set with weights), the merged initializers (by name, in the
   ONNX layout: MatMul weights [in, out], Conv [out, in, kh, kw]) and the text encoder's and UNet's outputs for fixed
-  inputs (also in `expected.f32`), computed here.
+  inputs (also in `expected.f32`), computed here; and `hashes`: A1111's short hash of each file (sha256 of the bytes
+  after the safetensors header, first 12 hex digits), computed here with hashlib.
 
 How the expected values are made (independent of src/diffusion/lora/):
 - The merge is numpy in torch's layout: W = initializer (transposed back to [out, in] for MatMul),
@@ -28,6 +29,7 @@ Run by hand from the repository root (Debian's python3-onnx and numpy; node with
 
     /usr/bin/python3 scripts/make-lora-fixtures.py
 """
+import hashlib
 import json
 import os
 import struct
@@ -239,6 +241,14 @@ def main():
             blob.append(outputs)
             offset += outputs.size
             index['cases'].append(entry)
+    # A1111's `Lora hashes` value for a .safetensors file: sha256 of the bytes after the header (the "addnet" hash,
+    # modules/hashes.py with use_addnet_hash), first 12 hex digits (extensions-builtin/Lora/network.py set_hash).
+    index['hashes'] = {}
+    for name in ('tiny-kohya', 'tiny-peft'):
+        with open(os.path.join(OUT, f'{name}.safetensors'), 'rb') as file:
+            data = file.read()
+        header_length = struct.unpack('<Q', data[:8])[0]
+        index['hashes'][name] = hashlib.sha256(data[8 + header_length:]).hexdigest()[:12]
     np.concatenate(blob).astype('<f4').tofile(os.path.join(OUT, 'expected.f32'))
     with open(os.path.join(OUT, 'expected.json'), 'w') as file:
         json.dump(index, file, indent=1)

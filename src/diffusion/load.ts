@@ -2,6 +2,7 @@ import { stat } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import { ModelFileError } from './errors.js';
 import { loadStableDiffusionModel } from './model.js';
+import { LoraLibrary } from './lora/library.js';
 import { StableDiffusionPipeline, type DeviceLoopMode } from './pipeline.js';
 import { keepsOutputsOnDevice, openSession, resolveProvider, type ProviderChoice } from './providers.js';
 
@@ -18,6 +19,10 @@ export interface LoadPipelineOptions {
   deviceId?: number;
   /** ORT's CPU threads per session; default every CPU the process may use (the workers benchmark sets 1). */
   intraOpNumThreads?: number;
+  /** The folder of LoRA files for `<lora:name:w>` (config `model.loraDir`); none: no LoRAs. */
+  loraDir?: string | null;
+  /** Merged LoRA sets kept open (config `model.loraCacheSize`; default 2). */
+  loraCacheSize?: number;
   /** One line per event: provider chosen (and why others failed), each part loaded, total load time. */
   log?: (line: string) => void;
 }
@@ -40,8 +45,9 @@ export async function loadPipeline(folder: string, options: LoadPipelineOptions)
   const unetOutputsOnDevice = keepsOutputsOnDevice(provider) && deviceLoop !== 'never';
   const partOf = (file: string): string => basename(dirname(file));
   const model = await loadStableDiffusionModel(folder, {
-    createSession: (file, pinnedShapes) =>
+    createSession: (file, pinnedShapes, modelRewrite) =>
       openSession(file, provider, {
+        ...(modelRewrite ? { modelRewrite } : {}),
         ...device,
         ...(options.intraOpNumThreads !== undefined ? { intraOpNumThreads: options.intraOpNumThreads } : {}),
         preferGpuOutputs: unetOutputsOnDevice && partOf(file) === 'unet' ? true : undefined,
@@ -54,5 +60,11 @@ export async function loadPipeline(folder: string, options: LoadPipelineOptions)
     onProgress: ({ part, index, total }) => log(`loading ${part} (${index + 1}/${total}) on ${provider}`),
   });
   log(`model ${model.name} loaded on ${provider} in ${((performance.now() - started) / 1000).toFixed(1)}s`);
-  return new StableDiffusionPipeline(model, { provider, deviceLoop, log, pinUnetShapes: options.pinUnetShapes ?? false });
+  return new StableDiffusionPipeline(model, {
+    provider,
+    deviceLoop,
+    log,
+    pinUnetShapes: options.pinUnetShapes ?? false,
+    loras: { library: new LoraLibrary(options.loraDir ?? null), ...(options.loraCacheSize !== undefined ? { cacheSize: options.loraCacheSize } : {}) },
+  });
 }

@@ -1,6 +1,7 @@
 import { stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { InferenceSession } from 'onnxruntime-node';
+import type { ModelRewrite } from './providers.js';
 import { isFile } from '../util/fs.js';
 import { isClipSkipOutput } from './clip-skip.js';
 import { ModelFileError } from './errors.js';
@@ -66,6 +67,11 @@ export interface StableDiffusionModel {
    * UNet's weights. If the new session cannot open, the UNet is reopened as before and the error is thrown.
    */
   pinUnetShapes(shapes: Readonly<Record<string, readonly number[]>> | null): Promise<boolean>;
+  /**
+   * Opens another session of the text encoder or the UNet whose bytes `rewrite` changes first (LoRA weights merged in,
+   * lora/sessions.ts), with the same session options as the model's own (the UNet unpinned). The caller releases it.
+   */
+  openPartWith(part: 'text_encoder' | 'unet', rewrite: ModelRewrite): Promise<ModelPart>;
   release(): Promise<void>;
 }
 
@@ -76,6 +82,7 @@ export interface StableDiffusionModel {
 export type SessionFactory = (
   modelFile: string,
   pinnedShapes?: Readonly<Record<string, readonly number[]>>,
+  rewrite?: ModelRewrite,
 ) => Promise<InferenceSession>;
 
 export interface LoadModelOptions {
@@ -133,12 +140,13 @@ async function openPart(
   file: string,
   createSession: SessionFactory,
   pinnedShapes?: Readonly<Record<string, readonly number[]>>,
+  rewrite?: ModelRewrite,
 ): Promise<ModelPart> {
   const path = join(folder, file);
   if (!(await isFile(path))) throw new ModelFileError(file, 'file is missing');
   let session: InferenceSession;
   try {
-    session = await createSession(path, pinnedShapes);
+    session = await createSession(path, pinnedShapes, rewrite);
   } catch (error) {
     throw new ModelFileError(file, describeLoadFailure(error), { cause: error });
   }
@@ -280,6 +288,9 @@ export async function loadStableDiffusionModel(folder: string, options: LoadMode
         throw error;
       }
       return true;
+    },
+    openPartWith(part, rewrite) {
+      return openPart(root, `${part}/model.onnx`, options.createSession, undefined, rewrite);
     },
     async release() {
       await Promise.allSettled([...parts.values()].map((part) => part.session.release()));

@@ -25,10 +25,14 @@ import {
   type Stepper,
 } from './steppers.js';
 import type { PromptSyntax } from './prompt/index.js';
+import { UnknownLoraError } from './lora/library.js';
 import { encodeText, type PromptTokenCount, type TextConditioning } from './text-conditioning.js';
 import { LoopTimings, TimingRecorder, type GenerationTimings } from './timings.js';
 import { CpuGuidance, UnetRunner, unetSampleDims } from './unet-runner.js';
 import { decodeLatents, type DecodedImage } from './vae-decode.js';
+import { extractExtraNetworks } from './lora/tags.js';
+import type { LoraLibrary } from './lora/library.js';
+import { LoraSessionCache, type LoraParts, type ResolvedLora } from './lora/sessions.js';
 
 export {
   DEFAULT_CFG,
@@ -73,6 +77,17 @@ export interface PipelineOptions {
    * away (pin-shapes.ts). Worth it where sizes rarely change; measured by `npm run bench:gpu` (default false).
    */
   pinUnetShapes?: boolean;
+  /**
+   * Where `<lora:name:w>` tags of an `a1111` prompt find their files, and how many merged LoRA sets to keep open
+   * (lora/sessions.ts; default 2). Without it every LoRA tag is an unknown LoRA.
+   */
+  loras?: { library: LoraLibrary; cacheSize?: number };
+}
+
+/** A LoRA a generation used, for A1111's `Lora hashes` (name as written in the prompt, full hash of its file). */
+export interface UsedLora {
+  name: string;
+  hash: string;
 }
 
 export interface StepInfo {
@@ -96,6 +111,8 @@ export interface GenerateOptions {
   signal?: AbortSignal;
   /** Overrides the pipeline's default loop choice for this generation. */
   deviceLoop?: DeviceLoopMode;
+  /** Called before a LoRA set that is not cached is merged and opened (seconds on a real model), with its names. */
+  onLoraLoad?: (names: readonly string[]) => void;
 }
 
 export interface GeneratedImage {
@@ -123,6 +140,8 @@ export interface GenerationResult {
   truncatedTokens: number;
   /** The prompt's length under the request's syntax, for "92/150 tokens" (formatTokenCount). */
   promptTokens: PromptTokenCount;
+  /** The prompt's LoRAs (a1111 syntax), in prompt order, for `Lora hashes`; empty when none. */
+  loras: UsedLora[];
   timings: GenerationTimings;
 }
 
@@ -192,6 +211,8 @@ export class StableDiffusionPipeline {
   private readonly log: (line: string) => void;
   private deviceLoopError: string | null = null;
   private readonly pinUnetShapes: boolean;
+  private readonly loraLibrary: LoraLibrary | null;
+  private readonly loraSessions: LoraSessionCache;
 
   constructor(
     readonly model: StableDiffusionModel,
@@ -203,6 +224,8 @@ export class StableDiffusionPipeline {
     this.pinUnetShapes = options.pinUnetShapes ?? false;
     this.reader = new GpuTensorReader(this.provider);
     this.uploader = new GpuTensorUploader(this.provider);
+    this.loraLibrary = options.loras?.library ?? null;
+    this.loraSessions = new LoraSessionCache((part, rewrite) => this.model.openPartWith(part, rewrite), options.loras?.cacheSize, this.log);
   }
 
   async generate(request: GenerationRequest, options: GenerateOptions = {}): Promise<GenerationResult> {
@@ -219,15 +242,27 @@ export class StableDiffusionPipeline {
     const start = this.startDenoising(request, latentCount);
     throwIfAborted(signal);
 
-    // 3. Encode the prompt (and the negative prompt, for guidance)
+    // 3. Encode the prompt (and the negative prompt, for guidance), with the prompt's LoRAs merged in (a1111)
+    const syntax = request.promptSyntax ?? 'plain';
+    const loras = await this.loraSetOf(request.prompt, syntax);
+    const parts = await this.loraParts(loras.set, options);
+    throwIfAborted(signal);
     const text = await timings.time('textEncoderMs', () =>
-      this.encodeText(request.prompt, request.negativePrompt ?? '', batch, guidance, request.promptSyntax ?? 'plain', request.clipSkip ?? 1),
+      encodeText(
+        { tokenizer: this.model.tokenizer, textEncoder: parts.textEncoder ?? this.model.textEncoder },
+        loras.prompt,
+        request.negativePrompt ?? '',
+        batch,
+        guidance,
+        syntax,
+        request.clipSkip ?? 1,
+      ),
     );
 
-    // 4. Prepare the UNet's feeds (pinning its input shapes first when asked to)
+    // 4. Prepare the UNet's feeds (pinning its input shapes first when asked to; a LoRA-merged UNet is not pinned)
     const sampleDims = unetSampleDims(latentShape, guidance);
-    if (this.pinUnetShapes) await this.pinUnetTo({ sample: sampleDims, timestep: [sampleDims[0]!], encoder_hidden_states: text.dims });
-    const unet = new UnetRunner(this.model.unet, latentCount, guidance, sampleDims, text);
+    if (this.pinUnetShapes && !parts.unet) await this.pinUnetTo({ sample: sampleDims, timestep: [sampleDims[0]!], encoder_hidden_states: text.dims });
+    const unet = new UnetRunner(parts.unet ?? this.model.unet, latentCount, guidance, sampleDims, text);
 
     // 5. Denoising loop, on the device stepper or the JS one (see DeviceLoopMode)
     const denoised = await timings.time('denoiseMs', () => this.denoise(request, start, unet, latentShape, options, timings));
@@ -260,8 +295,41 @@ export class StableDiffusionPipeline {
       timesteps: Float64Array.from(start.timesteps),
       truncatedTokens: text.promptTokens.droppedTokenCount,
       promptTokens: text.promptTokens,
+      loras: loras.set.map(({ name, hash }) => ({ name, hash })),
       timings: timings.result(),
     };
+  }
+
+  /**
+   * The prompt without its extra-network tags and its LoRAs resolved to files (a1111 syntax; under `plain` the text
+   * is taken literally). The same name twice adds its multipliers (A1111 applies both).
+   */
+  private async loraSetOf(prompt: string, syntax: PromptSyntax): Promise<{ prompt: string; set: ResolvedLora[] }> {
+    if (syntax !== 'a1111') return { prompt, set: [] };
+    const { text, loras, ignored } = extractExtraNetworks(prompt);
+    if (ignored.length > 0) this.log(`extra networks other than LoRA are not supported, ignored: ${ignored.join(' ')}`);
+    const set: ResolvedLora[] = [];
+    for (const tag of loras) {
+      const library = this.loraLibrary;
+      if (!library) throw new UnknownLoraError(tag.name, []);
+      const file = await library.resolve(tag.name);
+      const same = set.find((lora) => lora.file === file.file);
+      if (same) {
+        same.teMultiplier += tag.teMultiplier;
+        same.unetMultiplier += tag.unetMultiplier;
+        continue;
+      }
+      set.push({ name: tag.name, file: file.file, hash: await library.hash(file.file), teMultiplier: tag.teMultiplier, unetMultiplier: tag.unetMultiplier });
+    }
+    return { prompt: text, set };
+  }
+
+  /** The text encoder and UNet with the set merged in (null: the base model's), from the cache or merged now. */
+  private loraParts(set: readonly ResolvedLora[], options: GenerateOptions): Promise<LoraParts> {
+    // Multiplier 0 changes no weight: such a LoRA is only named in the infotext.
+    const active = set.filter((lora) => lora.teMultiplier !== 0 || lora.unetMultiplier !== 0);
+    if (active.length > 0 && !this.loraSessions.has(active)) options.onLoraLoad?.(active.map((lora) => lora.name));
+    return this.loraSessions.partsFor(active);
   }
 
   /**
@@ -340,6 +408,7 @@ export class StableDiffusionPipeline {
     for (const graph of graphs) await (await graph.catch(() => null))?.release();
     await this.reader.release();
     await this.uploader.release();
+    await this.loraSessions.release();
   }
 
   /** Why `auto` stopped using the device loop (it failed once on this provider), or null. */
