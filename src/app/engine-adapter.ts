@@ -9,7 +9,7 @@
  * GPU costs little more than one image, and each image still equals its seed made alone (rounding aside).
  */
 import { MAX_SEED } from '../diffusion/rng/index.js';
-import { clipSkipInfotext, encodePng, formatInfotext } from '../diffusion/png.js';
+import { clipSkipInfotext, encodePng, formatInfotext, loraHashesInfotext } from '../diffusion/png.js';
 import { formatTokenCount, requestedStepOf, type StableDiffusionPipeline } from '../diffusion/pipeline.js';
 import type { GenerateOptions, GeneratedImage, GeneratedImages, GenerationRequest, ImageGenerator } from '../queue/index.js';
 
@@ -95,7 +95,8 @@ export class PipelineImageGenerator implements ImageGenerator {
         width: image.width,
         height: image.height,
         model: this.pipeline.model.name,
-        extra: clipSkipInfotext(request.clipSkip),
+        // The prompt keeps its <lora:…> tags, as A1111 writes it; the hashes say which files they were.
+        extra: { ...clipSkipInfotext(request.clipSkip), ...loraHashesInfotext(result.loras) },
       });
       images.push({
         png: await encodePng(image.rgb, image.width, image.height, infotext),

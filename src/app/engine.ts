@@ -22,6 +22,9 @@ export interface EngineSetup {
   safetyChecker: boolean;
   pinUnetShapes: boolean;
   fuseAttention: boolean;
+  /** model.loraDir ("" or absent: no LoRAs) and model.loraCacheSize. */
+  loraDir?: string;
+  loraCacheSize?: number;
   previewIntervalMs: number;
   /** GPU index for CUDA (`imagine-bot worker --device N`); undefined = the provider's default (0). */
   deviceId?: number;
@@ -54,6 +57,8 @@ export function engineSetupFromConfig(config: Config, modelFolder: string, warmU
     safetyChecker: config.model.safetyChecker,
     pinUnetShapes: config.model.pinUnetShapes,
     fuseAttention: config.model.fuseAttention,
+    loraDir: config.model.loraDir,
+    loraCacheSize: config.model.loraCacheSize,
     previewIntervalMs: config.preview.minIntervalMs,
     warmUp,
   };
@@ -66,6 +71,8 @@ export async function openEngine(setup: EngineSetup, log: (line: string) => void
     safetyChecker: setup.safetyChecker,
     pinUnetShapes: setup.pinUnetShapes,
     fuseAttention: setup.fuseAttention,
+    loraDir: setup.loraDir || null,
+    ...(setup.loraCacheSize !== undefined ? { loraCacheSize: setup.loraCacheSize } : {}),
     ...(setup.deviceId !== undefined ? { deviceId: setup.deviceId } : {}),
     ...(setup.intraOpNumThreads !== undefined ? { intraOpNumThreads: setup.intraOpNumThreads } : {}),
     log,

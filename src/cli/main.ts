@@ -27,6 +27,7 @@ export function buildProgram(): Command {
     modelPath: () => configured().model.path || undefined,
     provider: () => configured().model.provider,
     fuseAttention: () => configured().model.fuseAttention,
+    loraDir: () => configured().model.loraDir,
   });
   registerStartCommand(program);
   registerWorkerCommand(program);

@@ -46,6 +46,7 @@ export const ENV_SETTINGS: ReadonlyArray<{ env: string; path: string }> = [
   { env: 'DISCORD_DEV_GUILD_ID', path: 'discord.devGuildId' },
   { env: 'IMAGINE_MODEL', path: 'model.path' },
   { env: 'IMAGINE_PROVIDER', path: 'model.provider' },
+  { env: 'IMAGINE_LORA_DIR', path: 'model.loraDir' },
   { env: 'IMAGINE_DATA_DIR', path: 'storage.dataDir' },
   { env: 'KEYV_URL', path: 'storage.keyvUrl' },
   { env: 'IMAGINE_QUEUE_BACKEND', path: 'queue.backend' },
@@ -281,6 +282,7 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
   const dataDir = resolve(cwd, parsed.storage.dataDir);
   return {
     ...parsed,
+    model: { ...parsed.model, loraDir: parsed.model.loraDir ? resolve(cwd, parsed.model.loraDir) : '' },
     storage: {
       ...parsed.storage,
       dataDir,

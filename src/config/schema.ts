@@ -88,6 +88,10 @@ export const configSchema = z.strictObject({
     pinUnetShapes: bool(),
     /** Fuse the UNet's and VAE decoder's attention into ORT's MultiHeadAttention (fuse-attention.ts, docs/gpu.md). */
     fuseAttention: bool(),
+    /** The folder of LoRA `.safetensors` files for `<lora:name:w>` in prompts (lora/library.ts); "" = no LoRAs. */
+    loraDir: text(),
+    /** How many merged LoRA sets the engine keeps open (each holds its own copy of the UNet's weights). */
+    loraCacheSize: intBetween(1, 16),
   }),
   engine: z.strictObject({
     isolation: oneOf(ENGINE_ISOLATIONS),
