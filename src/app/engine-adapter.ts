@@ -71,6 +71,7 @@ export class PipelineImageGenerator implements ImageGenerator {
           if (!previewDue) options.onProgress?.({ step: requestedStepOf(step, totalSteps, request.steps), totalSteps: request.steps });
         },
         wantsLatents: () => previewDue,
+        onLoraLoad: (names) => options.onProgress?.({ step: 0, totalSteps: request.steps, loadingLoras: names }),
         onProgress: (progress) => {
           lastPreviewAt = performance.now();
           options.onProgress?.({

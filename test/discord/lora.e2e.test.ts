@@ -1,0 +1,59 @@
+/**
+ * LoRAs through the bot (model.loraDir = test/fixtures/loras): a `<lora:…>` tag in /imagine's prompt is merged into
+ * the model in the engine process, the image is the one `imagine-bot generate --lora-dir` makes, and the parameters
+ * chunk keeps the tag in the prompt and carries A1111's `Lora hashes` (hash from scripts/make-lora-fixtures.py).
+ * An unknown name ends the job with the message that lists the LoRAs there are.
+ */
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { runCli } from '../helpers/cli.js';
+import { pngWithoutTextChunks } from '../helpers/png-chunks.js';
+import { download, pngParameters, Sandbox, TINY_MODEL } from './harness.js';
+
+const LORAS = join(TINY_MODEL, '..', 'loras');
+const hashes = (JSON.parse(readFileSync(join(LORAS, 'expected.json'), 'utf8')) as { hashes: Record<string, string> }).hashes;
+const SETTINGS = { seed: '77', steps: 4, cfg: 7, size: '64x64', sampler: 'euler' } as const;
+
+describe('LoRA through the bot', () => {
+  let sb: Sandbox;
+  let work: string;
+
+  before(async () => {
+    work = await mkdtemp(join(tmpdir(), 'imagine-lora-e2e-'));
+    sb = await Sandbox.start({ config: { model: { loraDir: LORAS } } });
+  });
+  after(async () => {
+    await sb?.stop();
+    await rm(work, { recursive: true, force: true });
+  });
+
+  test('<lora:tiny-kohya:0.8>: the CLI\'s image, the tag in the prompt line and Lora hashes in the parameters chunk', async () => {
+    const prompt = 'a red house by a river <lora:tiny-kohya:0.8>';
+    const id = sb.imagine(sb.people.bruno, { prompt, ...SETTINGS });
+    const reply = (await sb.waitForResult(id, 120_000)).original!;
+    const [parameters] = await pngParameters(reply);
+    const [promptLine, settingsLine] = (parameters ?? '').split('\n');
+    assert.equal(promptLine, prompt, 'the prompt as typed, tag included (as A1111 writes it)');
+    assert.ok(settingsLine!.includes(`Lora hashes: "tiny-kohya: ${hashes['tiny-kohya']}"`), settingsLine);
+
+    const out = join(work, 'cli');
+    const result = await runCli([
+      'generate', '--model', TINY_MODEL, '--prompt', prompt, '--prompt-syntax', 'a1111', '--lora-dir', LORAS, '--seed', SETTINGS.seed,
+      '--steps', String(SETTINGS.steps), '--cfg', String(SETTINGS.cfg), '--width', '64', '--height', '64', '--scheduler', SETTINGS.sampler,
+      '--provider', 'cpu', '--out', out,
+    ]);
+    assert.equal(result.code, 0, result.stderr);
+    const png = await download(reply.attachments.find((a) => a.content_type === 'image/png')!.url);
+    assert.ok(pngWithoutTextChunks(png).equals(pngWithoutTextChunks(await readFile(join(out, '0.png')))), 'same pixels as the CLI');
+  });
+
+  test('an unknown LoRA fails the job with the list of available LoRAs', async () => {
+    const id = sb.imagine(sb.people.bruno, { prompt: 'a cat <lora:nope:1>', ...SETTINGS });
+    const view = await sb.waitForInteraction(id, (v) => /Unknown LoRA/.test(JSON.stringify(v.original ?? '')) , 120_000);
+    assert.match(JSON.stringify(view.original), /Unknown LoRA \\"nope\\" in <lora:nope>: available: tiny-kohya, tiny-peft\./);
+  });
+});
