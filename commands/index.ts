@@ -25,6 +25,7 @@ export const IMAGINE_COMMAND = 'imagine';
 export const QUEUE_COMMAND = 'imagine-queue';
 export const SETTINGS_COMMAND = 'imagine-settings';
 export const STATUS_COMMAND = 'imagine-status';
+export const LORAS_COMMAND = 'imagine-loras';
 
 export interface CommandLimits {
   /** Sizes offered in /imagine's `size` choice, e.g. "512x512" (at most 25: Discord's limit on choices). */
@@ -35,6 +36,8 @@ export interface CommandLimits {
   maxSteps: number;
   maxCfg: number;
   maxCount: number;
+  /** Offer /imagine-loras (registered only where a LoRA folder is configured: model.loraDir). */
+  loras?: boolean;
 }
 
 /** The largest seed the engine takes, as text (a 64-bit seed does not fit Discord's integer options). */
@@ -107,6 +110,15 @@ export function statusCommand() {
     type: ApplicationCommandType.ChatInput,
     name: STATUS_COMMAND,
     description: 'Model, provider, queue lengths and uptime of the image bot',
+    ...GUILD_ONLY,
+  } as const satisfies CommandDefinition;
+}
+
+export function lorasCommand() {
+  return {
+    type: ApplicationCommandType.ChatInput,
+    name: LORAS_COMMAND,
+    description: 'The LoRAs you can use in a prompt as <lora:name:0.8>, with size and hash',
     ...GUILD_ONLY,
   } as const satisfies CommandDefinition;
 }
@@ -206,14 +218,14 @@ export function settingsCommand() {
 
 /** Every command the bot serves, by role, each with its literal type (the bot reads options through these). */
 export function buildCommands(limits: CommandLimits) {
-  return { imagine: imagineCommand(limits), queue: queueCommand(), settings: settingsCommand(), status: statusCommand() };
+  return { imagine: imagineCommand(limits), queue: queueCommand(), settings: settingsCommand(), status: statusCommand(), loras: lorasCommand(), offersLoras: limits.loras ?? false };
 }
 
 export type ImagineCommands = ReturnType<typeof buildCommands>;
 
 /** The commands as the array `PUT /applications/{app}/commands` takes. */
 export function commandDefinitionsOf(commands: ImagineCommands): CommandDefinition[] {
-  return [commands.imagine, commands.queue, commands.settings, commands.status];
+  return [commands.imagine, commands.queue, commands.settings, commands.status, ...(commands.offersLoras ? [commands.loras] : [])];
 }
 
 /** Every command the bot serves, ready for `PUT /applications/{app}/commands`. */

@@ -6,10 +6,10 @@
 import { join } from 'node:path';
 import { Client, Events, GatewayIntentBits } from 'discord.js';
 import type { Keyv } from 'keyv';
-import { commandDefinitionsOf, IMAGINE_COMMAND, QUEUE_COMMAND, SETTINGS_COMMAND, STATUS_COMMAND, type ImagineCommands } from '../../commands/index.js';
+import { commandDefinitionsOf, IMAGINE_COMMAND, LORAS_COMMAND, QUEUE_COMMAND, SETTINGS_COMMAND, STATUS_COMMAND, type ImagineCommands } from '../../commands/index.js';
 import { ConfigError, type Config } from '../config/index.js';
 import type { Logger } from '../log.js';
-import type { JobQueue, QueueSnapshot } from '../queue/index.js';
+import { LoraLibrary, shortLoraHash, type JobQueue, type QueueSnapshot } from '../queue/index.js';
 import { formatDuration } from '../util/format.js';
 import type { GuildRules } from './backend.js';
 import { commandsFor, deployCommands } from './command-data.js';
@@ -20,6 +20,7 @@ import { handleImagine } from './handlers/imagine.js';
 import { handleQueue } from './handlers/queue.js';
 import { handleSettings } from './handlers/settings.js';
 import { handleStatus } from './handlers/status.js';
+import { handleLoras } from './handlers/loras.js';
 import { replyTargetToJson } from './interaction.js';
 import { JobPresenter } from './presenter.js';
 import { subscribeQueueEvents } from './queue-events.js';
@@ -90,6 +91,7 @@ export class ImagineBot {
       modelName: options.engine.modelName,
     });
     this.commands = commandsFor(config);
+    const loraLibrary = new LoraLibrary(config.model.loraDir || null);
     const context: HandlerContext = {
       log: this.log,
       queue: options.queue,
@@ -97,11 +99,15 @@ export class ImagineBot {
       outbox: this.outbox,
       commands: this.commands,
       statusLine: async () => (await this.statusLine()).text,
+      loras: async () => {
+        const files = await loraLibrary.list();
+        return Promise.all(files.map(async (file) => ({ name: file.name, bytes: file.bytes, hash: shortLoraHash(await loraLibrary.hash(file.file)) })));
+      },
     };
     this.route = createRouter({
       log: this.log,
       context,
-      commands: { [IMAGINE_COMMAND]: handleImagine, [QUEUE_COMMAND]: handleQueue, [SETTINGS_COMMAND]: handleSettings, [STATUS_COMMAND]: handleStatus },
+      commands: { [IMAGINE_COMMAND]: handleImagine, [QUEUE_COMMAND]: handleQueue, [SETTINGS_COMMAND]: handleSettings, [STATUS_COMMAND]: handleStatus, [LORAS_COMMAND]: handleLoras },
       button: handleButton,
       accepting: () => this.accepting,
     });

@@ -45,3 +45,4 @@ export { SAMPLER_NAMES, SCHEDULER_NAMES, type SamplerName, type SchedulerName } 
 export { asSamplerName, SAMPLER_REQUEST_DEFAULTS, samplerNameOf, samplerSettings, schedulerDisplayName } from '../diffusion/schedulers/index.js';
 export { encodeBatchPreview } from '../diffusion/preview.js';
 export { insertTextChunks, readTextChunks } from '../diffusion/png.js';
+export { LoraLibrary, shortLoraHash, type LoraFile } from '../diffusion/lora/library.js';

@@ -2,7 +2,8 @@
  * LoRAs through the bot (model.loraDir = test/fixtures/loras): a `<lora:…>` tag in /imagine's prompt is merged into
  * the model in the engine process, the image is the one `imagine-bot generate --lora-dir` makes, and the parameters
  * chunk keeps the tag in the prompt and carries A1111's `Lora hashes` (hash from scripts/make-lora-fixtures.py).
- * An unknown name ends the job with the message that lists the LoRAs there are.
+ * An unknown name ends the job with the message that lists the LoRAs there are; /imagine-loras lists them (it is
+ * registered because model.loraDir is set; without it the bot registers the four commands it always had).
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -49,6 +50,13 @@ describe('LoRA through the bot', () => {
     assert.equal(result.code, 0, result.stderr);
     const png = await download(reply.attachments.find((a) => a.content_type === 'image/png')!.url);
     assert.ok(pngWithoutTextChunks(png).equals(pngWithoutTextChunks(await readFile(join(out, '0.png')))), 'same pixels as the CLI');
+  });
+
+  test('/imagine-loras lists the LoRA files with size and A1111 short hash, privately', async () => {
+    const answer = await sb.ephemeralAnswer(sb.invoke({ user_id: sb.people.bruno, name: 'imagine-loras' }));
+    assert.match(answer, /^🧩 2 LoRAs — write `<lora:name:0\.8>` in a prompt:$/m);
+    assert.match(answer, new RegExp(`^\`tiny-kohya\` · 0\\.0 MB · ${hashes['tiny-kohya']}$`, 'm'));
+    assert.match(answer, new RegExp(`^\`tiny-peft\` · 0\\.0 MB · ${hashes['tiny-peft']}$`, 'm'));
   });
 
   test('an unknown LoRA fails the job with the list of available LoRAs', async () => {

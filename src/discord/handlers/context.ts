@@ -20,6 +20,8 @@ export interface HandlerContext {
   commands: ImagineCommands;
   /** One line: model, provider, queue lengths, what runs, uptime. */
   statusLine(): Promise<string>;
+  /** The LoRA files in model.loraDir (none when it is unset), sorted by name, with A1111's short hash. */
+  loras(): Promise<Array<{ name: string; bytes: number; hash: string }>>;
 }
 
 export type CommandHandler = (interaction: ChatInputCommandInteraction, context: HandlerContext) => Promise<void>;
