@@ -145,3 +145,19 @@ test('multiplier 0 leaves the model bytes untouched', async () => {
   assert.equal(result.model, bytes);
   assert.equal(result.mergedModules, 0);
 });
+
+test('a float16 UNet (variants/fp16) is merged in float16: its weights match numpy within float16 rounding', async () => {
+  const testCase = expected.cases.find((entry) => entry.id === 'kohya-0.7')!;
+  const folder = join(TINY_MODEL, '..', 'variants', 'fp16', 'unet');
+  const base = new Uint8Array(await readFile(join(folder, 'model.onnx')));
+  const { model, mergedModules } = await mergeLoras(base, folder, 'unet', await loraSet(testCase.loras));
+  assert.equal(mergedModules, 9);
+  for (const key of Object.keys(testCase.initializers).filter((name) => name.startsWith('unet/'))) {
+    const name = key.slice('unet/'.length);
+    const ours = await readModelInitializer(model, folder, name);
+    assert.ok(ours, `${name} is in the fp16 model`);
+    // float16 keeps 11 significant bits: about 5e-4 relative per value, on the base weight and on the result.
+    const error = relativeError(ours, slice(testCase.initializers[key]!));
+    assert.ok(error < 2e-3, `${name}: relative error ${error}`);
+  }
+});
