@@ -9,7 +9,7 @@ import type { Keyv } from 'keyv';
 import { commandDefinitionsOf, IMAGINE_COMMAND, LORAS_COMMAND, QUEUE_COMMAND, SETTINGS_COMMAND, STATUS_COMMAND, type ImagineCommands } from '../../commands/index.js';
 import { ConfigError, type Config } from '../config/index.js';
 import type { Logger } from '../log.js';
-import { LoraLibrary, shortLoraHash, type JobQueue, type QueueSnapshot } from '../queue/index.js';
+import { extractExtraNetworks, LoraLibrary, shortLoraHash, type JobQueue, type QueueSnapshot } from '../queue/index.js';
 import { formatDuration } from '../util/format.js';
 import type { GuildRules } from './backend.js';
 import { commandsFor, deployCommands } from './command-data.js';
@@ -102,6 +102,11 @@ export class ImagineBot {
       loras: async () => {
         const files = await loraLibrary.list();
         return Promise.all(files.map(async (file) => ({ name: file.name, bytes: file.bytes, hash: shortLoraHash(await loraLibrary.hash(file.file)) })));
+      },
+      checkLoras: async ({ prompt, promptSyntax }) => {
+        // The engine reads tags under a1111 only (absent: the engine's default, plain).
+        if (promptSyntax !== 'a1111') return;
+        for (const tag of extractExtraNetworks(prompt).loras) await loraLibrary.resolve(tag.name);
       },
     };
     this.route = createRouter({

@@ -46,3 +46,4 @@ export { asSamplerName, SAMPLER_REQUEST_DEFAULTS, samplerNameOf, samplerSettings
 export { encodeBatchPreview } from '../diffusion/preview.js';
 export { insertTextChunks, readTextChunks } from '../diffusion/png.js';
 export { LoraLibrary, shortLoraHash, type LoraFile } from '../diffusion/lora/library.js';
+export { extractExtraNetworks } from '../diffusion/lora/tags.js';

@@ -2,7 +2,7 @@
  * LoRAs through the bot (model.loraDir = test/fixtures/loras): a `<lora:…>` tag in /imagine's prompt is merged into
  * the model in the engine process, the image is the one `imagine-bot generate --lora-dir` makes, and the parameters
  * chunk keeps the tag in the prompt and carries A1111's `Lora hashes` (hash from scripts/make-lora-fixtures.py).
- * An unknown name ends the job with the message that lists the LoRAs there are; /imagine-loras lists them (it is
+ * An unknown name is refused privately with the list of the LoRAs there are; /imagine-loras lists them (it is
  * registered because model.loraDir is set; without it the bot registers the four commands it always had).
  */
 import assert from 'node:assert/strict';
@@ -59,9 +59,12 @@ describe('LoRA through the bot', () => {
     assert.match(answer, new RegExp(`^\`tiny-peft\` · 0\\.0 MB · ${hashes['tiny-peft']}$`, 'm'));
   });
 
-  test('an unknown LoRA fails the job with the list of available LoRAs', async () => {
-    const id = sb.imagine(sb.people.bruno, { prompt: 'a cat <lora:nope:1>', ...SETTINGS });
-    const view = await sb.waitForInteraction(id, (v) => /Unknown LoRA/.test(JSON.stringify(v.original ?? '')) , 120_000);
-    assert.match(JSON.stringify(view.original), /Unknown LoRA \\"nope\\" in <lora:nope>: available: tiny-kohya, tiny-peft\./);
+  test('an unknown LoRA is refused privately before it is queued, with the list of available LoRAs', async () => {
+    const before = sb.jobStarts().length;
+    const answer = await sb.ephemeralAnswer(sb.imagine(sb.people.bruno, { prompt: 'a cat <lora:nope:1>', ...SETTINGS }));
+    assert.equal(answer, 'Unknown LoRA "nope" in <lora:nope>: available: tiny-kohya, tiny-peft.');
+    const badWeight = await sb.ephemeralAnswer(sb.imagine(sb.people.bruno, { prompt: 'a cat <lora:tiny-kohya:lots>', ...SETTINGS }));
+    assert.match(badWeight, /"lots" is not a number/);
+    assert.equal(sb.jobStarts().length, before, 'no job ran');
   });
 });
