@@ -63,6 +63,12 @@ export { MAX_SEED, RNG_DEVICES, createImageNoise, createNoiseGenerator, PerImage
 export { encodePng, formatInfotext, generationInfotext, readTextChunks, type InfotextFields } from './diffusion/png.js';
 export { encodeBatchPreview, encodeLatentPreview, latentsToRgb, type PreviewOptions } from './diffusion/preview.js';
 
+// LoRA (`<lora:name:w>` in a1111 prompts, LoadPipelineOptions.loraDir; docs/lora.md).
+export { LoraLibrary, UnknownLoraError, shortLoraHash, type LoraFile } from './diffusion/lora/library.js';
+export { extractExtraNetworks, type ExtraNetworkPrompt, type LoraTag } from './diffusion/lora/tags.js';
+export { loraHashesInfotext } from './diffusion/png.js';
+export type { UsedLora } from './diffusion/pipeline.js';
+
 // Errors.
 export { CancelledError, ImagineError, InvalidRequestError, ModelFileError, isImagineError } from './errors.js';
 export { InvalidProviderError, ProviderUnavailableError } from './diffusion/providers.js';

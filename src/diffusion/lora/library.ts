@@ -11,10 +11,10 @@ import { addnetHash } from './safetensors.js';
 /** A `<lora:name>` that names no file in the LoRA folder. The message lists what there is. */
 export class UnknownLoraError extends ImagineError {
   readonly lora: string;
-  constructor(name: string, available: readonly string[]) {
+  constructor(name: string, available: readonly string[], why = 'no LoRAs are installed') {
     const offer =
       available.length === 0
-        ? 'no LoRAs are installed'
+        ? why
         : `available: ${available.slice(0, 25).join(', ')}${available.length > 25 ? `, … (${available.length} in all; see /imagine-loras)` : ''}`;
     super('unknown_lora', `Unknown LoRA "${name}" in <lora:${name}>: ${offer}.`);
     this.name = 'UnknownLoraError';
@@ -57,7 +57,11 @@ export class LoraLibrary {
   async resolve(name: string): Promise<LoraFile> {
     const files = await this.list();
     const found = files.find((file) => file.name === name) ?? files.find((file) => file.name.toLowerCase() === name.toLowerCase());
-    if (!found) throw new UnknownLoraError(name, files.map((file) => file.name));
+    if (!found) {
+      // Say so when the configured folder itself is missing: "no LoRAs are installed" would hide a wrong path.
+      const missing = this.folder !== null && files.length === 0 && !(await stat(this.folder).then((info) => info.isDirectory(), () => false));
+      throw new UnknownLoraError(name, files.map((file) => file.name), missing ? `the LoRA folder ${this.folder} (model.loraDir) does not exist` : undefined);
+    }
     return found;
   }
 
