@@ -5,7 +5,8 @@ Writes into test/fixtures/loras/:
 - `tiny-kohya.safetensors`: kohya / A1111 layout (`lora_unet_…` / `lora_te_text_model_…` with `.lora_down.weight`,
   `.lora_up.weight`, `.alpha`), float16 as kohya saves, rank 4, alpha 2 (scale alpha/rank = 0.5). It touches UNet
   attention projections (self- and cross-attention, to_out.0, a GEGLU ff.net.0.proj), the 1×1 convs proj_in /
-  proj_out, one 3×3 conv (LoCon style: down 3×3, up 1×1), text-encoder q/k/v and an mlp fc1, and carries ONE key that
+  proj_out, one 3×3 conv (LoCon style: down 3×3, up 1×1), a Gemm with transB (a resnet's time_emb_proj, stored
+  [out, in]), text-encoder q/k/v and an mlp fc1, and carries ONE key that
   names no module of the model (the merge must count and report it).
 - `tiny-peft.safetensors`: diffusers layouts, float32, rank 2, no alpha (scale 1): PEFT
   (`unet.….lora_A.weight` / `.lora_B.weight`, `text_encoder.text_model.….lora_A.weight`), including a 1×1 conv, and
@@ -112,6 +113,7 @@ KOHYA_UNET = [
     'mid_block.attentions.0.transformer_blocks.0.attn2.to_k',
     'up_blocks.1.attentions.2.proj_out',
     'down_blocks.0.resnets.0.conv1',
+    'down_blocks.0.resnets.0.time_emb_proj',
 ]
 KOHYA_TE = ['encoder.layers.0.self_attn.q_proj', 'encoder.layers.0.self_attn.k_proj', 'encoder.layers.1.self_attn.v_proj', 'encoder.layers.1.mlp.fc1']
 PEFT_UNET = [

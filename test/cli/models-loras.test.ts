@@ -23,7 +23,7 @@ async function listed(env: Record<string, string>): Promise<string> {
 test('models list: the LoRA folder, each file with size and short hash', async () => {
   const out = await listed({ IMAGINE_LORA_DIR: LORAS });
   assert.match(out, new RegExp(`^LoRAs in ${LORAS.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')} \\(model\\.loraDir\\)`, 'm'));
-  assert.match(out, new RegExp(`^  tiny-kohya  16\\.8 kB  ${hashes['tiny-kohya']}$`, 'm'));
+  assert.match(out, new RegExp(`^  tiny-kohya  18\\.4 kB  ${hashes['tiny-kohya']}$`, 'm'));
   assert.match(out, new RegExp(`^  tiny-peft  4\\.48 kB  ${hashes['tiny-peft']}$`, 'm'));
   assert.equal(await listed({}), '', 'no LoRA folder, no LoRA section');
 });

@@ -89,13 +89,13 @@ test('the LoRA files parse into modules; the one key naming no module of the mod
   const kohya = (await loraSet([['tiny-kohya', 1]]))[0]!;
   const peft = (await loraSet([['tiny-peft', 1]]))[0]!;
   assert.deepEqual(kohya.weights.unrecognizedKeys, []);
-  assert.equal(kohya.weights.modules.filter((m) => m.target === 'unet').length, 10);
+  assert.equal(kohya.weights.modules.filter((m) => m.target === 'unet').length, 11);
   assert.equal(kohya.weights.modules.filter((m) => m.target === 'text_encoder').length, 4);
   assert.equal(peft.weights.modules.filter((m) => m.target === 'unet').length, 4);
   assert.equal(peft.weights.modules.filter((m) => m.target === 'text_encoder').length, 1);
   const bytes = new Uint8Array(await readFile(join(TINY_MODEL, 'unet/model.onnx')));
   const result = await mergeLoras(bytes, join(TINY_MODEL, 'unet'), 'unet', [kohya]);
-  assert.equal(result.mergedModules, 9);
+  assert.equal(result.mergedModules, 10);
   assert.deepEqual(
     result.unmatched.map((u) => u.module),
     ['down_blocks_9_attentions_0_transformer_blocks_0_attn1_to_q'],
@@ -151,7 +151,7 @@ test('a float16 UNet (variants/fp16) is merged in float16: its weights match num
   const folder = join(TINY_MODEL, '..', 'variants', 'fp16', 'unet');
   const base = new Uint8Array(await readFile(join(folder, 'model.onnx')));
   const { model, mergedModules } = await mergeLoras(base, folder, 'unet', await loraSet(testCase.loras));
-  assert.equal(mergedModules, 9);
+  assert.equal(mergedModules, 10);
   for (const key of Object.keys(testCase.initializers).filter((name) => name.startsWith('unet/'))) {
     const name = key.slice('unet/'.length);
     const ours = await readModelInitializer(model, folder, name);
