@@ -12,7 +12,7 @@ import { availableParallelism, cpus } from 'node:os';
 import { join } from 'node:path';
 import { loadPipeline } from '../src/diffusion/load.js';
 import { LoraLibrary } from '../src/diffusion/lora/library.js';
-import { addLowRankProduct } from '../src/diffusion/lora/merge.js';
+import { plusLowRankProduct } from '../src/diffusion/lora/merge.js';
 import { LoraSessionCache, type ResolvedLora } from '../src/diffusion/lora/sessions.js';
 import { PROJECT_ROOT } from '../src/util/project.js';
 
@@ -65,11 +65,11 @@ console.log(`\nMerge arithmetic alone at SD 1.5 sizes (${sd15Modules.length} mod
 for (const rank of [32, 128]) {
   let ms = 0;
   for (const [out, inner, layout] of sd15Modules) {
-    const weight = new Float32Array(out * inner);
+    const weight = new Float32Array(out * inner).fill(0.1);
     const up = new Float32Array(out * rank).fill(0.01);
     const down = new Float32Array(rank * inner).fill(0.02);
     const started = performance.now();
-    await addLowRankProduct(weight, layout, out, up, down, rank, 0.5);
+    await plusLowRankProduct(weight, layout, out, up, down, rank, 0.5);
     ms += performance.now() - started;
   }
   console.log(`  rank ${rank}: ${(ms / 1000).toFixed(2)} s`);

@@ -177,49 +177,53 @@ function rewrittenInitializer(init: Initializer, values: Float32Array): Uint8Arr
 }
 
 /**
- * The product up · down computed by ONNX Runtime's CPU GEMM (multithreaded, vectorised: a rank-128 SD 1.5 LoRA is tens
- * of GFLOP, minutes in a JavaScript loop), in the weight's layout: Gemm(down, up, transA, transB) = downᵀ · upᵀ =
- * (up · down)ᵀ for [in, out] weights, MatMul(up, down) for [out, in·kh·kw] ones. One small session per layout.
+ * W + up · down computed by ONNX Runtime's CPU Gemm (multithreaded and vectorised: a rank-128 SD 1.5 LoRA is tens of
+ * GFLOP, minutes in a JavaScript loop), in the weight's layout, with W as Gemm's C (beta 1): for [in, out] weights
+ * Gemm(down, up, W, transA, transB) = downᵀ · upᵀ + W = (up · down)ᵀ + W; for [out, in·kh·kw] ones
+ * Gemm(up, down, W). One small session per layout, kept for the process.
  */
-const productSessions = new Map<Layout, Promise<ort.InferenceSession>>();
+const mergeSessions = new Map<Layout, Promise<ort.InferenceSession>>();
 
-function productSession(layout: Layout): Promise<ort.InferenceSession> {
-  let session = productSessions.get(layout);
+function mergeSession(layout: Layout): Promise<ort.InferenceSession> {
+  let session = mergeSessions.get(layout);
   if (!session) {
+    const weightShape = layout === 'in-out' ? ['inner', 'out'] : ['out', 'inner'];
     const model = buildModel({
       inputs: [
         { name: 'up', type: 'float32', shape: ['out', 'rank'] },
         { name: 'down', type: 'float32', shape: ['rank', 'inner'] },
+        { name: 'weight', type: 'float32', shape: weightShape },
       ],
-      outputs: [{ name: 'delta', type: 'float32', shape: layout === 'in-out' ? ['inner', 'out'] : ['out', 'inner'] }],
+      outputs: [{ name: 'merged', type: 'float32', shape: weightShape }],
       nodes: [
         layout === 'in-out'
-          ? { opType: 'Gemm', inputs: ['down', 'up'], outputs: ['delta'], attributes: { transA: 1, transB: 1 } }
-          : { opType: 'MatMul', inputs: ['up', 'down'], outputs: ['delta'] },
+          ? { opType: 'Gemm', inputs: ['down', 'up', 'weight'], outputs: ['merged'], attributes: { transA: 1, transB: 1 } }
+          : { opType: 'Gemm', inputs: ['up', 'down', 'weight'], outputs: ['merged'] },
       ],
     });
     session = ort.InferenceSession.create(model, { executionProviders: ['cpu'], graphOptimizationLevel: 'all' });
     // A failed open is not kept: the next merge tries again.
-    session.catch(() => productSessions.delete(layout));
-    productSessions.set(layout, session);
+    session.catch(() => mergeSessions.delete(layout));
+    mergeSessions.set(layout, session);
   }
   return session;
 }
 
 /**
- * Adds scale · up · down to `weight` in place. `outDim` is the module's output size; the weight holds outDim × inner
+ * weight + scale · up · down, as a new array. `outDim` is the module's output size; the weight holds outDim × inner
  * values, inner = in (· kh · kw); `layout` says whether it is stored [in, out] or [out, inner].
  */
-export async function addLowRankProduct(weight: Float32Array, layout: Layout, outDim: number, up: Float32Array, down: Float32Array, rank: number, scale: number): Promise<void> {
+export async function plusLowRankProduct(weight: Float32Array, layout: Layout, outDim: number, up: Float32Array, down: Float32Array, rank: number, scale: number): Promise<Float32Array> {
   const inner = weight.length / outDim;
-  const session = await productSession(layout);
+  // The scale goes into up (out × rank values): Gemm's alpha is a float attribute, and this is as exact.
+  const scaledUp = scale === 1 ? up : up.map((value) => value * scale);
+  const session = await mergeSession(layout);
   const outputs = await session.run({
-    up: new ort.Tensor('float32', up, [outDim, rank]),
+    up: new ort.Tensor('float32', scaledUp, [outDim, rank]),
     down: new ort.Tensor('float32', down, [rank, inner]),
+    weight: new ort.Tensor('float32', weight, layout === 'in-out' ? [inner, outDim] : [outDim, inner]),
   });
-  const delta = outputs['delta']!.data as Float32Array;
-  for (let i = 0; i < weight.length; i++) weight[i]! += scale * delta[i]!;
-  outputs['delta']!.dispose();
+  return outputs['merged']!.data as Float32Array;
 }
 
 /**
@@ -263,14 +267,9 @@ export async function mergeLoras(model: Uint8Array, externalFolder: string, targ
         });
         continue;
       }
-      let values = merged.get(ref.initializer);
-      if (!values) {
-        // A private copy: the view readInitializer returns may share the model's buffer.
-        values = (await readInitializer(init, externalFolder)).slice();
-        merged.set(ref.initializer, values);
-      }
+      const values = merged.get(ref.initializer) ?? (await readInitializer(init, externalFolder));
       const scale = lora.multiplier * (module.alpha === null ? 1 : module.alpha / rank);
-      await addLowRankProduct(values, ref.layout, outDim, module.up.values(), module.down.values(), rank, scale);
+      merged.set(ref.initializer, await plusLowRankProduct(values, ref.layout, outDim, module.up.values(), module.down.values(), rank, scale));
       mergedModules++;
     }
   }
