@@ -30,6 +30,7 @@ export const INFO_COMMAND = 'imagine-info';
 /** img2img strength bounds offered in /imagine (the engine takes (0, 1]). */
 export const MIN_STRENGTH = 0.01;
 export const MAX_STRENGTH = 1;
+export const LORAS_COMMAND = 'imagine-loras';
 
 export interface CommandLimits {
   /** Sizes offered in /imagine's `size` choice, e.g. "512x512" (at most 25: Discord's limit on choices). */
@@ -40,6 +41,8 @@ export interface CommandLimits {
   maxSteps: number;
   maxCfg: number;
   maxCount: number;
+  /** Offer /imagine-loras (registered only where a LoRA folder is configured: model.loraDir). */
+  loras?: boolean;
 }
 
 /** The largest seed the engine takes, as text (a 64-bit seed does not fit Discord's integer options). */
@@ -143,6 +146,15 @@ export function infoCommand() {
         max_length: 200,
       },
     ],
+  } as const satisfies CommandDefinition;
+}
+
+export function lorasCommand() {
+  return {
+    type: ApplicationCommandType.ChatInput,
+    name: LORAS_COMMAND,
+    description: 'The LoRAs you can use in a prompt as <lora:name:0.8>, with size and hash',
+    ...GUILD_ONLY,
   } as const satisfies CommandDefinition;
 }
 
@@ -255,14 +267,14 @@ export function settingsCommand() {
 
 /** Every command the bot serves, by role, each with its literal type (the bot reads options through these). */
 export function buildCommands(limits: CommandLimits) {
-  return { imagine: imagineCommand(limits), queue: queueCommand(), settings: settingsCommand(), status: statusCommand(), info: infoCommand() };
+  return { imagine: imagineCommand(limits), queue: queueCommand(), settings: settingsCommand(), status: statusCommand(), info: infoCommand(), loras: lorasCommand(), offersLoras: limits.loras ?? false };
 }
 
 export type ImagineCommands = ReturnType<typeof buildCommands>;
 
 /** The commands as the array `PUT /applications/{app}/commands` takes. */
 export function commandDefinitionsOf(commands: ImagineCommands): CommandDefinition[] {
-  return [commands.imagine, commands.queue, commands.settings, commands.status, commands.info];
+  return [commands.imagine, commands.queue, commands.settings, commands.status, commands.info, ...(commands.offersLoras ? [commands.loras] : [])];
 }
 
 /** Every command the bot serves, ready for `PUT /applications/{app}/commands`. */

@@ -73,6 +73,12 @@ export { encodePng, formatInfotext, generationInfotext, readTextChunks, tiHashes
 export { encodeBatchPreview, encodeLatentPreview, latentsToRgb, LatentPreviewRenderer, type PreviewOptions, type PreviewRendererOptions } from './diffusion/preview.js';
 export { TaesdDecoder, type RgbImage } from './diffusion/taesd.js';
 
+// LoRA (`<lora:name:w>` in a1111 prompts, LoadPipelineOptions.loraDir; docs/lora.md).
+export { LoraLibrary, UnknownLoraError, shortLoraHash, type LoraFile } from './diffusion/lora/library.js';
+export { extractExtraNetworks, type ExtraNetworkPrompt, type LoraTag } from './diffusion/lora/tags.js';
+export { loraHashesInfotext } from './diffusion/png.js';
+export type { UsedLora } from './diffusion/pipeline.js';
+
 // Errors.
 export { CancelledError, ImagineError, InvalidRequestError, ModelFileError, isImagineError } from './errors.js';
 export { InvalidProviderError, ProviderUnavailableError } from './diffusion/providers.js';

@@ -9,7 +9,7 @@
  * GPU costs little more than one image, and each image still equals its seed made alone (rounding aside).
  */
 import { MAX_SEED } from '../diffusion/rng/index.js';
-import { clipSkipInfotext, denoisingStrengthInfotext, encodePng, formatInfotext, tiHashesInfotext } from '../diffusion/png.js';
+import { clipSkipInfotext, denoisingStrengthInfotext, encodePng, formatInfotext, loraHashesInfotext, tiHashesInfotext } from '../diffusion/png.js';
 import { formatTokenCount, requestedStepOf, type StableDiffusionPipeline } from '../diffusion/pipeline.js';
 import type { GenerateOptions, GeneratedImage, GeneratedImages, GenerationRequest, ImageGenerator } from '../queue/index.js';
 
@@ -72,6 +72,7 @@ export class PipelineImageGenerator implements ImageGenerator {
           if (!previewDue) options.onProgress?.({ step: requestedStepOf(step, totalSteps, request.steps), totalSteps: request.steps });
         },
         wantsLatents: () => previewDue,
+        onLoraLoad: (names) => options.onProgress?.({ step: 0, totalSteps: request.steps, loadingLoras: names }),
         onProgress: (progress) => {
           lastPreviewAt = performance.now();
           options.onProgress?.({
@@ -96,7 +97,8 @@ export class PipelineImageGenerator implements ImageGenerator {
         width: image.width,
         height: image.height,
         model: this.pipeline.model.name,
-        extra: { ...clipSkipInfotext(request.clipSkip), ...denoisingStrengthInfotext(request.initImage), ...tiHashesInfotext(result.textualInversions) },
+        // The prompt keeps its <lora:…> tags, as A1111 writes it; the hashes say which files they were.
+        extra: { ...clipSkipInfotext(request.clipSkip), ...denoisingStrengthInfotext(request.initImage), ...tiHashesInfotext(result.textualInversions), ...loraHashesInfotext(result.loras) },
       });
       images.push({
         png: await encodePng(image.rgb, image.width, image.height, infotext),

@@ -82,6 +82,7 @@ async function handle(message: ParentMessage): Promise<void> {
                 step: progress.step,
                 totalSteps: progress.totalSteps,
                 ...(progress.latents ? { latents: { data: progress.latents.data, shape: [...progress.latents.shape] } } : {}),
+                ...(progress.loadingLoras ? { loadingLoras: [...progress.loadingLoras] } : {}),
               });
             },
           },

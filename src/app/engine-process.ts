@@ -287,7 +287,12 @@ export class EngineProcess implements Engine, ImageGenerator {
         this.armWatchdog(live);
         try {
           // The latents arrived in the received message (a view into it): handed on without a copy of ours.
-          call.onProgress?.({ step: message.step, totalSteps: message.totalSteps, ...(message.latents ? { latents: message.latents } : {}) });
+          call.onProgress?.({
+            step: message.step,
+            totalSteps: message.totalSteps,
+            ...(message.latents ? { latents: message.latents } : {}),
+            ...(message.loadingLoras ? { loadingLoras: message.loadingLoras } : {}),
+          });
         } catch (error) {
           this.log.warn({ jobId: call.jobId, err: error }, 'a progress listener failed');
         }

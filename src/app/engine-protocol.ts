@@ -36,7 +36,14 @@ export type ChildMessage =
   | { type: 'log'; line: string }
   | { type: 'ready'; info: EngineInfo }
   | { type: 'startFailed'; error: WireError }
-  | { type: 'progress'; callId: number; step: number; totalSteps: number; latents?: { data: Float32Array; shape: [number, number, number, number] } }
+  | {
+      type: 'progress';
+      callId: number;
+      step: number;
+      totalSteps: number;
+      latents?: { data: Float32Array; shape: [number, number, number, number] };
+      loadingLoras?: string[];
+    }
   | { type: 'done'; callId: number; images: Array<{ png: Uint8Array; seed: string; nsfw?: boolean }>; model?: string; promptTokens?: string }
   | { type: 'failed'; callId: number; error: WireError };
 

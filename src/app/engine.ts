@@ -25,6 +25,9 @@ export interface EngineSetup {
   fuseAttention: boolean;
   /** model.embeddingsDir; "" or absent = the model folder's embeddings/. */
   embeddingsDir?: string;
+  /** model.loraDir ("" or absent: no LoRAs) and model.loraCacheSize. */
+  loraDir?: string;
+  loraCacheSize?: number;
   previewIntervalMs: number;
   /** GPU index for CUDA (`imagine-bot worker --device N`); undefined = the provider's default (0). */
   deviceId?: number;
@@ -60,6 +63,8 @@ export function engineSetupFromConfig(config: Config, modelFolder: string, warmU
     pinUnetShapes: config.model.pinUnetShapes,
     fuseAttention: config.model.fuseAttention,
     embeddingsDir: config.model.embeddingsDir,
+    loraDir: config.model.loraDir,
+    loraCacheSize: config.model.loraCacheSize,
     previewIntervalMs: config.preview.minIntervalMs,
     maxBatch: config.worker.maxBatch,
     warmUp,
@@ -78,6 +83,8 @@ export async function openEngine(setup: EngineSetup, log: (line: string) => void
     fuseAttention: setup.fuseAttention,
     embeddingsDir: embeddingsFolderFor(setup.embeddingsDir, setup.modelFolder),
     warn,
+    loraDir: setup.loraDir || null,
+    ...(setup.loraCacheSize !== undefined ? { loraCacheSize: setup.loraCacheSize } : {}),
     ...(setup.deviceId !== undefined ? { deviceId: setup.deviceId } : {}),
     ...(setup.intraOpNumThreads !== undefined ? { intraOpNumThreads: setup.intraOpNumThreads } : {}),
     ...(setup.maxBatch !== undefined ? { maxBatchRows: setup.maxBatch } : {}),

@@ -21,6 +21,7 @@ import { RNG_DEVICES, type RngDevice } from '../diffusion/rng/types.js';
 import { SCHEDULER_NAMES, TIMESTEP_SPACINGS } from '../diffusion/schedulers/types.js';
 import { parseProviderChoice, type ProviderChoice } from '../diffusion/providers.js';
 import { embeddingsFolderFor } from '../diffusion/textual-inversion.js';
+import { extractExtraNetworks } from '../diffusion/lora/tags.js';
 import { resolveModelPath } from '../hub/cache.js';
 import { ensureWritableFolder } from '../util/fs.js';
 import { ProgressBar } from './progress.js';
@@ -57,6 +58,7 @@ interface GenerateOptions extends Pick<GenerationRequest, 'prompt' | 'steps' | '
   initImage?: string;
   strength?: number;
   embeddings?: string;
+  loraDir?: string;
   out: string;
 }
 
@@ -69,6 +71,8 @@ export interface GenerateCommandDefaults {
   fuseAttention?: () => boolean;
   /** The configured model.embeddingsDir, used when --embeddings is not given ("" = the model folder's embeddings/). */
   embeddingsDir?: () => string;
+  /** The configured model.loraDir ("" = none), read only when the prompt has a LoRA tag and --lora-dir is not given. */
+  loraDir?: () => string;
 }
 
 export function registerGenerateCommand(program: Command, defaults: GenerateCommandDefaults = {}): void {
@@ -111,6 +115,7 @@ export function registerGenerateCommand(program: Command, defaults: GenerateComm
       }
     })
     .option('--no-safety', "skip the model's safety checker")
+    .option('--lora-dir <dir>', 'folder of LoRA .safetensors files for <lora:name:weight> in an a1111 prompt (default: model.loraDir from the config)')
     .option('--fuse-attention', 'run attention as ONNX Runtime\'s fused MultiHeadAttention (default: model.fuseAttention from the config)')
     .option('--init-image <file>', 'start from this image (img2img: PNG, JPEG, WebP …); resized to --width × --height when given, else its own size rounded down to multiples of 8')
     .option('--strength <x>', `with --init-image: how much of it to repaint, greater than 0 and at most 1 (default ${DEFAULT_STRENGTH})`, decimal('strength'))
@@ -195,6 +200,9 @@ async function runGenerate(options: GenerateOptions, defaults: GenerateCommandDe
   const modelPath = resolveModelPath(configuredPath);
   if (randomlySeeded) process.stderr.write(`seed: ${seed}\n`);
 
+  // <lora:…> tags are not prompt text under a1111 (the pipeline removes them): not counted either.
+  const loraTags = options.promptSyntax === 'a1111' ? extractExtraNetworks(options.prompt) : { text: options.prompt, loras: [] };
+
   // The engine's loader and the PNG encoder (sharp) are imported only now: a refused argument costs no import time.
   const [{ loadPipeline }, { encodePng, generationInfotext }] = await Promise.all([import('../diffusion/load.js'), import('../diffusion/png.js')]);
   const pipeline = await loadPipeline(modelPath, {
@@ -202,11 +210,12 @@ async function runGenerate(options: GenerateOptions, defaults: GenerateCommandDe
     safetyChecker: options.safety,
     fuseAttention: options.fuseAttention ?? defaults.fuseAttention?.() ?? false,
     embeddingsDir: embeddingsFolderFor(options.embeddings ?? defaults.embeddingsDir?.(), modelPath),
+    loraDir: options.loraDir ?? (loraTags.loras.length > 0 ? defaults.loraDir?.() || null : null),
     log: (line) => process.stderr.write(`${line}\n`),
   });
   try {
     // "92/150 tokens"; under plain, a warning that names the words diffusers' truncation drops.
-    const tokens = countTokens(pipeline.model.tokenizer, options.prompt, options.promptSyntax, pipeline.model.embeddings);
+    const tokens = countTokens(pipeline.model.tokenizer, loraTags.text, options.promptSyntax, pipeline.model.embeddings);
     const tokenLine = formatTokenCount(tokens);
     process.stderr.write(tokens.droppedTokenCount > 0 ? `warning: prompt ${tokenLine} (try --prompt-syntax a1111)\n` : `prompt: ${tokenLine}\n`);
     const bar = new ProgressBar('generating', options.steps);
@@ -218,7 +227,7 @@ async function runGenerate(options: GenerateOptions, defaults: GenerateCommandDe
 
     const sampler = result.sampler;
     for (const image of result.images) {
-      const infotext = generationInfotext(request, sampler, image, pipeline.model.name, result.textualInversions);
+      const infotext = generationInfotext(request, sampler, image, pipeline.model.name, result.textualInversions, result.loras);
       const path = join(options.out, `${image.index}.png`);
       await writeFile(path, await encodePng(image.rgb, image.width, image.height, infotext));
       const flag = image.nsfw ? ' (flagged by the safety checker)' : '';

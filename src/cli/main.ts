@@ -28,6 +28,7 @@ export function buildProgram(): Command {
     provider: () => configured().model.provider,
     fuseAttention: () => configured().model.fuseAttention,
     embeddingsDir: () => configured().model.embeddingsDir,
+    loraDir: () => configured().model.loraDir,
   });
   registerStartCommand(program);
   registerWorkerCommand(program);

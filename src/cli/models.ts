@@ -6,6 +6,7 @@
 import type { Command } from 'commander';
 import { addConfigOption, configPathOf } from '../config/cli.js';
 import { loadConfig, type Config } from '../config/load.js';
+import { LoraLibrary, shortLoraHash } from '../diffusion/lora/library.js';
 import { listCachedModels, resolveModelPath } from '../hub/cache.js';
 import { createProgressReporter, type ProgressOutput } from '../hub/progress.js';
 import { formatBytes, pullModel, type PullResult } from '../hub/pull.js';
@@ -121,6 +122,21 @@ export async function runModelsEmbeddings(options: { dir?: string; config: Confi
   io.stdout.write(`${lines.join('\n')}\n`);
 }
 
+/**
+ * The LoRA section of `models list`: the files of model.loraDir with size and A1111's short hash (the `Lora hashes`
+ * value); nothing when no LoRA folder is configured.
+ */
+export async function runLoraList(options: { config: Config; io?: ModelsCommandIO }): Promise<void> {
+  const folder = options.config.model.loraDir;
+  if (!folder) return;
+  const io = options.io ?? defaultIO();
+  const library = new LoraLibrary(folder);
+  const files = await library.list();
+  const lines = [files.length === 0 ? `No LoRAs in ${folder} (model.loraDir).` : `LoRAs in ${folder} (model.loraDir), for <lora:name:weight> in a prompt:`];
+  for (const file of files) lines.push(`  ${file.name}  ${formatBytes(file.bytes)}  ${shortLoraHash(await library.hash(file.file))}`);
+  io.stdout.write(`${lines.join('\n')}\n`);
+}
+
 export function registerModelsCommand(program: Command): Command {
   const models = program.command('models').description('Get Stable Diffusion ONNX models from the Hugging Face Hub, and list them.');
 
@@ -139,13 +155,14 @@ export function registerModelsCommand(program: Command): Command {
 
   const list = models
     .command('list')
-    .description('List the SD ONNX models in the Hugging Face cache, and the configured model.')
+    .description('List the SD ONNX models in the Hugging Face cache, the configured model, and the LoRAs of model.loraDir.')
     .option('--cache <dir>', 'Hub cache folder (default: as for pull)');
   addConfigOption(program, list);
-  list.action((options: { cache?: string }, self: Command) => {
+  list.action(async (options: { cache?: string }, self: Command) => {
     const configPath = configPathOf(self);
     const config = loadConfig(configPath ? { configPath } : {});
     runModelsList({ config, ...(options.cache ? { cacheDir: options.cache } : {}) });
+    await runLoraList({ config });
   });
 
   const embeddings = models

@@ -49,6 +49,7 @@ export const ENV_SETTINGS: ReadonlyArray<{ env: string; path: string }> = [
   { env: 'IMAGINE_MODEL', path: 'model.path' },
   { env: 'IMAGINE_PROVIDER', path: 'model.provider' },
   { env: 'IMAGINE_PREVIEW_DECODER', path: 'model.previewDecoder' },
+  { env: 'IMAGINE_LORA_DIR', path: 'model.loraDir' },
   { env: 'IMAGINE_DATA_DIR', path: 'storage.dataDir' },
   { env: 'KEYV_URL', path: 'storage.keyvUrl' },
   { env: 'IMAGINE_QUEUE_BACKEND', path: 'queue.backend' },
@@ -287,7 +288,11 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
   const dataDir = resolve(cwd, parsed.storage.dataDir);
   return {
     ...parsed,
-    model: { ...parsed.model, embeddingsDir: parsed.model.embeddingsDir ? resolve(cwd, parsed.model.embeddingsDir) : '' },
+    model: {
+      ...parsed.model,
+      embeddingsDir: parsed.model.embeddingsDir ? resolve(cwd, parsed.model.embeddingsDir) : '',
+      loraDir: parsed.model.loraDir ? resolve(cwd, parsed.model.loraDir) : '',
+    },
     storage: {
       ...parsed.storage,
       dataDir,

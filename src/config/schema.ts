@@ -105,6 +105,10 @@ export const configSchema = z.strictObject({
     previewDecoder: text(),
     /** Textual-inversion embeddings (.safetensors/.pt/.bin); "" = the model folder's embeddings/ when it has one. */
     embeddingsDir: text(),
+    /** The folder of LoRA `.safetensors` files for `<lora:name:w>` in prompts (lora/library.ts); "" = no LoRAs. */
+    loraDir: text(),
+    /** How many merged LoRA sets the engine keeps open (each holds its own copy of the UNet's weights). */
+    loraCacheSize: intBetween(1, 16),
   }),
   engine: z.strictObject({
     isolation: oneOf(ENGINE_ISOLATIONS),

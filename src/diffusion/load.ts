@@ -2,6 +2,7 @@ import { stat } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import { ModelFileError } from './errors.js';
 import { loadStableDiffusionModel } from './model.js';
+import { LoraLibrary } from './lora/library.js';
 import { StableDiffusionPipeline, type DeviceLoopMode } from './pipeline.js';
 import { loadEmbeddingsFolder } from './textual-inversion.js';
 import { keepsOutputsOnDevice, openSession, resolveProvider, type ProviderChoice } from './providers.js';
@@ -28,6 +29,10 @@ export interface LoadPipelineOptions {
   warn?: (line: string) => void;
   /** Continuous batching: the most UNet rows overlapping generations share (PipelineOptions.maxBatchRows; default 1). */
   maxBatchRows?: number;
+  /** The folder of LoRA files for `<lora:name:w>` (config `model.loraDir`); none: no LoRAs. */
+  loraDir?: string | null;
+  /** Merged LoRA sets kept open (config `model.loraCacheSize`; default 2). */
+  loraCacheSize?: number;
   /** One line per event: provider chosen (and why others failed), each part loaded, total load time. */
   log?: (line: string) => void;
 }
@@ -52,9 +57,10 @@ export async function loadPipeline(folder: string, options: LoadPipelineOptions)
   const warn = options.warn ?? log;
   const { embeddings } = options.embeddingsDir ? await loadEmbeddingsFolder(options.embeddingsDir, warn) : { embeddings: [] };
   const model = await loadStableDiffusionModel(folder, {
-    createSession: (file, pinnedShapes, edit) =>
+    createSession: (file, pinnedShapes, edit, modelRewrite) =>
       openSession(file, provider, {
         edit,
+        ...(modelRewrite ? { modelRewrite } : {}),
         ...device,
         ...(options.intraOpNumThreads !== undefined ? { intraOpNumThreads: options.intraOpNumThreads } : {}),
         preferGpuOutputs: unetOutputsOnDevice && partOf(file) === 'unet' ? true : undefined,
@@ -73,5 +79,12 @@ export async function loadPipeline(folder: string, options: LoadPipelineOptions)
     log(`textual-inversion embeddings: ${model.embeddings.embeddings.map((embedding) => `${embedding.name} (${embedding.vectorCount})`).join(', ')}`);
   }
   log(`model ${model.name} loaded on ${provider} in ${((performance.now() - started) / 1000).toFixed(1)}s`);
-  return new StableDiffusionPipeline(model, { provider, deviceLoop, log, pinUnetShapes: options.pinUnetShapes ?? false, maxBatchRows: options.maxBatchRows ?? 1 });
+  return new StableDiffusionPipeline(model, {
+    provider,
+    deviceLoop,
+    log,
+    pinUnetShapes: options.pinUnetShapes ?? false,
+    maxBatchRows: options.maxBatchRows ?? 1,
+    loras: { library: new LoraLibrary(options.loraDir ?? null), ...(options.loraCacheSize !== undefined ? { cacheSize: options.loraCacheSize } : {}) },
+  });
 }

@@ -1,6 +1,7 @@
 import { stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { InferenceSession } from 'onnxruntime-node';
+import type { ModelRewrite } from './providers.js';
 import { isFile } from '../util/fs.js';
 import { isClipSkipOutput } from './clip-skip.js';
 import { InvalidRequestError, ModelFileError } from './errors.js';
@@ -78,6 +79,11 @@ export interface StableDiffusionModel {
    * UNet's weights. If the new session cannot open, the UNet is reopened as before and the error is thrown.
    */
   pinUnetShapes(shapes: Readonly<Record<string, readonly number[]>> | null): Promise<boolean>;
+  /**
+   * Opens another session of the text encoder or the UNet whose bytes `rewrite` changes first (LoRA weights merged in,
+   * lora/sessions.ts), with the same session options as the model's own (the UNet unpinned). The caller releases it.
+   */
+  openPartWith(part: 'text_encoder' | 'unet', rewrite: ModelRewrite): Promise<ModelPart>;
   release(): Promise<void>;
 }
 
@@ -89,6 +95,7 @@ export type SessionFactory = (
   modelFile: string,
   pinnedShapes?: Readonly<Record<string, readonly number[]>>,
   edit?: ModelEdit,
+  rewrite?: ModelRewrite,
 ) => Promise<InferenceSession>;
 
 /** A load-time rewrite of a model's bytes (providers.ts' `openSession` option `edit`). */
@@ -154,12 +161,13 @@ async function openPart(
   createSession: SessionFactory,
   pinnedShapes?: Readonly<Record<string, readonly number[]>>,
   edit?: ModelEdit,
+  rewrite?: ModelRewrite,
 ): Promise<ModelPart> {
   const path = join(folder, file);
   if (!(await isFile(path))) throw new ModelFileError(file, 'file is missing');
   let session: InferenceSession;
   try {
-    session = await createSession(path, pinnedShapes, edit);
+    session = await createSession(path, pinnedShapes, edit, rewrite);
   } catch (error) {
     throw new ModelFileError(file, describeLoadFailure(error), { cause: error });
   }
@@ -336,6 +344,10 @@ export async function loadStableDiffusionModel(folder: string, options: LoadMode
         throw error;
       }
       return true;
+    },
+    openPartWith(part, rewrite) {
+      // A LoRA-merged text encoder keeps the textual-inversion rows too: the merge runs first, then the same edit.
+      return openPart(root, `${part}/model.onnx`, options.createSession, undefined, part === 'text_encoder' ? textEncoderEdit : undefined, rewrite);
     },
     async release() {
       await Promise.allSettled([...parts.values()].map((part) => part.session.release()));

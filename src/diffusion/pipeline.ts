@@ -28,11 +28,15 @@ import {
   type Stepper,
 } from './steppers.js';
 import type { PromptSyntax } from './prompt/index.js';
+import { UnknownLoraError } from './lora/library.js';
 import { encodeText, type PromptTokenCount, type TextConditioning } from './text-conditioning.js';
 import { LoopTimings, TimingRecorder, type GenerationTimings } from './timings.js';
 import { CpuGuidance, UnetRunner, unetSampleDims } from './unet-runner.js';
 import { guidanceEmbeddingDim, guidanceEmbeddingRows, TIMESTEP_COND_INPUT } from './guidance-embedding.js';
 import { decodeLatents, type DecodedImage } from './vae-decode.js';
+import { extractExtraNetworks } from './lora/tags.js';
+import type { LoraLibrary } from './lora/library.js';
+import { LoraSessionCache, type LoraParts, type ResolvedLora } from './lora/sessions.js';
 
 export {
   DEFAULT_CFG,
@@ -90,6 +94,17 @@ export interface PipelineOptions {
    * generation runs its own loop.
    */
   maxBatchRows?: number;
+  /**
+   * Where `<lora:name:w>` tags of an `a1111` prompt find their files, and how many merged LoRA sets to keep open
+   * (lora/sessions.ts; default 2). Without it every LoRA tag is an unknown LoRA.
+   */
+  loras?: { library: LoraLibrary; cacheSize?: number };
+}
+
+/** A LoRA a generation used, for A1111's `Lora hashes` (name as written in the prompt, full hash of its file). */
+export interface UsedLora {
+  name: string;
+  hash: string;
 }
 
 export interface StepInfo {
@@ -113,6 +128,8 @@ export interface GenerateOptions {
   signal?: AbortSignal;
   /** Overrides the pipeline's default loop choice for this generation. */
   deviceLoop?: DeviceLoopMode;
+  /** Called before a LoRA set that is not cached is merged and opened (seconds on a real model), with its names. */
+  onLoraLoad?: (names: readonly string[]) => void;
 }
 
 export interface GeneratedImage {
@@ -142,6 +159,8 @@ export interface GenerationResult {
   promptTokens: PromptTokenCount;
   /** The textual-inversion embeddings the prompts used, with their short hashes (png.ts `tiHashesInfotext`). */
   textualInversions: { name: string; hash: string }[];
+  /** The prompt's LoRAs (a1111 syntax), in prompt order, for `Lora hashes`; empty when none. */
+  loras: UsedLora[];
   timings: GenerationTimings;
 }
 
@@ -227,6 +246,8 @@ export class StableDiffusionPipeline {
   private readonly pinUnetShapes: boolean;
   /** The shared running batch when `maxBatchRows` > 1, else null. */
   readonly batcher: BatchedDenoiser | null;
+  private readonly loraLibrary: LoraLibrary | null;
+  private readonly loraSessions: LoraSessionCache;
 
   constructor(
     readonly model: StableDiffusionModel,
@@ -241,6 +262,8 @@ export class StableDiffusionPipeline {
     const maxBatchRows = options.maxBatchRows ?? 1;
     if (maxBatchRows > 1 && this.pinUnetShapes) this.log(`continuous batching is off: pinUnetShapes pins the UNet batch (maxBatchRows ${maxBatchRows} ignored)`);
     this.batcher = maxBatchRows > 1 && !this.pinUnetShapes ? new BatchedDenoiser(model.unet, maxBatchRows, this.reader) : null;
+    this.loraLibrary = options.loras?.library ?? null;
+    this.loraSessions = new LoraSessionCache((part, rewrite) => this.model.openPartWith(part, rewrite), options.loras?.cacheSize, this.log);
   }
 
   async generate(request: GenerationRequest, options: GenerateOptions = {}): Promise<GenerationResult> {
@@ -266,57 +289,108 @@ export class StableDiffusionPipeline {
     const start = this.startDenoising(request, latentCount, image);
     throwIfAborted(signal);
 
-    // 4. Encode the prompt (and the negative prompt, for guidance)
-    const text = await timings.time('textEncoderMs', () =>
-      this.encodeText(request.prompt, request.negativePrompt ?? '', batch, guidance, request.promptSyntax ?? 'plain', request.clipSkip ?? 1),
-    );
+    // 4. Encode the prompt (and the negative prompt, for guidance), with the prompt's LoRAs merged in (a1111)
+    const syntax = request.promptSyntax ?? 'plain';
+    const loras = await this.loraSetOf(request.prompt, syntax);
+    const lora = await this.loraParts(loras.set, options);
+    const parts = lora.parts;
+    try {
+      throwIfAborted(signal);
+      const text = await timings.time('textEncoderMs', () =>
+        encodeText(
+          { tokenizer: this.model.tokenizer, textEncoder: parts.textEncoder ?? this.model.textEncoder },
+          loras.prompt,
+          request.negativePrompt ?? '',
+          batch,
+          guidance,
+          syntax,
+          request.clipSkip ?? 1,
+        ),
+      );
 
-    // 5. Prepare the UNet's feeds (pinning its input shapes first when asked to)
-    const sampleDims = unetSampleDims(latentShape, guidance);
-    if (this.pinUnetShapes) {
-      const embedding: Record<string, number[]> = embeddingDim === null ? {} : { [TIMESTEP_COND_INPUT]: [sampleDims[0]!, embeddingDim] };
-      await this.pinUnetTo({ sample: sampleDims, timestep: [sampleDims[0]!], encoder_hidden_states: text.dims, ...embedding });
-    }
-    const unet = new UnetRunner(this.model.unet, latentCount, guidance, sampleDims, text, request.cfg);
-
-    // 6. Denoising loop, on the device stepper or the JS one (see DeviceLoopMode), or, batching continuously, as one
-    // row group of the shared running batch (batched-denoiser.ts)
-    const inBatch = this.batcher !== null && (options.deviceLoop ?? this.deviceLoop) !== 'always';
-    const denoised = await timings.time('denoiseMs', () =>
-      inBatch ? this.denoiseInBatch(request, start, text, latentShape, options, timings) : this.denoise(request, start, image, unet, latentShape, options, timings),
-    );
-
-    // 7. Decode the latents with the VAE, one image at a time
-    throwIfAborted(signal);
-    const decoded = await timings.time('decodeMs', async () => {
-      const images: DecodedImage[] = [];
-      for (let i = 0; i < batch; i++) images.push(await this.decode(denoised.latents, latentShape, i));
-      return images;
-    });
-    const images: GeneratedImage[] = decoded.map(({ rgb }, index) => ({ index, width: request.width, height: request.height, rgb, nsfw: null }));
-
-    // 8. Run the safety checker
-    await timings.time('safetyMs', async () => {
-      if (!(request.safetyCheck ?? true) || !this.model.safetyChecker) return;
-      for (const image of images) {
-        throwIfAborted(signal);
-        image.nsfw = await checkSafety(this.model.safetyChecker, image.rgb, decoded[image.index]!.float, image.width, image.height);
+      // 5. Prepare the UNet's feeds (pinning its input shapes first when asked to; a LoRA-merged UNet is not pinned)
+      const sampleDims = unetSampleDims(latentShape, guidance);
+      if (this.pinUnetShapes && !parts.unet) {
+        const embedding: Record<string, number[]> = embeddingDim === null ? {} : { [TIMESTEP_COND_INPUT]: [sampleDims[0]!, embeddingDim] };
+        await this.pinUnetTo({ sample: sampleDims, timestep: [sampleDims[0]!], encoder_hidden_states: text.dims, ...embedding });
       }
-    });
+      const unet = new UnetRunner(parts.unet ?? this.model.unet, latentCount, guidance, sampleDims, text, request.cfg);
 
-    return {
-      images,
-      latents: denoised.latents,
-      latentShape,
-      scheduler: start.scheduler.name,
-      loop: denoised.loop,
-      sampler: start.scheduler.displayName,
-      timesteps: Float64Array.from(start.timesteps),
-      truncatedTokens: text.promptTokens.droppedTokenCount,
-      promptTokens: text.promptTokens,
-      textualInversions: text.textualInversions,
-      timings: timings.result(),
-    };
+      // 6. Denoising loop, on the device stepper or the JS one (see DeviceLoopMode), or, batching continuously, as one
+      // row group of the shared running batch (batched-denoiser.ts)
+      // A LoRA-merged UNet is another session: such a generation runs its own loop beside the batch.
+      const inBatch = this.batcher !== null && parts.unet === null && (options.deviceLoop ?? this.deviceLoop) !== 'always';
+      const denoised = await timings.time('denoiseMs', () =>
+        inBatch ? this.denoiseInBatch(request, start, text, latentShape, options, timings) : this.denoise(request, start, image, unet, latentShape, options, timings),
+      );
+
+      // 7. Decode the latents with the VAE, one image at a time
+      throwIfAborted(signal);
+      const decoded = await timings.time('decodeMs', async () => {
+        const images: DecodedImage[] = [];
+        for (let i = 0; i < batch; i++) images.push(await this.decode(denoised.latents, latentShape, i));
+        return images;
+      });
+      const images: GeneratedImage[] = decoded.map(({ rgb }, index) => ({ index, width: request.width, height: request.height, rgb, nsfw: null }));
+
+      // 8. Run the safety checker
+      await timings.time('safetyMs', async () => {
+        if (!(request.safetyCheck ?? true) || !this.model.safetyChecker) return;
+        for (const image of images) {
+          throwIfAborted(signal);
+          image.nsfw = await checkSafety(this.model.safetyChecker, image.rgb, decoded[image.index]!.float, image.width, image.height);
+        }
+      });
+
+      return {
+        images,
+        latents: denoised.latents,
+        latentShape,
+        scheduler: start.scheduler.name,
+        loop: denoised.loop,
+        sampler: start.scheduler.displayName,
+        timesteps: Float64Array.from(start.timesteps),
+        truncatedTokens: text.promptTokens.droppedTokenCount,
+        promptTokens: text.promptTokens,
+        textualInversions: text.textualInversions,
+        loras: loras.set.map(({ name, hash }) => ({ name, hash })),
+        timings: timings.result(),
+      };
+    } finally {
+      await lora.done();
+    }
+  }
+
+  /**
+   * The prompt without its extra-network tags and its LoRAs resolved to files (a1111 syntax; under `plain` the text
+   * is taken literally). The same name twice adds its multipliers (A1111 applies both).
+   */
+  private async loraSetOf(prompt: string, syntax: PromptSyntax): Promise<{ prompt: string; set: ResolvedLora[] }> {
+    if (syntax !== 'a1111') return { prompt, set: [] };
+    const { text, loras, ignored } = extractExtraNetworks(prompt);
+    if (ignored.length > 0) this.log(`extra networks other than LoRA are not supported, ignored: ${ignored.join(' ')}`);
+    const set: ResolvedLora[] = [];
+    for (const tag of loras) {
+      const library = this.loraLibrary;
+      if (!library) throw new UnknownLoraError(tag.name, []);
+      const file = await library.resolve(tag.name);
+      const same = set.find((lora) => lora.file === file.file);
+      if (same) {
+        same.teMultiplier += tag.teMultiplier;
+        same.unetMultiplier += tag.unetMultiplier;
+        continue;
+      }
+      set.push({ name: tag.name, file: file.file, hash: await library.hash(file.file), teMultiplier: tag.teMultiplier, unetMultiplier: tag.unetMultiplier });
+    }
+    return { prompt: text, set };
+  }
+
+  /** The text encoder and UNet with the set merged in (null: the base model's), from the cache or merged now. */
+  private loraParts(set: readonly ResolvedLora[], options: GenerateOptions): Promise<{ parts: LoraParts; done: () => Promise<void> }> {
+    // Multiplier 0 changes no weight: such a LoRA is only named in the infotext.
+    const active = set.filter((lora) => lora.teMultiplier !== 0 || lora.unetMultiplier !== 0);
+    if (active.length > 0 && !this.loraSessions.has(active)) options.onLoraLoad?.(active.map((lora) => lora.name));
+    return this.loraSessions.acquire(active);
   }
 
   /**
@@ -443,6 +517,7 @@ export class StableDiffusionPipeline {
     for (const graph of graphs) await (await graph.catch(() => null))?.release();
     await this.reader.release();
     await this.uploader.release();
+    await this.loraSessions.release();
   }
 
   /** Why `auto` stopped using the device loop (it failed once on this provider), or null. */

@@ -59,6 +59,15 @@ export function tiHashesInfotext(used: readonly { name: string; hash: string }[]
 }
 
 /**
+ * A1111's `Lora hashes: "name: 0123456789ab, other: …"` (extensions-builtin/Lora/extra_networks_lora.py: the name as
+ * written in the prompt without `:` and `,`, then the file's short hash); nothing without LoRAs.
+ */
+export function loraHashesInfotext(loras: readonly { name: string; hash: string }[] | undefined): Record<string, string> {
+  if (!loras || loras.length === 0) return {};
+  return { 'Lora hashes': loras.map((lora) => `${lora.name.replace(/[:,]/g, '')}: ${lora.hash.slice(0, 12)}`).join(', ') };
+}
+
+/**
  * The infotext of one image of a generation, as `imagine-bot generate` writes it: A1111's fields from the request,
  * the sampler that ran (`GenerationResult.sampler`), the model's name, the RNG (A1111's `CPU` or `NV`) and, for a
  * batch, the image's position in it.
@@ -69,6 +78,7 @@ export function generationInfotext(
   image: { index: number; width: number; height: number },
   model: string,
   textualInversions: readonly { name: string; hash: string }[] = [],
+  loras?: readonly { name: string; hash: string }[],
 ): string {
   const batch = imageCountOf(request);
   // With a seed per image, each image is its seed's image alone: no batch position to give.
@@ -89,6 +99,7 @@ export function generationInfotext(
       ...clipSkipInfotext(request.clipSkip),
       ...denoisingStrengthInfotext(request.initImage),
       ...tiHashesInfotext(textualInversions),
+      ...loraHashesInfotext(loras),
     },
   });
 }

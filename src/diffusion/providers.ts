@@ -130,9 +130,17 @@ export interface OpenSessionOptions {
    * textual-inversion.ts), applied after the rewrites above and before shape pinning.
    */
   edit?: (model: Uint8Array) => Uint8Array;
+  /**
+   * A rewrite of the model's bytes applied before every other one (e.g. LoRA weights merged in, lora/merge.ts), given
+   * the folder of the model file, where its external weights are. Needs a model file path.
+   */
+  modelRewrite?: ModelRewrite;
   /** Where to say what a rewrite did (fuseAttention: how many blocks it fused). */
   log?: (line: string) => void;
 }
+
+/** Rewrites a serialized model before it is opened; `externalFolder` holds its external data files. */
+export type ModelRewrite = (model: Uint8Array, externalFolder: string) => Promise<Uint8Array>;
 
 /** Whether `preferGpuOutputs` has any effect on this provider. */
 export function keepsOutputsOnDevice(provider: ProviderName): boolean {
@@ -184,12 +192,15 @@ export async function openSession(
   if (provider !== 'cpu') await checkProviderPrerequisites(provider);
   const sessionOptions = sessionOptionsFor(provider, options);
   let source: string | Uint8Array = model;
-  if (options.pinnedShapes || options.fuseAttention || options.clipSkipOutputs || options.latentParameters || options.edit) {
+  if (options.pinnedShapes || options.fuseAttention || options.clipSkipOutputs || options.latentParameters || options.edit || options.modelRewrite) {
     let bytes: Uint8Array;
     if (typeof model === 'string') {
       // Rewritten bytes have no file path: ORT looks for external weights (weights.pb) in the folder this entry names.
       sessionOptions.extra = { session: { model_external_initializers_file_folder_path: dirname(model) } };
       bytes = new Uint8Array(await readFile(model));
+      if (options.modelRewrite) bytes = await options.modelRewrite(bytes, dirname(model));
+    } else if (options.modelRewrite) {
+      throw new Error('openSession: modelRewrite needs the model file path (its external data folder)');
     } else bytes = model;
     if (options.fuseAttention) {
       const fusion = fuseAttention(bytes);

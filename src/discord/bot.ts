@@ -7,10 +7,10 @@ import { join } from 'node:path';
 import { hostname } from 'node:os';
 import { Client, Events, GatewayIntentBits, Status } from 'discord.js';
 import type { Keyv } from 'keyv';
-import { commandDefinitionsOf, IMAGINE_COMMAND, INFO_COMMAND, QUEUE_COMMAND, SETTINGS_COMMAND, STATUS_COMMAND, type ImagineCommands } from '../../commands/index.js';
+import { commandDefinitionsOf, IMAGINE_COMMAND, INFO_COMMAND, LORAS_COMMAND, QUEUE_COMMAND, SETTINGS_COMMAND, STATUS_COMMAND, type ImagineCommands } from '../../commands/index.js';
 import { ConfigError, type Config } from '../config/index.js';
 import type { Logger } from '../log.js';
-import { LatentPreviewRenderer, type InputImageStore, type JobQueue, type QueueSnapshot, type ShardInfo, type ShardReport } from '../queue/index.js';
+import { extractExtraNetworks, LatentPreviewRenderer, LoraLibrary, shortLoraHash, type InputImageStore, type JobQueue, type QueueSnapshot, type ShardInfo, type ShardReport } from '../queue/index.js';
 import { formatDuration } from '../util/format.js';
 import type { GuildRules } from './backend.js';
 import { commandsFor, deployCommands } from './command-data.js';
@@ -22,6 +22,7 @@ import { handleImagine } from './handlers/imagine.js';
 import { handleQueue } from './handlers/queue.js';
 import { handleSettings } from './handlers/settings.js';
 import { handleStatus } from './handlers/status.js';
+import { handleLoras } from './handlers/loras.js';
 import { replyTargetToJson } from './interaction.js';
 import { JobPresenter } from './presenter.js';
 import { subscribeQueueEvents } from './queue-events.js';
@@ -109,6 +110,7 @@ export class ImagineBot {
       modelName: options.engine.modelName,
     });
     this.commands = commandsFor(config);
+    const loraLibrary = new LoraLibrary(config.model.loraDir || null);
     const context: HandlerContext = {
       log: this.log,
       queue: options.queue,
@@ -118,11 +120,20 @@ export class ImagineBot {
       commands: this.commands,
       statusLine: async () => (await this.statusLine()).text,
       shards: () => (options.queue.shards ? options.queue.shards() : Promise.resolve(this.localShards())),
+      loras: async () => {
+        const files = await loraLibrary.list();
+        return Promise.all(files.map(async (file) => ({ name: file.name, bytes: file.bytes, hash: shortLoraHash(await loraLibrary.hash(file.file)) })));
+      },
+      checkLoras: async ({ prompt, promptSyntax }) => {
+        // The engine reads tags under a1111 only (absent: the engine's default, plain).
+        if (promptSyntax !== 'a1111') return;
+        for (const tag of extractExtraNetworks(prompt).loras) await loraLibrary.resolve(tag.name);
+      },
     };
     this.route = createRouter({
       log: this.log,
       context,
-      commands: { [IMAGINE_COMMAND]: handleImagine, [QUEUE_COMMAND]: handleQueue, [SETTINGS_COMMAND]: handleSettings, [STATUS_COMMAND]: handleStatus, [INFO_COMMAND]: handleInfo },
+      commands: { [IMAGINE_COMMAND]: handleImagine, [QUEUE_COMMAND]: handleQueue, [SETTINGS_COMMAND]: handleSettings, [STATUS_COMMAND]: handleStatus, [INFO_COMMAND]: handleInfo, [LORAS_COMMAND]: handleLoras },
       button: handleButton,
       modal: handleModal,
       accepting: () => this.accepting,

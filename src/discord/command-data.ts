@@ -8,7 +8,7 @@ import { buildCommandDefinitions, buildCommands, type CommandDefinition, type Co
 import type { Config } from '../config/index.js';
 import { SAMPLER_NAMES, samplerSettings, schedulerDisplayName } from '../queue/index.js';
 
-function commandLimitsFor(config: Pick<Config, 'generation'>): CommandLimits {
+function commandLimitsFor(config: Pick<Config, 'generation'> & { model?: Pick<Config['model'], 'loraDir'> }): CommandLimits {
   const { limits } = config.generation;
   return {
     sizes: limits.sizes,
@@ -20,16 +20,17 @@ function commandLimitsFor(config: Pick<Config, 'generation'>): CommandLimits {
     maxCfg: limits.maxCfg,
     // Guild settings allow at most 4 images per job (see rules.settingsFromConfig).
     maxCount: Math.min(limits.maxCount, 4),
+    loras: Boolean(config.model?.loraDir),
   };
 }
 
 /** The bot's commands by role, typed: the handlers read their options through these definitions. */
-export function commandsFor(config: Pick<Config, 'generation'>): ImagineCommands {
+export function commandsFor(config: Pick<Config, 'generation'> & { model?: Pick<Config['model'], 'loraDir'> }): ImagineCommands {
   return buildCommands(commandLimitsFor(config));
 }
 
 /** The same commands as the JSON array Discord's bulk overwrite takes. */
-export function commandDefinitionsFor(config: Pick<Config, 'generation'>): CommandDefinition[] {
+export function commandDefinitionsFor(config: Pick<Config, 'generation'> & { model?: Pick<Config['model'], 'loraDir'> }): CommandDefinition[] {
   return buildCommandDefinitions(commandLimitsFor(config));
 }
 

@@ -14,6 +14,7 @@ import {
   finishedButtons,
   finishedContent,
   pendingButtons,
+  loadingLorasContent,
   progressContent,
   queuedContent,
   resultEmbed,
@@ -123,6 +124,13 @@ export class JobPresenter {
     const live = this.ensure(job);
     live.startedAt = Date.now();
     live.message.update({ content: STARTING_CONTENT, components: pendingButtons(job.id) });
+  }
+
+  /** The engine is merging the job's LoRAs into the model before its first step (a set it has not kept open). */
+  loadingLoras(job: PresentedJob, names: readonly string[]): void {
+    const live = this.ensure(job);
+    live.content = loadingLorasContent(names);
+    this.showProgress(job.id, live);
   }
 
   /**

@@ -75,7 +75,8 @@ export function subscribeQueueEvents({ queue, presenter, outbox, log, track }: Q
     queue.on('progress', ({ job, progress }) =>
       withTarget(job, (reply) => {
         const latents = progress.latents;
-        presenter.progress(presentedJob(job, reply), progress.step, progress.totalSteps, latents?.data, latents?.shape);
+        if (progress.loadingLoras) presenter.loadingLoras(presentedJob(job, reply), progress.loadingLoras);
+        else presenter.progress(presentedJob(job, reply), progress.step, progress.totalSteps, latents?.data, latents?.shape);
       }),
     ),
     queue.on('finished', ({ job, images }) => {

@@ -135,6 +135,11 @@ export function progressContent(view: ProgressView): string {
 
 export const STARTING_CONTENT = '🎨 Starting…';
 
+/** While the engine merges a job's LoRAs into the model (seconds on a real model; the set is then kept). */
+export function loadingLorasContent(names: readonly string[]): string {
+  return `🧩 Loading LoRA ${names.join(', ')}…`;
+}
+
 export interface ResultView {
   prompt: string;
   negative: string;

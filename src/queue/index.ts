@@ -55,3 +55,5 @@ export { asSamplerName, SAMPLER_REQUEST_DEFAULTS, samplerNameOf, samplerSettings
 export { encodeBatchPreview, LatentPreviewRenderer, type PreviewOptions } from '../diffusion/preview.js';
 export { insertTextChunks, readTextChunks } from '../diffusion/png.js';
 export { DEFAULT_STRENGTH, HIRES_FIX_SCALE, HIRES_FIX_STRENGTH, validateStrength, type InitImage } from '../diffusion/request.js';
+export { LoraLibrary, shortLoraHash, type LoraFile } from '../diffusion/lora/library.js';
+export { extractExtraNetworks } from '../diffusion/lora/tags.js';

@@ -80,6 +80,11 @@ export interface GenerationProgress {
    * out. The engine may reuse the array after the callback returns, so a listener that keeps it must copy it.
    */
   latents?: { data: Float32Array; shape: readonly [number, number, number, number] };
+  /**
+   * Set (with step 0) while the engine merges the LoRAs these names refer to into the model before the first step
+   * (a set it has not kept from an earlier job): the reply says so instead of a step count.
+   */
+  loadingLoras?: readonly string[];
 }
 
 export interface GenerateOptions {

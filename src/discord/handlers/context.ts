@@ -6,7 +6,7 @@
 import type { ButtonInteraction, ChatInputCommandInteraction, ModalSubmitInteraction } from 'discord.js';
 import type { ImagineCommands } from '../../../commands/index.js';
 import type { Logger } from '../../log.js';
-import type { InputImageStore, JobQueue, ShardInfo } from '../../queue/index.js';
+import type { InputImageStore, JobParams, JobQueue, ShardInfo } from '../../queue/index.js';
 import type { GuildRules } from '../backend.js';
 import type { DeliveryOutbox } from '../delivery.js';
 
@@ -24,6 +24,13 @@ export interface HandlerContext {
   statusLine(): Promise<string>;
   /** The bot's gateway shards: every bot process's (as reported through the queue backend), or this process's. */
   shards(): Promise<ShardInfo[]>;
+  /** The LoRA files in model.loraDir (none when it is unset), sorted by name, with A1111's short hash. */
+  loras(): Promise<Array<{ name: string; bytes: number; hash: string }>>;
+  /**
+   * Refuses (UnknownLoraError, InvalidRequestError) a job whose a1111 prompt names a LoRA that is not in model.loraDir
+   * or writes a weight that is not a number, before it is queued.
+   */
+  checkLoras(params: Pick<JobParams, 'prompt' | 'promptSyntax'>): Promise<void>;
 }
 
 export type CommandHandler = (interaction: ChatInputCommandInteraction, context: HandlerContext) => Promise<void>;

@@ -20,7 +20,11 @@ export async function handleImagine(interaction: ChatInputCommandInteraction, co
   const attachment = options.image === undefined ? null : interaction.options.getAttachment('image');
   if (options.image !== undefined && !attachment) throw new Refusal('image_missing', 'The attached image did not arrive; attach it again.');
   if (options.strength !== undefined && !attachment) throw new Refusal('strength_without_image', 'The strength applies to a starting image: attach one with the image option.');
-  const check = attachment ? admitWithImage(context, requester, options, attachment) : context.rules.check(requester, options);
+  // A LoRA the engine will not find is refused now, privately, rather than failing the job later.
+  const check = (attachment ? admitWithImage(context, requester, options, attachment) : context.rules.check(requester, options)).then(async (value) => {
+    await context.checkLoras(value.params);
+    return value;
+  });
   const admitted = await admitThenDefer(interaction, context, { check, requester, receivedAt });
   context.log.debug({ interactionId: interaction.id, ms: Date.now() - receivedAt, img2img: attachment !== null }, 'request admitted and acknowledged');
   await enqueueJob(interaction, context, { requester, params: admitted.value.params, receivedAt, replyMessageId: admitted.replyMessageId, notes: admitted.value.notes });

@@ -56,6 +56,7 @@ export interface RedisProgress {
   step: number;
   totalSteps: number;
   latents?: { shape: [number, number, number, number]; base64: string };
+  loadingLoras?: string[];
 }
 
 /**
@@ -86,6 +87,7 @@ export interface WorkerHeartbeat extends Omit<WorkerInfo, 'state'> {
 
 export function encodeProgress(progress: GenerationProgress): RedisProgress {
   const out: RedisProgress = { step: progress.step, totalSteps: progress.totalSteps };
+  if (progress.loadingLoras) out.loadingLoras = [...progress.loadingLoras];
   if (progress.latents) {
     const { data, shape } = progress.latents;
     out.latents = { shape: [...shape], base64: Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('base64') };
@@ -95,8 +97,9 @@ export function encodeProgress(progress: GenerationProgress): RedisProgress {
 
 export function decodeProgress(value: unknown): GenerationProgress | undefined {
   if (typeof value !== 'object' || value === null) return undefined;
-  const { step, totalSteps, latents } = value as Partial<RedisProgress>;
+  const { step, totalSteps, latents, loadingLoras } = value as Partial<RedisProgress>;
   if (typeof step !== 'number' || typeof totalSteps !== 'number') return undefined;
+  if (Array.isArray(loadingLoras)) return { step, totalSteps, loadingLoras: loadingLoras.map(String) };
   if (!latents || typeof latents.base64 !== 'string' || !Array.isArray(latents.shape)) return { step, totalSteps };
   const bytes = Buffer.from(latents.base64, 'base64');
   // Copy into a fresh, aligned buffer: a Buffer from base64 may sit at any offset of a shared pool.
