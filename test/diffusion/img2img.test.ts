@@ -131,6 +131,18 @@ describe('img2img through the tiny pipeline', () => {
     assert.deepEqual(result.latentShape, [1, 4, 16, 8]);
   });
 
+  test('RGBA, greyscale and 16-bit images are read as 8-bit RGB (alpha dropped), like their RGB twin', async () => {
+    const rgb = await sharp({ create: { width: 64, height: 64, channels: 3, background: { r: 120, g: 120, b: 120 } } }).png().toBuffer();
+    const rgba = await sharp({ create: { width: 64, height: 64, channels: 4, background: { r: 120, g: 120, b: 120, alpha: 0.5 } } }).png().toBuffer();
+    const grey = await sharp(rgb).greyscale().png().toBuffer();
+    const deep = await sharp(rgb).toColourspace('rgb16').png().toBuffer();
+    const latentsOf = async (png: Buffer) => (await pipeline().generate(img2imgRequest(new Uint8Array(png), { steps: 2, initImage: { data: new Uint8Array(png), strength: 0.5 } }))).latents;
+    const expected = await latentsOf(rgb);
+    for (const [label, png] of [['RGBA', rgba], ['greyscale', grey], ['16-bit', deep]] as const) {
+      assert.ok(maxAbsDiff(await latentsOf(png), expected) < 1e-5, label);
+    }
+  });
+
   test('bytes that are no image are a one-line InvalidRequestError', async () => {
     await assert.rejects(pipeline().generate(img2imgRequest(new Uint8Array([1, 2, 3, 4]))), (error: unknown) => {
       assert.ok(error instanceof InvalidRequestError);
