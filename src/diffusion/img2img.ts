@@ -23,11 +23,6 @@ export function img2imgTimesteps(scheduler: Scheduler, steps: number, strength: 
   return scheduler.timesteps.slice(begin);
 }
 
-/** How many denoising steps of `steps` an img2img request runs (before a scheduler's own repeats). */
-export function img2imgStepCount(steps: number, strength: number): number {
-  return Math.min(Math.floor(steps * strength), steps);
-}
-
 export interface Img2ImgStartOptions {
   steps: number;
   strength: number;

@@ -1,7 +1,8 @@
 /**
- * Stable Diffusion text-to-image exactly as diffusers' StableDiffusionPipeline computes it, over ONNX Runtime.
+ * Stable Diffusion text-to-image exactly as diffusers' StableDiffusionPipeline computes it, over ONNX Runtime, and
+ * image-to-image as its StableDiffusionImg2ImgPipeline does (a request with `initImage`).
  * `generate` reads as diffusers' `__call__` in numbered sections; each part lives in its own file:
- * request.ts (the request, its checks and limits), text-conditioning.ts (CLIP), unet-runner.ts (UNet feeds and
+ * request.ts (the request, its checks and limits), vae-encode.ts and img2img.ts (the init image and where its loop starts), text-conditioning.ts (CLIP), unet-runner.ts (UNet feeds and
  * guidance), steppers.ts (where guidance and the scheduler step run: JS or the device graph, and the auto fallback),
  * vae-decode.ts, timings.ts, schedulers/ and rng/.
  */

@@ -42,7 +42,7 @@ export const DEVICE_LOOP_MODES: readonly DeviceLoopMode[] = ['auto', 'always', '
 /**
  * Where a denoising loop starts: a scheduler whose timesteps are set, the generator its noise comes from, the
  * timesteps to run and the latents at the first of them. Text-to-image runs all of `scheduler.timesteps` from pure
- * noise × initNoiseSigma; image-to-image would run a tail of them from noised image latents.
+ * noise × initNoiseSigma; image-to-image runs a tail of them from noised image latents (img2img.ts).
  */
 export interface DenoiseStart {
   scheduler: Scheduler;

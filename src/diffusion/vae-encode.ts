@@ -100,7 +100,7 @@ export async function preprocessInitImage(data: Uint8Array, width: number, heigh
     const meta = await sharp(data).metadata();
     if (meta.width !== width || meta.height !== height) image = image.resize(width, height, { fit: 'fill', kernel: 'lanczos3' });
     const raw = await image.raw().toBuffer({ resolveWithObject: true });
-    if (raw.info.channels !== 3 || raw.info.width !== width || raw.info.height !== height) throw new Error(`decoded as ${raw.info.width}x${raw.info.height}x${raw.info.channels}`);
+    if (raw.data.length !== width * height * 3) throw new Error(`decoded as ${raw.info.width}x${raw.info.height}x${raw.info.channels}`);
     rgb = raw.data;
   } catch (error) {
     throw new InvalidRequestError(`the init image could not be read (${error instanceof Error ? error.message.split('\n')[0] : String(error)}); use a PNG, JPEG or WebP image.`);

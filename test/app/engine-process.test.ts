@@ -84,6 +84,15 @@ describe('EngineProcess', () => {
     assert.ok(lines.some((line) => line.module === 'engine' && line.msg === 'engine finished the job' && line['jobId'] === 'job-1'), 'the child logs with the job id');
   });
 
+  test('an img2img job: the init image\'s bytes cross to the child, and its PNG is the in-thread engine\'s', async () => {
+    const first = await inThread.generator.generate({ ...request, count: 1 }, run());
+    const img2img: GenerationRequest = { ...request, count: 1, initImage: { data: first.images[0]!.png, strength: 0.7 } };
+    const fromChild = await engine.generate(img2img, run());
+    const local = await inThread.generator.generate(img2img, run());
+    assert.ok(Buffer.from(fromChild.images[0]!.png).equals(Buffer.from(local.images[0]!.png)));
+    assert.match(readTextChunks(Buffer.from(fromChild.images[0]!.png))['parameters']!, /Denoising strength: 0\.7$/);
+  });
+
   test('cancellation stops the child between steps; the next job runs normally', async () => {
     const controller = new AbortController();
     let steps = 0;

@@ -15,7 +15,8 @@ import { HIRES_FIX_STRENGTH, hiresFixRequest, validateRequest, type GenerationRe
 import { createScheduler } from '../../src/diffusion/schedulers/index.js';
 import { SCHEDULER_NAMES } from '../../src/diffusion/schedulers/types.js';
 import { exposeLatentParameters, LATENT_PARAMETERS_OUTPUT, VaeEncoderRewriteError } from '../../src/diffusion/vae-encode.js';
-import { maxAbsDiff, TINY_MODEL, tinyPipelineForSuite } from '../helpers/reference.js';
+import { FIXTURES, FP16_BOUNDS, maxAbs, maxAbsDiff, TINY_MODEL, tinyPipelineForSuite } from '../helpers/reference.js';
+import { loadPipeline } from '../../src/diffusion/load.js';
 
 const SD15_SCHEDULER = JSON.parse(readFileSync(join(TINY_MODEL, 'scheduler/scheduler_config.json'), 'utf8')) as Record<string, unknown>;
 
@@ -130,6 +131,18 @@ describe('img2img through the tiny pipeline', () => {
     assert.deepEqual(result.latentShape, [1, 4, 16, 8]);
   });
 
+  test('RGBA, greyscale and 16-bit images are read as 8-bit RGB (alpha dropped), like their RGB twin', async () => {
+    const rgb = await sharp({ create: { width: 64, height: 64, channels: 3, background: { r: 120, g: 120, b: 120 } } }).png().toBuffer();
+    const rgba = await sharp({ create: { width: 64, height: 64, channels: 4, background: { r: 120, g: 120, b: 120, alpha: 0.5 } } }).png().toBuffer();
+    const grey = await sharp(rgb).greyscale().png().toBuffer();
+    const deep = await sharp(rgb).toColourspace('rgb16').png().toBuffer();
+    const latentsOf = async (png: Buffer) => (await pipeline().generate(img2imgRequest(new Uint8Array(png), { steps: 2, initImage: { data: new Uint8Array(png), strength: 0.5 } }))).latents;
+    const expected = await latentsOf(rgb);
+    for (const [label, png] of [['RGBA', rgba], ['greyscale', grey], ['16-bit', deep]] as const) {
+      assert.ok(maxAbsDiff(await latentsOf(png), expected) < 1e-5, label);
+    }
+  });
+
   test('bytes that are no image are a one-line InvalidRequestError', async () => {
     await assert.rejects(pipeline().generate(img2imgRequest(new Uint8Array([1, 2, 3, 4]))), (error: unknown) => {
       assert.ok(error instanceof InvalidRequestError);
@@ -176,6 +189,27 @@ describe('img2img through the tiny pipeline', () => {
       assert.ok(maxAbsDiff(device.latents, js.latents) < 1e-4);
     });
   }
+});
+
+describe('img2img on the other exports', () => {
+  test('fp16 (a float16 VAE encoder) and optimum\'s layout: the rewrite finds quant_conv, the result follows fp32\'s', async () => {
+    const data = new Uint8Array(readFileSync(join(FIXTURES, 'reference/img2img/i2/init.png')));
+    const request = img2imgRequest(data, { scheduler: 'euler_a' });
+    const results: Record<string, Float32Array> = {};
+    for (const variant of ['tiny-sd', 'variants/fp16', 'variants/optimum-layout']) {
+      const pipeline = await loadPipeline(join(FIXTURES, variant), { provider: 'cpu', safetyChecker: false });
+      try {
+        results[variant] = (await pipeline.generate(request)).latents;
+        assert.ok(pipeline.model.vaeEncoder?.outputs.has(LATENT_PARAMETERS_OUTPUT), variant);
+      } finally {
+        await pipeline.release();
+        await pipeline.model.release();
+      }
+    }
+    const fp32 = results['tiny-sd']!;
+    assert.deepEqual(results['variants/optimum-layout'], fp32, 'the same weights in optimum\'s layout');
+    assert.ok(maxAbsDiff(results['variants/fp16']!, fp32) <= FP16_BOUNDS.latentRelative * maxAbs(fp32), 'fp16 within the fp16 bounds');
+  });
 });
 
 describe('hiresFixRequest: A1111\'s hires fix ×2 as an img2img request', () => {
