@@ -98,7 +98,7 @@ export class PipelineImageGenerator implements ImageGenerator {
         height: image.height,
         model: this.pipeline.model.name,
         // The prompt keeps its <lora:…> tags, as A1111 writes it; the hashes say which files they were.
-        extra: { ...clipSkipInfotext(request.clipSkip), ...denoisingStrengthInfotext(request.initImage), ...tiHashesInfotext(result.textualInversions), ...loraHashesInfotext(result.loras) },
+        extra: { ...clipSkipInfotext(request.clipSkip), ...denoisingStrengthInfotext(request.initImage), ...loraHashesInfotext(result.loras), ...tiHashesInfotext(result.textualInversions) },
       });
       images.push({
         png: await encodePng(image.rgb, image.width, image.height, infotext),

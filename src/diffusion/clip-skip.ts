@@ -9,7 +9,22 @@
  * original nodes are untouched, so `last_hidden_state` is computed exactly as before. The nodes are found by the
  * module paths the exporter writes into node names (`…/encoder/layers.<i>/layer_norm1/…`, `…/final_layer_norm/…`).
  */
-import { concat, fields, lengthDelimited, rewriteFields, stringOf, subMessage, WIRE_BYTES } from './onnx-proto.js';
+import {
+  concat,
+  fields,
+  GRAPH_NODE,
+  GRAPH_OUTPUT,
+  lengthDelimited,
+  MODEL_GRAPH as GRAPH,
+  NODE_INPUT,
+  NODE_NAME,
+  NODE_OUTPUT,
+  rewriteFields,
+  stringOf,
+  subMessage,
+  VALUE_INFO_NAME,
+  WIRE_BYTES,
+} from './onnx-proto.js';
 
 /** The largest clip skip offered: A1111's UI allows up to 12, SD 1.5 users use 1 or 2. */
 export const MAX_CLIP_SKIP = 2;
@@ -35,13 +50,6 @@ interface ParsedNode {
   payload: Uint8Array;
 }
 
-const GRAPH = 7;
-const GRAPH_NODE = 1;
-const GRAPH_OUTPUT = 12;
-const NODE_INPUT = 1;
-const NODE_OUTPUT = 2;
-const NODE_NAME = 3;
-const VALUE_INFO_NAME = 1;
 
 function parseNodes(graph: Uint8Array): ParsedNode[] {
   const nodes: ParsedNode[] = [];

@@ -14,6 +14,32 @@ export const WIRE_FIXED64 = 1;
 export const WIRE_BYTES = 2;
 export const WIRE_FIXED32 = 5;
 
+/**
+ * onnx.proto3 field numbers (and TensorProto data types) the load-time rewrites read and write: one list, so the
+ * rewrites (clip-skip.ts, vae-encode.ts, textual-inversion.ts, lora/merge.ts) cannot disagree on a number.
+ */
+export const MODEL_GRAPH = 7;
+export const GRAPH_NODE = 1;
+export const GRAPH_INITIALIZER = 5;
+export const GRAPH_OUTPUT = 12;
+export const NODE_INPUT = 1;
+export const NODE_OUTPUT = 2;
+export const NODE_NAME = 3;
+export const NODE_OP_TYPE = 4;
+export const NODE_ATTRIBUTE = 5;
+export const ATTRIBUTE_NAME = 1;
+export const VALUE_INFO_NAME = 1;
+export const VALUE_INFO_TYPE = 2;
+export const TENSOR_DIMS = 1;
+export const TENSOR_DATA_TYPE = 2;
+export const TENSOR_FLOAT_DATA = 4;
+export const TENSOR_NAME = 8;
+export const TENSOR_RAW_DATA = 9;
+export const TENSOR_EXTERNAL_DATA = 13;
+export const TENSOR_DATA_LOCATION = 14;
+export const ONNX_FLOAT = 1;
+export const ONNX_FLOAT16 = 10;
+
 export interface Field {
   number: number;
   wireType: number;

@@ -299,7 +299,7 @@ export class StableDiffusionPipeline {
       throwIfAborted(signal);
       const text = await timings.time('textEncoderMs', () =>
         encodeText(
-          { tokenizer: this.model.tokenizer, textEncoder: parts.textEncoder ?? this.model.textEncoder },
+          { tokenizer: this.model.tokenizer, embeddings: this.model.embeddings, textEncoder: parts.textEncoder ?? this.model.textEncoder },
           loras.prompt,
           request.negativePrompt ?? '',
           batch,

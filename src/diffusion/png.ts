@@ -98,8 +98,9 @@ export function generationInfotext(
       ...(sharesGenerator ? { 'Batch size': batch, 'Batch pos': image.index } : {}),
       ...clipSkipInfotext(request.clipSkip),
       ...denoisingStrengthInfotext(request.initImage),
-      ...tiHashesInfotext(textualInversions),
+      // A1111's order: its extra networks (Lora hashes) activate before the prompt is encoded (TI hashes).
       ...loraHashesInfotext(loras),
+      ...tiHashesInfotext(textualInversions),
     },
   });
 }

@@ -53,7 +53,7 @@ export function textEncoderRunner(textEncoder: ModelPart, clipSkip = 1): RunText
 
 /** Text embeddings for [negative × n, prompt × n] (or prompt × n without guidance), flat, plus their dims. */
 export async function encodeText(
-  model: Pick<StableDiffusionModel, 'tokenizer' | 'textEncoder'> & Partial<Pick<StableDiffusionModel, 'embeddings'>>,
+  model: Pick<StableDiffusionModel, 'tokenizer' | 'textEncoder' | 'embeddings'>,
   prompt: string,
   negativePrompt: string,
   batch: number,

@@ -24,7 +24,32 @@ import { createHash } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import { basename, extname, join, relative } from 'node:path';
 import { toFloat16 } from './fp16.js';
-import { concat, encodeVarint, fields, lengthDelimited, rewriteFields, stringOf, subMessage, WIRE_BYTES, WIRE_VARINT } from './onnx-proto.js';
+import {
+  concat,
+  encodeVarint,
+  fields,
+  GRAPH_INITIALIZER,
+  GRAPH_NODE,
+  lengthDelimited,
+  MODEL_GRAPH as GRAPH,
+  NODE_INPUT,
+  NODE_NAME,
+  NODE_OP_TYPE,
+  NODE_OUTPUT,
+  ONNX_FLOAT,
+  ONNX_FLOAT16,
+  rewriteFields,
+  stringOf,
+  subMessage,
+  TENSOR_DATA_LOCATION,
+  TENSOR_DATA_TYPE,
+  TENSOR_DIMS,
+  TENSOR_FLOAT_DATA,
+  TENSOR_NAME,
+  TENSOR_RAW_DATA,
+  WIRE_BYTES,
+  WIRE_VARINT,
+} from './onnx-proto.js';
 import { isFileTensor, readSafetensors, readTorchFile, type FileTensor, type FileValue } from './tensor-files.js';
 
 /** The file types read as embeddings (A1111 also reads embeddings hidden in PNG/WebP images; we do not). */
@@ -154,21 +179,6 @@ export function embeddingsFolderFor(configured: string | undefined, modelFolder:
 
 // --- the graph rewrite ---------------------------------------------------------------------------------------------
 
-const GRAPH = 7;
-const GRAPH_NODE = 1;
-const GRAPH_INITIALIZER = 5;
-const NODE_INPUT = 1;
-const NODE_OUTPUT = 2;
-const NODE_NAME = 3;
-const NODE_OP_TYPE = 4;
-const TENSOR_DIMS = 1;
-const TENSOR_DATA_TYPE = 2;
-const TENSOR_FLOAT_DATA = 4;
-const TENSOR_NAME = 8;
-const TENSOR_RAW_DATA = 9;
-const TENSOR_DATA_LOCATION = 14;
-const ONNX_FLOAT = 1;
-const ONNX_FLOAT16 = 10;
 
 /** The token-embedding table of a CLIP text encoder, as stored. */
 export interface TokenEmbeddingTable {

@@ -14,7 +14,23 @@
 import sharp from 'sharp';
 import { InvalidRequestError, ModelFileError } from './errors.js';
 import type { ModelPart } from './model.js';
-import { concat, fields, lengthDelimited, stringOf, subMessage, WIRE_BYTES } from './onnx-proto.js';
+import {
+  concat,
+  fields,
+  GRAPH_NODE,
+  GRAPH_OUTPUT,
+  lengthDelimited,
+  MODEL_GRAPH as GRAPH,
+  NODE_INPUT,
+  NODE_NAME,
+  NODE_OP_TYPE,
+  NODE_OUTPUT,
+  stringOf,
+  subMessage,
+  VALUE_INFO_NAME,
+  VALUE_INFO_TYPE,
+  WIRE_BYTES,
+} from './onnx-proto.js';
 import type { NoiseGenerator } from './rng/types.js';
 import { readFloats, TensorFeeder } from './tensors.js';
 
@@ -25,15 +41,6 @@ export class VaeEncoderRewriteError extends Error {
   override name = 'VaeEncoderRewriteError';
 }
 
-const GRAPH = 7;
-const GRAPH_NODE = 1;
-const GRAPH_OUTPUT = 12;
-const NODE_INPUT = 1;
-const NODE_OUTPUT = 2;
-const NODE_NAME = 3;
-const NODE_OP_TYPE = 4;
-const VALUE_INFO_NAME = 1;
-const VALUE_INFO_TYPE = 2;
 
 const text = (value: string) => new TextEncoder().encode(value);
 

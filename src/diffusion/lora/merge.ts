@@ -18,7 +18,33 @@ import { isAbsolute, join, normalize } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { toFloat16, toFloat32 } from '../fp16.js';
 import { buildModel } from '../onnx-builder.js';
-import { concat, fields, lengthDelimited, readVarint, rewriteFields, stringOf, subMessage, WIRE_BYTES } from '../onnx-proto.js';
+import {
+  ATTRIBUTE_NAME,
+  concat,
+  fields,
+  GRAPH_INITIALIZER,
+  GRAPH_NODE,
+  lengthDelimited,
+  MODEL_GRAPH,
+  NODE_ATTRIBUTE,
+  NODE_INPUT,
+  NODE_NAME,
+  NODE_OP_TYPE,
+  ONNX_FLOAT,
+  ONNX_FLOAT16,
+  readVarint,
+  rewriteFields,
+  stringOf,
+  subMessage,
+  TENSOR_DATA_LOCATION,
+  TENSOR_DATA_TYPE,
+  TENSOR_DIMS,
+  TENSOR_EXTERNAL_DATA,
+  TENSOR_FLOAT_DATA,
+  TENSOR_NAME,
+  TENSOR_RAW_DATA,
+  WIRE_BYTES,
+} from '../onnx-proto.js';
 import { kohyaModuleName, type LoraTarget, type LoraWeights } from './keys.js';
 
 export class LoraMergeError extends Error {
@@ -40,23 +66,6 @@ export interface LoraMergeResult {
   unmatched: Array<{ lora: string; module: string; reason: string }>;
 }
 
-const MODEL_GRAPH = 7;
-const GRAPH_NODE = 1;
-const GRAPH_INITIALIZER = 5;
-const NODE_INPUT = 1;
-const NODE_NAME = 3;
-const NODE_OP_TYPE = 4;
-const NODE_ATTRIBUTE = 5;
-const ATTRIBUTE_NAME = 1;
-const TENSOR_DIMS = 1;
-const TENSOR_DATA_TYPE = 2;
-const TENSOR_FLOAT_DATA = 4;
-const TENSOR_NAME = 8;
-const TENSOR_RAW_DATA = 9;
-const TENSOR_EXTERNAL_DATA = 13;
-const TENSOR_DATA_LOCATION = 14;
-const ONNX_FLOAT = 1;
-const ONNX_FLOAT16 = 10;
 
 /** How a weight initializer is laid out: [in, out] (MatMul, Gemm without transB) or [out, …] (Conv, Gemm transB). */
 export type Layout = 'in-out' | 'out-in';
