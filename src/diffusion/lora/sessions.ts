@@ -71,8 +71,7 @@ export class LoraSessionCache {
    */
   async acquire(set: readonly ResolvedLora[]): Promise<{ parts: LoraParts; done: () => Promise<void> }> {
     if (set.length === 0) return { parts: { textEncoder: null, unet: null }, done: async () => {} };
-    const { entry } = await this.entryOf(set);
-    this.users.set(entry, (this.users.get(entry) ?? 0) + 1);
+    const { entry } = await this.entryOf(set, true);
     let released = false;
     const done = async () => {
       if (released) return;
@@ -91,20 +90,26 @@ export class LoraSessionCache {
   }
 
   private async entryFor(set: readonly ResolvedLora[]): Promise<LoraParts> {
-    return (await this.entryOf(set)).entry;
+    return (await this.entryOf(set, false)).entry;
   }
 
   /**
    * The cache entry of a set (most recently used last), evicting the oldest when the cache is full. (Wrapped in an
-   * object: an async function would flatten the entry's promise, and `users` counts by that promise.)
+   * object: an async function would flatten the entry's promise, and `users` counts by that promise.) With `hold`,
+   * the caller becomes a user in the same synchronous stretch that finds or creates the entry, so no overlapping
+   * call can evict and release it in between.
    */
-  private async entryOf(set: readonly ResolvedLora[]): Promise<{ entry: Promise<LoraParts> }> {
+  private async entryOf(set: readonly ResolvedLora[], hold: boolean): Promise<{ entry: Promise<LoraParts> }> {
     const key = loraSetKey(set);
+    const held = (entry: Promise<LoraParts>) => {
+      if (hold) this.users.set(entry, (this.users.get(entry) ?? 0) + 1);
+      return { entry };
+    };
     let entry = this.entries.get(key);
     if (entry) {
       this.entries.delete(key);
       this.entries.set(key, entry);
-      return { entry };
+      return held(entry);
     }
     // At least the set in use is kept: its sessions are released when a later set evicts it (and its users are done).
     while (this.entries.size >= Math.max(1, this.capacity)) {
@@ -117,7 +122,7 @@ export class LoraSessionCache {
     this.entries.set(key, entry);
     // A failed merge is not kept: the next request tries again.
     entry.catch(() => this.entries.delete(key));
-    return { entry };
+    return held(entry);
   }
 
   private async open(set: readonly ResolvedLora[]): Promise<LoraParts> {
