@@ -102,6 +102,39 @@ export function multistepStepIndex(timesteps: Float64Array, timestep: number): n
   return matches.length === 0 ? timesteps.length - 1 : matches.length > 1 ? matches[1]! : matches[0]!;
 }
 
+/**
+ * diffusers' step-index bookkeeping for the multistep solvers (DPM-Solver++, UniPC): `_step_index`, set at the first
+ * step from `_begin_index` when img2img set one, else from the timestep's place; and the index `add_noise` uses (the
+ * begin index when set — the current step once stepping — else the timestep's place).
+ */
+export class MultistepIndex {
+  /** The step about to run; null until the first step (`_init_step_index`). */
+  step: number | null = null;
+  private begin: number | null = null;
+
+  constructor(private readonly timesteps: () => Float64Array) {}
+
+  /** `set_timesteps` starts over. */
+  reset(): void {
+    this.step = null;
+    this.begin = null;
+  }
+
+  /** diffusers' `set_begin_index`. */
+  setBegin(index: number): void {
+    this.begin = index;
+  }
+
+  current(timestep: number): number {
+    if (this.step === null) this.step = this.begin ?? multistepStepIndex(this.timesteps(), timestep);
+    return this.step;
+  }
+
+  forAddNoise(timestep: number): number {
+    return this.begin === null ? multistepStepIndex(this.timesteps(), timestep) : (this.step ?? this.begin);
+  }
+}
+
 export class DpmSolverMultistepScheduler implements Scheduler {
   /** dpmpp_2m_sde when the config (or DpmSolverSdeScheduler) picks the SDE algorithm. */
   readonly name: 'dpmpp_2m' | 'dpmpp_2m_sde';
@@ -119,8 +152,7 @@ export class DpmSolverMultistepScheduler implements Scheduler {
   private readonly heun: boolean;
   private readonly alphasCumprod: Float32Array;
   private readonly trainSigmas: Float32Array;
-  private stepIndex: number | null = null;
-  private beginIndex: number | null = null;
+  private readonly index = new MultistepIndex(() => this.timesteps);
   private lowerOrderNums = 0;
   private readonly outputs = new AlternatingBuffers();
   /** Ring of the last `order` data predictions (owned); `modelOutputNewest` is the latest slot. */
@@ -198,8 +230,7 @@ export class DpmSolverMultistepScheduler implements Scheduler {
     }
     this.sigmas = withFinalSigma(sigmas, config.final_sigmas_type === 'sigma_min' ? trainSigmas[0]! : 0);
     this.timesteps = Float64Array.from(timesteps);
-    this.stepIndex = null;
-    this.beginIndex = null;
+    this.index.reset();
     this.lowerOrderNums = 0;
     this.modelOutputNewest = -1;
     this.noise.reset();
@@ -211,18 +242,12 @@ export class DpmSolverMultistepScheduler implements Scheduler {
 
   /** diffusers' `set_begin_index` (Scheduler.setBeginIndex). */
   setBeginIndex(index: number): void {
-    this.beginIndex = index;
-  }
-
-  private currentIndex(timestep: number): number {
-    if (this.stepIndex === null) this.stepIndex = this.beginIndex ?? multistepStepIndex(this.timesteps, timestep);
-    return this.stepIndex;
+    this.index.setBegin(index);
   }
 
   /** α_t·x + σ_t·ε at the begin index when set (img2img), else at the timestep's place (add-noise.ts). */
   addNoise(original: Float32Array, noise: Float32Array, timestep: number): Float32Array {
-    const index = this.beginIndex === null ? multistepStepIndex(this.timesteps, timestep) : (this.stepIndex ?? this.beginIndex);
-    return addNoiseOverAlphaSigma(this.sigmas[index]!, original, noise);
+    return addNoiseOverAlphaSigma(this.sigmas[this.index.forAddNoise(timestep)]!, original, noise);
   }
 
   prepareStep(generator: NoiseGenerator, count: number): void {
@@ -236,7 +261,7 @@ export class DpmSolverMultistepScheduler implements Scheduler {
   step(modelOutput: Float32Array, timestep: number, sample: Float32Array, generator?: NoiseGenerator): Float32Array {
     assertSameLength(modelOutput, sample);
     if (this.sigmas.length === 0) throw new Error('call setTimesteps before step');
-    const index = this.currentIndex(timestep);
+    const index = this.index.current(timestep);
     const stepCount = this.timesteps.length;
     const { config } = this;
     const lowerOrderFinal =
@@ -269,7 +294,7 @@ export class DpmSolverMultistepScheduler implements Scheduler {
       this.thirdOrderUpdate(sample, index, out);
     }
     if (this.lowerOrderNums < this.order) this.lowerOrderNums++;
-    this.stepIndex = index + 1;
+    this.index.step = index + 1;
     return out;
   }
 

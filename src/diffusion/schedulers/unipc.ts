@@ -22,7 +22,7 @@ import { samplerDisplayName } from './sampler-name.js';
 import { exponentialSigmas, karrasSigmas, logFloat32, sigmaToTimestep } from './sigmas.js';
 import { validateStepCount } from './timesteps.js';
 import { roundHalfEven } from '../numeric.js';
-import { alphaSigmaLambda, multistepStepIndex, multistepTimesteps } from './dpmpp-2m.js';
+import { alphaSigmaLambda, MultistepIndex, multistepTimesteps } from './dpmpp-2m.js';
 import { SIGMA_SCHEDULE_DEFAULTS, requireSigmaScheduleSwitches, sigmaNoiseSchedule, withFinalSigma, type SigmaScheduleSwitches } from './sigma-schedule.js';
 import type { Scheduler, SchedulerConfig, SchedulerOptions, TimestepSpacing } from './types.js';
 
@@ -134,8 +134,7 @@ export class UniPcScheduler implements Scheduler {
   private readonly bh2: boolean;
   private readonly disableCorrector: ReadonlySet<number>;
   private readonly trainSigmas: Float32Array;
-  private stepIndex: number | null = null;
-  private beginIndex: number | null = null;
+  private readonly index = new MultistepIndex(() => this.timesteps);
   private lowerOrderNums = 0;
   /** The order of the last prediction (the corrector of the next step uses it). */
   private lastOrder = 0;
@@ -206,8 +205,7 @@ export class UniPcScheduler implements Scheduler {
     }
     this.sigmas = withFinalSigma(sigmas, finalSigma);
     this.timesteps = Float64Array.from(timesteps);
-    this.stepIndex = null;
-    this.beginIndex = null;
+    this.index.reset();
     this.lowerOrderNums = 0;
     this.lastOrder = 0;
     this.history = [];
@@ -220,24 +218,18 @@ export class UniPcScheduler implements Scheduler {
 
   /** diffusers' `set_begin_index` (Scheduler.setBeginIndex). */
   setBeginIndex(index: number): void {
-    this.beginIndex = index;
-  }
-
-  private currentIndex(timestep: number): number {
-    if (this.stepIndex === null) this.stepIndex = this.beginIndex ?? multistepStepIndex(this.timesteps, timestep);
-    return this.stepIndex;
+    this.index.setBegin(index);
   }
 
   /** α_t·x + σ_t·ε at the begin index when set (img2img), else at the timestep's place (add-noise.ts). */
   addNoise(original: Float32Array, noise: Float32Array, timestep: number): Float32Array {
-    const index = this.beginIndex === null ? multistepStepIndex(this.timesteps, timestep) : (this.stepIndex ?? this.beginIndex);
-    return addNoiseOverAlphaSigma(this.sigmas[index]!, original, noise);
+    return addNoiseOverAlphaSigma(this.sigmas[this.index.forAddNoise(timestep)]!, original, noise);
   }
 
   step(modelOutput: Float32Array, timestep: number, sample: Float32Array, _generator?: NoiseGenerator): Float32Array {
     assertSameLength(modelOutput, sample);
     if (this.sigmas.length === 0) throw new Error('call setTimesteps before step');
-    const index = this.currentIndex(timestep);
+    const index = this.index.current(timestep);
     const count = sample.length;
 
     // The model output as x̂₀ (or ε), at this step's noise level, from the sample before correction.
@@ -272,7 +264,7 @@ export class UniPcScheduler implements Scheduler {
       out[i] = sampleScale * start[i]! - m0Scale * newest - differenceScale * weighted;
     }
     if (this.lowerOrderNums < this.order) this.lowerOrderNums++;
-    this.stepIndex = index + 1;
+    this.index.step = index + 1;
     return out;
   }
 
